@@ -1,0 +1,136 @@
+# Tern's build. `make help` lists the targets.
+#
+# Recipes run in bash with -e and pipefail, so a failing command in a pipeline fails the
+# target instead of being masked by the command after it.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := build
+.DELETE_ON_ERROR:
+
+GO ?= go
+GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
+
+# staticcheck is pinned: a new release can add checks, and CI must not turn red on its own.
+# v0.8.2 (2026.2.2) is the release that supports Go 1.26.
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK := $(GOBIN_DIR)/staticcheck
+
+# `make test` runs these targets in this order and stops at the first failure. Later work
+# appends its steps (browser and docker end-to-end tests) with `TEST_STEPS += <target>`.
+TEST_STEPS := fmt-check vet staticcheck go-test
+
+# Flags for `go test` in `make test`, for example GO_TEST_FLAGS='-run TestFoo -v'.
+GO_TEST_FLAGS ?=
+
+# How long `make fuzz` runs each fuzz target.
+FUZZTIME ?= 10m
+
+# Arguments for the benchmark tool: make bench BENCH_ARGS='...'.
+BENCH_ARGS ?=
+
+# The development nsqd of `make up`.
+DATA_DIR := .data
+NSQD_DATA := $(DATA_DIR)/nsqd
+NSQD_LOG := $(DATA_DIR)/nsqd.log
+NSQD_PID := $(DATA_DIR)/nsqd.pid
+NSQD_TCP_PORT ?= 4150
+NSQD_FLAGS ?=
+
+# Go files under version control's view of the tree: no build output, no fuzz corpora.
+GO_FILES = $(shell find . -name '*.go' -not -path './.git/*' -not -path './bin/*' \
+	-not -path './$(DATA_DIR)/*' -not -path '*/testdata/*')
+
+.PHONY: help build test lint fmt-check vet staticcheck go-test tools bench fuzz up down clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## build static binaries of every ./apps/* into ./bin/
+	@mkdir -p bin
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/ ./apps/...
+
+test: ## gofmt check, go vet, staticcheck, go test -race, then any appended TEST_STEPS
+	@for step in $(TEST_STEPS); do \
+		echo "==> $$step"; \
+		$(MAKE) --no-print-directory $$step || { echo "make test: step '$$step' failed" >&2; exit 1; }; \
+	done
+
+lint: fmt-check vet staticcheck ## gofmt check, go vet and staticcheck
+
+fmt-check: ## fail, listing the files, if any Go file is not gofmt-formatted
+	@files="$$(gofmt -l $(GO_FILES) </dev/null)"; \
+	if [ -n "$$files" ]; then \
+		echo "these files are not gofmt-formatted (run gofmt -w on them):" >&2; \
+		echo "$$files" >&2; \
+		exit 1; \
+	fi
+
+vet: ## go vet ./...
+	$(GO) vet ./...
+
+staticcheck: tools ## staticcheck ./... (installs the pinned staticcheck if needed)
+	$(STATICCHECK) ./...
+
+go-test: ## go test -race ./...
+	$(GO) test -race $(GO_TEST_FLAGS) ./...
+
+tools: ## install the pinned staticcheck unless it is already there
+	@if ! "$(STATICCHECK)" -version 2>/dev/null | grep -qF '($(STATICCHECK_VERSION:v%=%))'; then \
+		echo "installing staticcheck $(STATICCHECK_VERSION)"; \
+		GOBIN="$(GOBIN_DIR)" $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION); \
+	fi
+
+bench: build ## build, then run the nsqbench load generator (BENCH_ARGS=...)
+	@if [ ! -d bench/nsqbench ]; then \
+		echo "make bench: bench/nsqbench does not exist yet; there is no benchmark tool to run" >&2; \
+		exit 1; \
+	fi
+	$(GO) run ./bench/nsqbench $(BENCH_ARGS)
+
+fuzz: ## run every Fuzz* target in the repository for FUZZTIME each (default 10m)
+	@targets="$$($(GO) test -list '^Fuzz' ./... | awk '/^Fuzz/ { names = names " " $$1; next } /^ok/ { if (names != "") print $$2 names; names = "" }')"; \
+	if [ -z "$$targets" ]; then echo "no fuzz targets found"; exit 0; fi; \
+	while read -r pkg names; do \
+		for name in $$names; do \
+			echo "==> fuzz $$pkg $$name for $(FUZZTIME)"; \
+			$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) "$$pkg"; \
+		done; \
+	done <<< "$$targets"
+
+# Until the docker compose file lands, `up` runs one nsqd from ./bin in the background, with
+# its data in $(NSQD_DATA) and its log in $(NSQD_LOG); `down` stops it.
+up: build ## start a development nsqd in the background (data and log in ./.data)
+	@mkdir -p $(NSQD_DATA)
+	@if [ -f $(NSQD_PID) ] && kill -0 "$$(cat $(NSQD_PID))" 2>/dev/null; then \
+		echo "nsqd is already running (pid $$(cat $(NSQD_PID)))"; exit 0; \
+	fi; \
+	nohup ./bin/nsqd --data-path=$(NSQD_DATA) $(NSQD_FLAGS) </dev/null >>$(NSQD_LOG) 2>&1 & \
+	pid=$$!; echo $$pid > $(NSQD_PID); \
+	for i in $$(seq 100); do \
+		if ! kill -0 $$pid 2>/dev/null; then \
+			rm -f $(NSQD_PID); \
+			echo "nsqd exited at start; the end of $(NSQD_LOG):" >&2; tail -n 20 $(NSQD_LOG) >&2; exit 1; \
+		fi; \
+		if (exec 3<>/dev/tcp/127.0.0.1/$(NSQD_TCP_PORT)) 2>/dev/null; then \
+			echo "nsqd is up (pid $$pid, TCP port $(NSQD_TCP_PORT)); log in $(NSQD_LOG); stop it with make down"; exit 0; \
+		fi; \
+		sleep 0.1; \
+	done; \
+	echo "nsqd is running (pid $$pid) but not yet listening on TCP port $(NSQD_TCP_PORT); see $(NSQD_LOG)"
+
+down: ## stop the development nsqd with SIGTERM and wait for it to exit
+	@if [ ! -f $(NSQD_PID) ]; then echo "nsqd is not running"; exit 0; fi; \
+	pid="$$(cat $(NSQD_PID))"; \
+	if ! kill -0 "$$pid" 2>/dev/null || \
+		{ [ -r /proc/$$pid/cmdline ] && ! tr '\0' ' ' </proc/$$pid/cmdline | grep -q 'bin/nsqd'; }; then \
+		echo "nsqd is not running (removing the stale $(NSQD_PID))"; rm -f $(NSQD_PID); exit 0; \
+	fi; \
+	kill -TERM "$$pid"; \
+	for i in $$(seq 300); do \
+		if ! kill -0 "$$pid" 2>/dev/null; then rm -f $(NSQD_PID); echo "nsqd stopped"; exit 0; fi; \
+		sleep 0.1; \
+	done; \
+	echo "nsqd (pid $$pid) did not stop within 30s of SIGTERM; see $(NSQD_LOG)" >&2; exit 1
+
+clean: down ## stop the development nsqd, remove ./bin and ./.data
+	rm -rf bin $(DATA_DIR)
