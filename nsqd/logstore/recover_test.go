@@ -1,0 +1,371 @@
+package logstore
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+// tornFixture writes a closed log of several segments whose active segment holds a few
+// records, and returns its directory, the records written, the name of the active segment
+// and the offset of its last record.
+func tornFixture(t *testing.T) (dir string, n int, active string, lastOff int64) {
+	t.Helper()
+	dir = t.TempDir()
+	l := openLog(t, Options{Dir: dir, SegmentBytes: 1500})
+	for n < 40 {
+		mustAppend(t, l, testRecords(n, 4), uint64(n))
+		n += 4
+	}
+	for {
+		files := segFiles(t, dir)
+		if base, _ := parseSegName(files[len(files)-1]); uint64(n)-base >= 3 {
+			break
+		}
+		mustAppend(t, l, testRecords(n, 1), uint64(n))
+		n++
+	}
+	entries := readAll(t, l.NewReader(Pos{}), 100)
+	must(t, l.Close())
+	files := segFiles(t, dir)
+	if len(files) < 3 {
+		t.Fatalf("fixture has %d segments", len(files))
+	}
+	active = files[len(files)-1]
+	base, _ := parseSegName(active)
+	if uint64(n)-base < 3 {
+		t.Fatalf("active segment holds %d records", uint64(n)-base)
+	}
+	return dir, n, active, entries[n-1].Pos.Offset
+}
+
+// checkRecovered opens dir and checks that it holds exactly the first n test records, that
+// appending still works, and that the result survives another reopen.
+func checkRecovered(t *testing.T, dir string, n int, logger *slog.Logger) {
+	t.Helper()
+	l, err := Open(Options{Dir: dir, SegmentBytes: 1500, Logger: logger})
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	defer l.Close()
+	if l.Tail() != uint64(n) || l.LastID() != testRecord(n-1).ID {
+		t.Fatalf("tail %d last ID %d, want %d %d", l.Tail(), l.LastID(), n, testRecord(n-1).ID)
+	}
+	if got := diskSize(t, dir); got != l.Size() {
+		t.Fatalf("files hold %d bytes, log %d: the damage was not cut off", got, l.Size())
+	}
+	checkEntries(t, readAll(t, l.NewReader(Pos{}), 1000), 0, 0)
+	mustAppend(t, l, testRecords(n, 2), uint64(n))
+	must(t, l.Close())
+	l2 := openLog(t, Options{Dir: dir})
+	entries := readAll(t, l2.NewReader(Pos{}), 1000)
+	if len(entries) != n+2 {
+		t.Fatalf("after append and reopen: %d records, want %d", len(entries), n+2)
+	}
+	checkEntries(t, entries, 0, 0)
+}
+
+// TestTornTail cuts the active segment at every byte offset of its last record: the
+// complete records all survive, and the cut is reported.
+func TestTornTail(t *testing.T) {
+	src, n, active, lastOff := tornFixture(t)
+	full, err := os.ReadFile(filepath.Join(src, active))
+	must(t, err)
+	for cut := lastOff; cut <= int64(len(full)); cut++ {
+		dir := copyDir(t, src)
+		must(t, os.Truncate(filepath.Join(dir, active), cut))
+		logger, sink := captureLogger()
+		want := n - 1
+		if cut == int64(len(full)) {
+			want = n
+		}
+		checkRecovered(t, dir, want, logger)
+		warned := sink.find("level=WARN", "cut torn tail", fmt.Sprintf("bytes_cut=%d", cut-lastOff))
+		if (cut > lastOff && cut < int64(len(full))) != (len(warned) == 1) {
+			t.Fatalf("cut at %d: log:\n%s", cut, sink.dump())
+		}
+		if got := segFiles(t, dir); len(got) != len(segFiles(t, src)) {
+			t.Fatalf("cut at %d: segments %v", cut, got)
+		}
+	}
+}
+
+// TestCorruptTail flips each byte of the last record in turn: the record is cut, the
+// others survive, and nothing is saved aside since nothing valid follows the damage.
+func TestCorruptTail(t *testing.T) {
+	src, n, active, lastOff := tornFixture(t)
+	full, err := os.ReadFile(filepath.Join(src, active))
+	must(t, err)
+	for at := lastOff; at < int64(len(full)); at++ {
+		for _, mask := range []byte{0x01, 0x80} {
+			dir := copyDir(t, src)
+			b := bytes.Clone(full)
+			b[at] ^= mask
+			must(t, os.WriteFile(filepath.Join(dir, active), b, 0o644))
+			logger, sink := captureLogger()
+			checkRecovered(t, dir, n-1, logger)
+			if len(sink.find("cut torn tail")) != 1 {
+				t.Fatalf("flip at %d: log:\n%s", at, sink.dump())
+			}
+			if saved, _ := filepath.Glob(filepath.Join(dir, "*.corrupt")); len(saved) != 0 {
+				t.Fatalf("flip at %d: saved %v", at, saved)
+			}
+		}
+	}
+}
+
+// TestCorruptMiddleOfActive damages a record with valid records after it: the log keeps
+// what precedes the damage and saves the cut bytes instead of discarding them silently.
+func TestCorruptMiddleOfActive(t *testing.T) {
+	dir, _, active, _ := tornFixture(t)
+	path := filepath.Join(dir, active)
+	full, err := os.ReadFile(path)
+	must(t, err)
+	base, _ := parseSegName(active)
+	// Find the second record of the active segment and damage its body.
+	first := lenSize + int(binary.BigEndian.Uint32(full))
+	b := bytes.Clone(full)
+	b[first+headerSize-1] ^= 0xff
+	must(t, os.WriteFile(path, b, 0o644))
+
+	logger, sink := captureLogger()
+	checkRecovered(t, dir, int(base)+1, logger)
+	if len(sink.find("level=ERROR", "saved_to=", fmt.Sprintf("bytes_cut=%d", len(full)-first))) != 1 {
+		t.Fatalf("log:\n%s", sink.dump())
+	}
+	saved, err := os.ReadFile(fmt.Sprintf("%s.%d.corrupt", path, first))
+	must(t, err)
+	if !bytes.Equal(saved, b[first:]) {
+		t.Fatal("saved bytes differ from the cut ones")
+	}
+}
+
+// TestCorruptOldSegment damages a sealed segment in several ways: readers log it, skip to
+// the next segment counting what they lost, and never get stuck.
+func TestCorruptOldSegment(t *testing.T) {
+	tests := []struct {
+		name   string
+		damage func(b []byte, second int) []byte // second is the offset of the second record
+	}{
+		{"checksum", func(b []byte, second int) []byte { b[second+headerSize] ^= 1; return b }},
+		{"length too large", func(b []byte, second int) []byte {
+			binary.BigEndian.PutUint32(b[second:], 0xfffffff0)
+			return b
+		}},
+		{"length too small", func(b []byte, second int) []byte {
+			binary.BigEndian.PutUint32(b[second:], 3)
+			return b
+		}},
+		{"length past the end", func(b []byte, second int) []byte {
+			binary.BigEndian.PutUint32(b[second:], uint32(len(b)))
+			return b
+		}},
+		{"torn", func(b []byte, second int) []byte { return b[:second+10] }},
+		{"short by whole records", func(b []byte, second int) []byte { return b[:second] }},
+		{"empty", func(b []byte, second int) []byte { return nil }},
+	}
+	for _, tt := range tests {
+		for _, mem := range []int{0, 5} {
+			t.Run(fmt.Sprintf("%s/mem=%d", tt.name, mem), func(t *testing.T) {
+				dir := t.TempDir()
+				opts := Options{Dir: dir, SegmentBytes: 1500, MemRecords: mem}
+				l := openLog(t, opts)
+				mustAppend(t, l, testRecords(0, 60), 0)
+				must(t, l.Close())
+				files := segFiles(t, dir)
+				path := filepath.Join(dir, files[1])
+				b, err := os.ReadFile(path)
+				must(t, err)
+				base, _ := parseSegName(files[1])
+				next, _ := parseSegName(files[2])
+				second := lenSize + int(binary.BigEndian.Uint32(b))
+				must(t, os.WriteFile(path, tt.damage(b, second), 0o644))
+
+				keep := uint64(1) // records of the damaged segment before the damage
+				if tt.name == "empty" {
+					keep = 0
+				}
+				var sink *logSink
+				opts.Logger, sink = captureLogger()
+				l = openLog(t, opts)
+				if l.Tail() != 60 {
+					t.Fatalf("tail %d", l.Tail())
+				}
+				for _, batch := range []int{1, 7, 100} {
+					r := l.NewReader(Pos{})
+					entries := readAll(t, r, batch)
+					lost := next - base - keep
+					if r.Skipped() != lost || uint64(len(entries)) != 60-lost {
+						t.Fatalf("batch %d: read %d, skipped %d; want %d and %d", batch, len(entries), r.Skipped(), 60-lost, lost)
+					}
+					checkEntries(t, entries[:base+keep], 0, 0)
+					checkEntries(t, entries[base+keep:], next, int(next))
+				}
+				if len(sink.find("level=ERROR", "segment="+files[1], fmt.Sprintf("records_skipped=%d", next-base-keep))) == 0 {
+					t.Fatalf("log:\n%s", sink.dump())
+				}
+				if tt.name == "checksum" {
+					if _, err := l.ReadAt(Pos{Seq: base + 1, Offset: int64(second)}); !errors.Is(err, ErrCorrupt) {
+						t.Fatalf("read at damaged record: %v", err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestReaderSegmentDeletedUnderIt truncates the log while a reader is part way through a
+// segment it has buffered.
+func TestReaderSegmentDeletedUnderIt(t *testing.T) {
+	l := openLog(t, Options{Dir: t.TempDir(), SegmentBytes: 1000})
+	mustAppend(t, l, testRecords(0, 80), 0)
+	r := l.NewReader(Pos{})
+	got, err := r.Read(nil, 3)
+	must(t, err)
+	if _, err := l.TruncateFront(40); err != nil {
+		t.Fatal(err)
+	}
+	rest := readAll(t, r, 5)
+	head := l.Head()
+	if r.Skipped() != head-3 || len(got)+len(rest)+int(r.Skipped()) != 80 {
+		t.Fatalf("read %d+%d, skipped %d, head %d", len(got), len(rest), r.Skipped(), head)
+	}
+	checkEntries(t, rest, head, int(head))
+}
+
+const killEnv = "LOGSTORE_KILL_CHILD_DIR"
+
+// killRecord is record j of append k by writer g in the kill test.
+func killRecord(g, k, j int) Record {
+	id := uint64(g)<<40 | uint64(k)<<8 | uint64(j)
+	body := make([]byte, (g*13+k*7+j*3)%300)
+	for i := range body {
+		body[i] = byte(int(id) + i*7)
+	}
+	return Record{ID: id, Timestamp: int64(k), DeliverAt: int64(j), Body: body}
+}
+
+var killOpts = Options{SegmentBytes: 64 << 10, MemRecords: 100}
+
+// killChild appends from several goroutines until it is killed, printing one line per
+// acknowledged Append: "seq writer append count".
+func killChild(dir string) {
+	opts := killOpts
+	opts.Dir = dir
+	l, err := Open(opts)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "open:", err)
+		os.Exit(2)
+	}
+	deadline := time.Now().Add(time.Minute) // in case the parent is gone
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for k := 0; time.Now().Before(deadline); k++ {
+				n := 1 + (g+k)%7
+				recs := make([]Record, n)
+				for j := range recs {
+					recs[j] = killRecord(g, k, j)
+				}
+				seq, err := l.Append(recs)
+				if err != nil {
+					fmt.Fprintln(os.Stderr, "append:", err)
+					os.Exit(2)
+				}
+				// One small write is one atomic pipe write, so lines never interleave.
+				if _, err := fmt.Fprintf(os.Stdout, "%d %d %d %d\n", seq, g, k, n); err != nil {
+					os.Exit(2)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	os.Exit(3)
+}
+
+type ack struct{ seq, g, k, n int }
+
+// TestKillRecovery runs a child process that appends, SIGKILLs it at an arbitrary moment,
+// and checks that every record whose Append returned is in the reopened log, intact. It
+// does so three times on the same log, so recovery is followed by more appends.
+func TestKillRecovery(t *testing.T) {
+	if dir := os.Getenv(killEnv); dir != "" {
+		killChild(dir)
+		return
+	}
+	if testing.Short() {
+		t.Skip("spawns processes")
+	}
+	dir := t.TempDir()
+	var acks []ack
+	for round, target := range []int{300, 1500, 4000} {
+		var stderr bytes.Buffer
+		cmd := exec.Command(os.Args[0], "-test.run=^TestKillRecovery$", "-test.count=1")
+		cmd.Env = append(os.Environ(), killEnv+"="+dir)
+		cmd.Stderr = &stderr
+		stdout, err := cmd.StdoutPipe()
+		must(t, err)
+		must(t, cmd.Start())
+		watchdog := time.AfterFunc(time.Minute, func() { _ = cmd.Process.Kill() })
+		rd := bufio.NewReader(stdout)
+		got, killed := 0, false
+		for {
+			line, err := rd.ReadString('\n')
+			if err != nil {
+				break // EOF after the kill; a fragment without a newline is not an ack
+			}
+			var a ack
+			if _, err := fmt.Sscanf(line, "%d %d %d %d", &a.seq, &a.g, &a.k, &a.n); err != nil {
+				t.Fatalf("round %d: child printed %q", round, line)
+			}
+			acks = append(acks, a)
+			if got++; got == target {
+				must(t, cmd.Process.Kill())
+				killed = true
+			}
+		}
+		_ = cmd.Wait()
+		watchdog.Stop()
+		if !killed {
+			t.Fatalf("round %d: child stopped after %d acks: %s", round, got, stderr.String())
+		}
+
+		l := openLog(t, Options{Dir: dir})
+		entries := readAll(t, l.NewReader(Pos{}), 4096)
+		checkDense(t, entries)
+		for _, a := range acks {
+			if a.seq+a.n > len(entries) {
+				t.Fatalf("round %d: acknowledged seqs %d..%d lost (log holds %d)", round, a.seq, a.seq+a.n-1, len(entries))
+			}
+			for j := range a.n {
+				if !sameRecord(entries[a.seq+j].Record, killRecord(a.g, a.k, j)) {
+					t.Fatalf("round %d: seq %d differs from what was acknowledged", round, a.seq+j)
+				}
+			}
+		}
+		if len(entries) > 0 && l.LastID() != entries[len(entries)-1].ID {
+			t.Fatalf("round %d: last ID %d, newest record %d", round, l.LastID(), entries[len(entries)-1].ID)
+		}
+		t.Logf("round %d: %d appends acknowledged, log holds %d records in %d segments",
+			round, len(acks), len(entries), len(segFiles(t, dir)))
+		must(t, l.Close())
+	}
+}
+
+func checkDense(t *testing.T, entries []Entry) {
+	t.Helper()
+	for i, e := range entries {
+		if e.Pos.Seq != uint64(i) {
+			t.Fatalf("entry %d has seq %d", i, e.Pos.Seq)
+		}
+	}
+}
