@@ -1,0 +1,209 @@
+package nsqd
+
+import (
+	"container/heap"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+
+	"github.com/ternmq/tern/nsqd/logstore"
+)
+
+// A checkpoint is a channel's delivery state on disk: its cursor and every message the cursor
+// has passed that is not finished, with its attempts and, for deferred and delayed-requeue
+// messages, its due time. Bodies are not copied: they stay in the topic log, which keeps every
+// segment at or above the channel's checkpointed low-water mark.
+//
+// Layout (big-endian): magic "TCKP0001", cursor seq u64, cursor offset i64, count u32, then
+// count entries of id u64, seq u64, offset i64, timestamp i64, due i64 (0: deliver at once),
+// attempts u16; last, a CRC-32C of everything before it.
+const (
+	checkpointMagic     = "TCKP0001"
+	checkpointEntrySize = 8*5 + 2
+)
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+// errBadCheckpoint means a checkpoint file is truncated or fails its checksum.
+var errBadCheckpoint = errors.New("bad checkpoint")
+
+// checkpointEntry is one unfinished message in a checkpoint.
+type checkpointEntry struct {
+	id        uint64
+	pos       logstore.Pos
+	timestamp int64
+	due       int64
+	attempts  uint16
+}
+
+// encodeCheckpointLocked serialises the channel's state and returns it with the low-water mark
+// it records.
+func (ch *Channel) encodeCheckpointLocked() ([]byte, uint64) {
+	live := 0
+	for _, p := range ch.order[ch.orderAt:] {
+		if p.state != stateDone {
+			live++
+		}
+	}
+	buf := make([]byte, 0, len(checkpointMagic)+20+live*checkpointEntrySize+4)
+	buf = append(buf, checkpointMagic...)
+	cur := ch.reader.Pos()
+	buf = binary.BigEndian.AppendUint64(buf, cur.Seq)
+	buf = binary.BigEndian.AppendUint64(buf, uint64(cur.Offset))
+	buf = binary.BigEndian.AppendUint32(buf, uint32(live))
+	for _, p := range ch.order[ch.orderAt:] {
+		if p.state == stateDone {
+			continue
+		}
+		due := int64(0)
+		if p.state == stateDeferred {
+			due = p.due
+		}
+		buf = binary.BigEndian.AppendUint64(buf, p.id)
+		buf = binary.BigEndian.AppendUint64(buf, p.pos.Seq)
+		buf = binary.BigEndian.AppendUint64(buf, uint64(p.pos.Offset))
+		buf = binary.BigEndian.AppendUint64(buf, uint64(p.timestamp))
+		buf = binary.BigEndian.AppendUint64(buf, uint64(due))
+		buf = binary.BigEndian.AppendUint16(buf, p.attempts)
+	}
+	buf = binary.BigEndian.AppendUint32(buf, crc32.Checksum(buf, crcTable))
+	return buf, ch.lowWaterLocked()
+}
+
+func decodeCheckpoint(buf []byte) (logstore.Pos, []checkpointEntry, error) {
+	head := len(checkpointMagic) + 20
+	if len(buf) < head+4 || string(buf[:len(checkpointMagic)]) != checkpointMagic {
+		return logstore.Pos{}, nil, errBadCheckpoint
+	}
+	body, sum := buf[:len(buf)-4], binary.BigEndian.Uint32(buf[len(buf)-4:])
+	if crc32.Checksum(body, crcTable) != sum {
+		return logstore.Pos{}, nil, errBadCheckpoint
+	}
+	b := body[len(checkpointMagic):]
+	cur := logstore.Pos{Seq: binary.BigEndian.Uint64(b), Offset: int64(binary.BigEndian.Uint64(b[8:]))}
+	n := int(binary.BigEndian.Uint32(b[16:]))
+	b = b[20:]
+	if len(b) != n*checkpointEntrySize {
+		return logstore.Pos{}, nil, errBadCheckpoint
+	}
+	entries := make([]checkpointEntry, n)
+	for i := range entries {
+		e := b[i*checkpointEntrySize:]
+		entries[i] = checkpointEntry{
+			id:        binary.BigEndian.Uint64(e),
+			pos:       logstore.Pos{Seq: binary.BigEndian.Uint64(e[8:]), Offset: int64(binary.BigEndian.Uint64(e[16:]))},
+			timestamp: int64(binary.BigEndian.Uint64(e[24:])),
+			due:       int64(binary.BigEndian.Uint64(e[32:])),
+			attempts:  binary.BigEndian.Uint16(e[40:]),
+		}
+	}
+	return cur, entries, nil
+}
+
+// checkpoint writes the channel's state to path if it changed since the last checkpoint (or
+// always, with force). With sync the file and its directory are fsynced, which the topic asks
+// for before it deletes log segments on the strength of this checkpoint.
+func (ch *Channel) checkpoint(path string, force, sync bool) error {
+	ch.mu.Lock()
+	if !ch.dirty && !force {
+		ch.mu.Unlock()
+		return nil
+	}
+	buf, lowWater := ch.encodeCheckpointLocked()
+	ch.dirty = false
+	ch.mu.Unlock()
+
+	if err := writeFileAtomic(path, buf, sync); err != nil {
+		ch.mu.Lock()
+		ch.dirty = true
+		ch.mu.Unlock()
+		return fmt.Errorf("checkpoint channel %s: %w", ch, err)
+	}
+	ch.mu.Lock()
+	ch.ckptLowWater = lowWater
+	ch.mu.Unlock()
+	return nil
+}
+
+// checkpointedLowWater is the low-water mark the newest checkpoint on disk records.
+func (ch *Channel) checkpointedLowWater() uint64 {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	return ch.ckptLowWater
+}
+
+// restore rebuilds the delivery state recorded in a checkpoint: unfinished messages are read
+// back from the log; deferred ones wait for their original due time, the others are ready at
+// once with their attempts kept.
+func (ch *Channel) restore(entries []checkpointEntry, now int64) (lost int) {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	for _, e := range entries {
+		rec, err := ch.topic.log.ReadAt(e.pos)
+		if err != nil || rec.ID != e.id {
+			lost++
+			continue
+		}
+		p := ch.newPending(&logstore.Entry{Pos: e.pos, Record: rec})
+		p.timestamp = e.timestamp
+		p.attempts = e.attempts
+		ch.order = append(ch.order, p)
+		ch.byID[p.id] = p
+		if e.due > now {
+			p.state = stateDeferred
+			p.due = e.due
+			heap.Push(&ch.timers, p)
+			ch.deferred++
+			continue
+		}
+		p.state = stateReady
+		ch.pushReady(p)
+	}
+	if len(entries) > 0 {
+		ch.ckptLowWater = entries[0].pos.Seq
+	}
+	ch.scheduleLocked()
+	return lost
+}
+
+// writeFileAtomic replaces path with data through a temporary file and a rename, so a crash
+// leaves either the old or the new content.
+func writeFileAtomic(path string, data []byte, sync bool) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if sync {
+		if err := f.Sync(); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	if sync {
+		return syncDir(filepath.Dir(path))
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -1,0 +1,217 @@
+package nsqd
+
+import (
+	"bufio"
+	"compress/flate"
+	"encoding/binary"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/golang/snappy"
+
+	"github.com/ternmq/tern/internal/protocol"
+)
+
+const (
+	defaultBufferSize = 16 * 1024
+
+	stateInit       int32 = 0
+	stateSubscribed int32 = 3
+	stateClosing    int32 = 4
+)
+
+// client is one V2 connection. Its read loop (protocolV2.ioLoop) owns the reader and the
+// negotiated settings; its pump (protocolV2.pump) delivers messages; both write frames under
+// wmu. Settings are fixed before SUB, which is the only moment the pump starts delivering, so
+// the pump reads them without a lock.
+type client struct {
+	id       int64
+	conn     net.Conn
+	remote   string
+	connTime time.Time
+
+	r *bufio.Reader
+
+	wmu     sync.Mutex
+	w       *bufio.Writer
+	flushFn func() error // flushes the compressor under w, if any
+
+	// Negotiated by IDENTIFY.
+	clientID            string
+	hostname            string
+	userAgent           string
+	heartbeatNs         atomic.Int64 // heartbeat interval; 0: disabled. Atomic: the pump reads it before SUB
+	outputBufferSize    int
+	outputBufferTimeout time.Duration // 0: disabled
+	msgTimeout          time.Duration
+	sampleRate          int32
+	deflate, snappy     bool
+	deflateLevel        int
+	identified          bool
+	featureNegotiation  bool
+
+	state    atomic.Int32
+	rdy      atomic.Int64
+	inFlight atomic.Int64
+	channel  *Channel // set by SUB, before the pump reads it
+	topic    *Topic
+
+	messageCount atomic.Uint64
+	finishCount  atomic.Uint64
+	requeueCount atomic.Uint64
+	timeoutCount atomic.Uint64
+
+	pubMu     sync.Mutex
+	pubCounts map[string]uint64
+
+	wakeCh     chan struct{} // capacity 1: something the pump waits for changed
+	settingsCh chan struct{} // capacity 1: IDENTIFY changed the heartbeat or flush settings
+	exit       chan struct{}
+	closeOnce  sync.Once
+}
+
+func newClient(id int64, conn net.Conn, opts *Options) *client {
+	c := &client{
+		id:                  id,
+		conn:                conn,
+		remote:              conn.RemoteAddr().String(),
+		connTime:            time.Now(),
+		r:                   bufio.NewReaderSize(conn, defaultBufferSize),
+		w:                   bufio.NewWriterSize(conn, defaultBufferSize),
+		clientID:            clientIDFromAddr(conn.RemoteAddr()),
+		outputBufferSize:    defaultBufferSize,
+		outputBufferTimeout: opts.OutputBufferTimeout,
+		msgTimeout:          opts.MsgTimeout,
+		wakeCh:              make(chan struct{}, 1),
+		settingsCh:          make(chan struct{}, 1),
+		exit:                make(chan struct{}),
+	}
+	c.heartbeatNs.Store(int64(opts.ClientTimeout / 2))
+	return c
+}
+
+func (c *client) heartbeatInterval() time.Duration { return time.Duration(c.heartbeatNs.Load()) }
+
+func clientIDFromAddr(a net.Addr) string {
+	host, _, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return host
+}
+
+// wake tells the pump to look again; it never blocks.
+func (c *client) wake() {
+	select {
+	case c.wakeCh <- struct{}{}:
+	default:
+	}
+}
+
+// close ends the connection; the read loop sees the error and cleans up.
+func (c *client) close() {
+	c.closeOnce.Do(func() {
+		close(c.exit)
+		_ = c.conn.Close()
+	})
+}
+
+// writeDeadline bounds every write so a client that stops reading cannot hold a pump or a
+// read loop forever.
+func (c *client) writeDeadline() time.Time {
+	d := c.heartbeatInterval()
+	if d <= 0 {
+		d = 30 * time.Second
+	}
+	return time.Now().Add(d)
+}
+
+// sendFrame writes one frame and flushes it: responses and errors are never held back.
+func (c *client) sendFrame(ft protocol.FrameType, data []byte) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_ = c.conn.SetWriteDeadline(c.writeDeadline())
+	var hdr [8]byte
+	binary.BigEndian.PutUint32(hdr[:4], uint32(len(data)+4))
+	binary.BigEndian.PutUint32(hdr[4:], uint32(ft))
+	if _, err := c.w.Write(hdr[:]); err != nil {
+		return err
+	}
+	if _, err := c.w.Write(data); err != nil {
+		return err
+	}
+	return c.flushLocked()
+}
+
+func (c *client) flushLocked() error {
+	if err := c.w.Flush(); err != nil {
+		return err
+	}
+	if c.flushFn != nil {
+		return c.flushFn()
+	}
+	return nil
+}
+
+// writeMessages writes message frames to the buffer; the caller decides when to flush.
+func (c *client) writeMessagesLocked(ds []delivery, scratch []byte) ([]byte, error) {
+	for i := range ds {
+		d := &ds[i]
+		scratch = binary.BigEndian.AppendUint32(scratch[:0], uint32(4+protocol.MessageHeaderLength+len(d.body)))
+		scratch = binary.BigEndian.AppendUint32(scratch, uint32(protocol.FrameTypeMessage))
+		scratch = binary.BigEndian.AppendUint64(scratch, uint64(d.timestamp))
+		scratch = binary.BigEndian.AppendUint16(scratch, d.attempts)
+		id := protocol.NewMessageID(d.id)
+		scratch = append(scratch, id[:]...)
+		if _, err := c.w.Write(scratch); err != nil {
+			return scratch, err
+		}
+		if _, err := c.w.Write(d.body); err != nil {
+			return scratch, err
+		}
+	}
+	return scratch, nil
+}
+
+// upgradeSnappy and upgradeDeflate switch the stream to compression after IDENTIFY's
+// response has been sent in the clear. The client sends nothing until it has read that
+// response, so nothing compressed is left in the old reader's buffer.
+func (c *client) upgradeSnappy() {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.r = bufio.NewReaderSize(snappy.NewReader(c.conn), defaultBufferSize)
+	sw := snappy.NewBufferedWriter(c.conn)
+	c.w = bufio.NewWriterSize(sw, c.bufferSize())
+	c.flushFn = sw.Flush
+}
+
+func (c *client) upgradeDeflate(level int) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.r = bufio.NewReaderSize(flate.NewReader(c.conn), defaultBufferSize)
+	fw, err := flate.NewWriter(c.conn, level)
+	if err != nil {
+		return err
+	}
+	c.w = bufio.NewWriterSize(fw, c.bufferSize())
+	c.flushFn = fw.Flush
+	return nil
+}
+
+func (c *client) bufferSize() int {
+	if c.outputBufferSize <= 0 {
+		return 64 // unbuffered: the pump flushes after every write anyway
+	}
+	return c.outputBufferSize
+}
+
+func (c *client) countPub(topic string, n int) {
+	c.pubMu.Lock()
+	if c.pubCounts == nil {
+		c.pubCounts = make(map[string]uint64)
+	}
+	c.pubCounts[topic] += uint64(n)
+	c.pubMu.Unlock()
+}

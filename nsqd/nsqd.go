@@ -1,0 +1,582 @@
+package nsqd
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ternmq/tern/internal/protocol"
+	"github.com/ternmq/tern/internal/version"
+)
+
+// Errors of the engine-level administration calls.
+var (
+	// ErrTopicNotFound means no topic has the name.
+	ErrTopicNotFound = errors.New("topic not found")
+	// ErrChannelNotFound means the topic has no channel with the name.
+	ErrChannelNotFound = errChannelNotFound
+	// ErrInvalidName means a topic or channel name breaks NSQ's naming rule.
+	ErrInvalidName = errors.New("invalid name")
+	// ErrExiting means the daemon is shutting down.
+	ErrExiting = errors.New("exiting")
+)
+
+const (
+	metadataFile = "nsqd.dat"
+	lockFile     = "nsqd.lock"
+
+	checkpointInterval = time.Second
+	retainInterval     = 10 * time.Second
+)
+
+// NSQD is one message daemon. New binds its listener and loads its state; Run serves until
+// its context ends and then shuts down cleanly: stop accepting, disconnect clients, write the
+// final channel checkpoints and the metadata, close the logs.
+type NSQD struct {
+	opts   atomic.Pointer[Options]
+	logger *slog.Logger
+
+	tcpListener net.Listener
+	lock        *os.File
+	sched       *scheduler
+	ids         *idGenerator
+	proto       *protocolV2
+	startTime   time.Time
+
+	exiting       atomic.Bool
+	nextClientID  atomic.Int64
+	timerLateness latenessHistogram
+
+	mu     sync.RWMutex
+	topics map[string]*Topic
+
+	clientsMu sync.Mutex
+	clients   map[int64]*client
+	conns     sync.WaitGroup
+
+	metaMu sync.Mutex
+}
+
+// New validates opts, locks the data directory, loads topics and channels from the metadata
+// file and their checkpoints, and binds the TCP listener. reg may be nil.
+func New(opts *Options, logger *slog.Logger, reg prometheus.Registerer) (*NSQD, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	o := *opts
+	if o.DataPath == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			return nil, fmt.Errorf("data path: %w", err)
+		}
+		o.DataPath = wd
+	}
+	n := &NSQD{
+		logger:    logger,
+		sched:     newScheduler(),
+		ids:       newIDGenerator(o.NodeID, 0),
+		topics:    make(map[string]*Topic),
+		clients:   make(map[int64]*client),
+		startTime: time.Now(),
+	}
+	n.opts.Store(&o)
+	n.proto = &protocolV2{n: n}
+
+	if err := os.MkdirAll(o.DataPath, 0o755); err != nil {
+		return nil, fmt.Errorf("data path: %w", err)
+	}
+	lock, err := lockDir(o.DataPath)
+	if err != nil {
+		return nil, err
+	}
+	n.lock = lock
+	if err := n.loadMetadata(); err != nil {
+		n.closeTopics()
+		n.unlock()
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", o.TCPAddress)
+	if err != nil {
+		n.closeTopics()
+		n.unlock()
+		return nil, fmt.Errorf("listen on %s: %w", o.TCPAddress, err)
+	}
+	n.tcpListener = ln
+	return n, nil
+}
+
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock data path: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock data path %s (is another nsqd using it?): %w", dir, err)
+	}
+	return f, nil
+}
+
+func (n *NSQD) unlock() {
+	if n.lock != nil {
+		_ = syscall.Flock(int(n.lock.Fd()), syscall.LOCK_UN)
+		_ = n.lock.Close()
+	}
+}
+
+func (n *NSQD) getOpts() *Options { return n.opts.Load() }
+
+// TCPAddr returns the address the V2 protocol listens on.
+func (n *NSQD) TCPAddr() net.Addr { return n.tcpListener.Addr() }
+
+// Run serves until ctx is cancelled, then shuts down and returns.
+func (n *NSQD) Run(ctx context.Context) error {
+	// The scheduler and housekeeping outlive ctx: they stop only after the clients are gone,
+	// so nothing they do races the final checkpoints.
+	bgCtx, stopBackground := context.WithCancel(context.Background())
+	var bg sync.WaitGroup
+	bg.Go(func() { n.sched.run(bgCtx) })
+	bg.Go(func() { n.housekeeping(bgCtx) })
+	acceptDone := make(chan struct{})
+	go func() {
+		defer close(acceptDone)
+		n.acceptLoop(ctx)
+	}()
+	n.logger.Info("nsqd started", "version", version.Binary, "tcp_address", n.TCPAddr().String(), "data_path", n.getOpts().DataPath)
+
+	<-ctx.Done()
+	n.logger.Info("nsqd shutting down")
+	n.exiting.Store(true)
+	_ = n.tcpListener.Close()
+	<-acceptDone
+
+	n.clientsMu.Lock()
+	for _, c := range n.clients {
+		c.close()
+	}
+	n.clientsMu.Unlock()
+	n.conns.Wait()
+
+	stopBackground()
+	bg.Wait()
+	err := n.closeTopics()
+	if merr := n.writeMetadata(true); merr != nil {
+		err = errors.Join(err, merr)
+	}
+	n.unlock()
+	if err != nil {
+		n.logger.Error("shutdown", "error", err)
+	}
+	n.logger.Info("nsqd stopped")
+	return err
+}
+
+// acceptLoop accepts V2 connections until the listener closes; each connection runs in its
+// own goroutine tracked by n.conns.
+func (n *NSQD) acceptLoop(ctx context.Context) {
+	for {
+		conn, err := n.tcpListener.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			n.logger.Error("accept", "error", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(50 * time.Millisecond): // back off on fd exhaustion
+			}
+			continue
+		}
+		n.conns.Add(1)
+		go func() {
+			defer n.conns.Done()
+			n.handleConn(ctx, conn)
+		}()
+	}
+}
+
+// handleConn reads the protocol magic and runs the V2 protocol. A client that never sends the
+// magic is dropped after the client timeout (NSQ waits forever).
+func (n *NSQD) handleConn(ctx context.Context, conn net.Conn) {
+	opts := n.getOpts()
+	_ = conn.SetReadDeadline(time.Now().Add(opts.ClientTimeout))
+	var magic [4]byte
+	if _, err := io.ReadFull(conn, magic[:]); err != nil {
+		conn.Close()
+		return
+	}
+	if string(magic[:]) != protocol.MagicV2 {
+		frame := protocol.AppendFrame(nil, protocol.FrameTypeError,
+			fmt.Appendf(nil, "%s client(%s) bad protocol magic '%s'", protocol.ErrBadProtocol, conn.RemoteAddr(), magic[:]))
+		_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = conn.Write(frame)
+		conn.Close()
+		return
+	}
+	c := newClient(n.nextClientID.Add(1), conn, opts)
+	n.clientsMu.Lock()
+	if n.exiting.Load() {
+		n.clientsMu.Unlock()
+		conn.Close()
+		return
+	}
+	n.clients[c.id] = c
+	n.clientsMu.Unlock()
+	n.proto.ioLoop(ctx, c)
+}
+
+func (n *NSQD) removeClient(c *client) {
+	n.clientsMu.Lock()
+	delete(n.clients, c.id)
+	n.clientsMu.Unlock()
+}
+
+// housekeeping checkpoints changed channels every second, fsyncs the logs every
+// --sync-timeout and deletes consumed segments every ten seconds. It stops with ctx.
+func (n *NSQD) housekeeping(ctx context.Context) {
+	tick := time.NewTicker(checkpointInterval)
+	defer tick.Stop()
+	lastSync, lastRetain := time.Now(), time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			syncDue := now.Sub(lastSync) >= n.getOpts().SyncTimeout
+			retainDue := now.Sub(lastRetain) >= retainInterval
+			for _, t := range n.Topics() {
+				if syncDue {
+					if err := t.log.Sync(); err != nil {
+						t.logger.Error("sync topic log", "error", err)
+					}
+				}
+				var err error
+				if retainDue {
+					err = t.retain()
+				} else {
+					err = t.checkpoint(false)
+				}
+				if err != nil {
+					t.logger.Error("checkpoint", "error", err)
+				}
+			}
+			if syncDue {
+				lastSync = now
+			}
+			if retainDue {
+				lastRetain = now
+			}
+		}
+	}
+}
+
+// Topics returns every topic sorted by name.
+func (n *NSQD) Topics() []*Topic {
+	n.mu.RLock()
+	ts := make([]*Topic, 0, len(n.topics))
+	for _, t := range n.topics {
+		ts = append(ts, t)
+	}
+	n.mu.RUnlock()
+	slices.SortFunc(ts, func(a, b *Topic) int {
+		switch {
+		case a.name < b.name:
+			return -1
+		case a.name > b.name:
+			return 1
+		}
+		return 0
+	})
+	return ts
+}
+
+// Topic returns the named topic or nil.
+func (n *NSQD) Topic(name string) *Topic {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.topics[name]
+}
+
+// getOrCreateTopic returns the named topic, creating it (and its log) if needed.
+func (n *NSQD) getOrCreateTopic(name string) (*Topic, error) {
+	n.mu.RLock()
+	t := n.topics[name]
+	n.mu.RUnlock()
+	if t != nil {
+		return t, nil
+	}
+	n.mu.Lock()
+	if n.exiting.Load() {
+		n.mu.Unlock()
+		return nil, ErrExiting
+	}
+	if t = n.topics[name]; t != nil {
+		n.mu.Unlock()
+		return t, nil
+	}
+	t, err := openTopic(name, n.getOpts().DataPath, n.getOpts, n.ids, n.sched, n, n.logger)
+	if err != nil {
+		n.mu.Unlock()
+		return nil, err
+	}
+	n.topics[name] = t
+	n.mu.Unlock()
+	n.logger.Info("topic created", "topic", name)
+	if !t.ephemeral {
+		n.metadataChanged()
+	}
+	return t, nil
+}
+
+// CreateTopic returns the named topic, creating it if needed.
+func (n *NSQD) CreateTopic(name string) (*Topic, error) {
+	if !protocol.IsValidTopicName(name) {
+		return nil, fmt.Errorf("topic %q: %w", name, ErrInvalidName)
+	}
+	return n.getOrCreateTopic(name)
+}
+
+// Publish appends bodies to the named topic, creating it if needed; with a positive deferral
+// they are delivered no earlier than that from now.
+func (n *NSQD) Publish(topic string, bodies [][]byte, deferral time.Duration) error {
+	t, err := n.CreateTopic(topic)
+	if err != nil {
+		return err
+	}
+	return t.publish(bodies, int64(deferral))
+}
+
+// DeleteTopic deletes a topic, its channels and its data.
+func (n *NSQD) DeleteTopic(name string) error {
+	n.mu.Lock()
+	t, ok := n.topics[name]
+	if !ok {
+		n.mu.Unlock()
+		return ErrTopicNotFound
+	}
+	delete(n.topics, name)
+	n.mu.Unlock()
+	err := t.delete()
+	n.logger.Info("topic deleted", "topic", name)
+	n.metadataChanged()
+	return err
+}
+
+// EmptyTopic drops the topic's own backlog (see Topic.empty).
+func (n *NSQD) EmptyTopic(name string) error {
+	t := n.Topic(name)
+	if t == nil {
+		return ErrTopicNotFound
+	}
+	return t.empty()
+}
+
+// PauseTopic pauses or resumes a topic and persists the state.
+func (n *NSQD) PauseTopic(name string, paused bool) error {
+	t := n.Topic(name)
+	if t == nil {
+		return ErrTopicNotFound
+	}
+	t.setPaused(paused)
+	return nil
+}
+
+// CreateChannel creates a channel on an existing topic.
+func (n *NSQD) CreateChannel(topic, channel string) (*Channel, error) {
+	if !protocol.IsValidChannelName(channel) {
+		return nil, fmt.Errorf("channel %q: %w", channel, ErrInvalidName)
+	}
+	t := n.Topic(topic)
+	if t == nil {
+		return nil, ErrTopicNotFound
+	}
+	return t.getOrCreateChannel(channel)
+}
+
+func (n *NSQD) channel(topic, channel string) (*Topic, *Channel, error) {
+	t := n.Topic(topic)
+	if t == nil {
+		return nil, nil, ErrTopicNotFound
+	}
+	ch := t.Channel(channel)
+	if ch == nil {
+		return t, nil, ErrChannelNotFound
+	}
+	return t, ch, nil
+}
+
+// DeleteChannel deletes a channel, disconnecting its clients.
+func (n *NSQD) DeleteChannel(topic, channel string) error {
+	t, _, err := n.channel(topic, channel)
+	if err != nil {
+		return err
+	}
+	return t.deleteChannel(channel)
+}
+
+// EmptyChannel drops every message of a channel.
+func (n *NSQD) EmptyChannel(topic, channel string) error {
+	_, ch, err := n.channel(topic, channel)
+	if err != nil {
+		return err
+	}
+	ch.empty()
+	return nil
+}
+
+// PauseChannel pauses or resumes delivery on a channel and persists the state.
+func (n *NSQD) PauseChannel(topic, channel string, paused bool) error {
+	_, ch, err := n.channel(topic, channel)
+	if err != nil {
+		return err
+	}
+	ch.setPaused(paused)
+	n.metadataChanged()
+	return nil
+}
+
+// TimerLateness reports how late messages released by a timer (deferred, delayed requeues,
+// timeouts) were written to their clients.
+func (n *NSQD) TimerLateness() TimerLateness { return n.timerLateness.snapshot() }
+
+// Stats returns a snapshot of every topic and channel.
+func (n *NSQD) Stats() []TopicStats {
+	var out []TopicStats
+	for _, t := range n.Topics() {
+		out = append(out, t.Stats())
+	}
+	return out
+}
+
+// metadataChanged persists topics, channels and paused state; it implements topicHooks.
+func (n *NSQD) metadataChanged() {
+	if err := n.writeMetadata(false); err != nil {
+		n.logger.Error("write metadata", "error", err)
+	}
+}
+
+// ephemeralTopicEmpty deletes an ephemeral topic whose last channel went away.
+func (n *NSQD) ephemeralTopicEmpty(t *Topic) {
+	n.mu.Lock()
+	if n.topics[t.name] != t {
+		n.mu.Unlock()
+		return
+	}
+	delete(n.topics, t.name)
+	n.mu.Unlock()
+	if err := t.delete(); err != nil {
+		n.logger.Error("delete ephemeral topic", "topic", t.name, "error", err)
+	}
+	n.logger.Info("ephemeral topic deleted", "topic", t.name)
+}
+
+func (n *NSQD) closeTopics() error {
+	var errs []error
+	for _, t := range n.Topics() {
+		errs = append(errs, t.close())
+	}
+	return errors.Join(errs...)
+}
+
+// metadata is the nsqd.dat file, in NSQ's shape so operators' tooling keeps reading it.
+type metadata struct {
+	Topics  []topicMetadata `json:"topics"`
+	Version string          `json:"version"`
+}
+
+type topicMetadata struct {
+	Name     string            `json:"name"`
+	Paused   bool              `json:"paused"`
+	Channels []channelMetadata `json:"channels"`
+}
+
+type channelMetadata struct {
+	Name   string `json:"name"`
+	Paused bool   `json:"paused"`
+}
+
+func (n *NSQD) metadataPath() string { return filepath.Join(n.getOpts().DataPath, metadataFile) }
+
+func (n *NSQD) writeMetadata(sync bool) error {
+	n.metaMu.Lock()
+	defer n.metaMu.Unlock()
+	md := metadata{Version: version.Binary, Topics: []topicMetadata{}}
+	for _, t := range n.Topics() {
+		if t.ephemeral || t.exiting.Load() && !n.exiting.Load() {
+			continue
+		}
+		tm := topicMetadata{Name: t.name, Paused: t.Paused(), Channels: []channelMetadata{}}
+		for _, ch := range t.Channels() {
+			if ch.ephemeral {
+				continue
+			}
+			tm.Channels = append(tm.Channels, channelMetadata{Name: ch.name, Paused: ch.Paused()})
+		}
+		md.Topics = append(md.Topics, tm)
+	}
+	buf, err := json.Marshal(md)
+	if err != nil {
+		return fmt.Errorf("encode metadata: %w", err)
+	}
+	return writeFileAtomic(n.metadataPath(), buf, true)
+}
+
+func (n *NSQD) loadMetadata() error {
+	buf, err := os.ReadFile(n.metadataPath())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read metadata: %w", err)
+	}
+	var md metadata
+	if err := json.Unmarshal(buf, &md); err != nil {
+		return fmt.Errorf("decode metadata %s: %w", n.metadataPath(), err)
+	}
+	opts := n.getOpts()
+	for _, tm := range md.Topics {
+		if !protocol.IsValidTopicName(tm.Name) || protocol.IsEphemeral(tm.Name) {
+			n.logger.Warn("skipping invalid topic in metadata", "topic", tm.Name)
+			continue
+		}
+		t, err := openTopic(tm.Name, opts.DataPath, n.getOpts, n.ids, n.sched, n, n.logger)
+		if err != nil {
+			return err
+		}
+		n.topics[tm.Name] = t
+		if tm.Paused {
+			t.restorePause()
+		}
+		for _, cm := range tm.Channels {
+			if !protocol.IsValidChannelName(cm.Name) || protocol.IsEphemeral(cm.Name) {
+				n.logger.Warn("skipping invalid channel in metadata", "topic", tm.Name, "channel", cm.Name)
+				continue
+			}
+			if err := t.restoreChannel(cm.Name, cm.Paused); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

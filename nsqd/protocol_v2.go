@@ -1,0 +1,604 @@
+package nsqd
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/ternmq/tern/internal/protocol"
+	"github.com/ternmq/tern/internal/version"
+)
+
+// maxLineLength bounds a command line: the longest legal one is a DPUB or REQ with a 64-byte
+// name and numbers, so anything much longer is garbage.
+const maxLineLength = 1024
+
+var (
+	okBytes        = []byte("OK")
+	heartbeatBytes = []byte("_heartbeat_")
+	closeWaitBytes = []byte("CLOSE_WAIT")
+)
+
+// protocolV2 serves NSQ's "  V2" protocol for one daemon.
+type protocolV2 struct {
+	n *NSQD
+}
+
+// ioLoop runs a connection after the magic: it starts the pump, then reads and executes
+// commands until the client leaves, a fatal error, or shutdown. It owns the connection's
+// cleanup.
+func (p *protocolV2) ioLoop(ctx context.Context, c *client) {
+	pumpDone := make(chan struct{})
+	go func() {
+		defer close(pumpDone)
+		p.pump(c)
+	}()
+	defer func() {
+		c.close()
+		<-pumpDone
+		if c.channel != nil {
+			c.topic.clientLeft(c.channel, c)
+		}
+		p.n.removeClient(c)
+	}()
+
+	params := make([][]byte, 0, 8)
+	var deadlineSet time.Time
+	for {
+		// Refreshing the deadline for every pipelined command (a stream of FINs) was a
+		// measurable share of CPU: refresh it when the next read may block on the socket, or
+		// when half of it is used up, so a client that never lets the buffer drain keeps it.
+		if hb := c.heartbeatInterval(); hb > 0 {
+			now := time.Now()
+			if c.r.Buffered() == 0 || now.Sub(deadlineSet) > hb {
+				_ = c.conn.SetReadDeadline(now.Add(2 * hb))
+				deadlineSet = now
+			}
+		} else if !deadlineSet.IsZero() {
+			_ = c.conn.SetReadDeadline(time.Time{})
+			deadlineSet = time.Time{}
+		}
+		line, err := protocol.ReadLine(c.r, maxLineLength)
+		if err != nil {
+			var perr *protocol.Error
+			if errors.As(err, &perr) {
+				_ = c.sendFrame(protocol.FrameTypeError, []byte(perr.Error()))
+			} else if !isClosedConnError(err) {
+				p.n.logger.Debug("client read failed", "client", c.remote, "error", err)
+			}
+			return
+		}
+		params = protocol.SplitParams(line, params[:0])
+		resp, err := p.exec(ctx, c, params)
+		if err != nil {
+			var perr *protocol.Error
+			if !errors.As(err, &perr) {
+				perr = protocol.NewFatalError(protocol.ErrInvalid, "%s", err)
+			}
+			if werr := c.sendFrame(protocol.FrameTypeError, []byte(perr.Error())); werr != nil {
+				return
+			}
+			if perr.Fatal {
+				p.n.logger.Debug("fatal client error", "client", c.remote, "error", perr.Error())
+				return
+			}
+			continue
+		}
+		if resp != nil {
+			if err := c.sendFrame(protocol.FrameTypeResponse, resp); err != nil {
+				return
+			}
+		}
+	}
+}
+
+func isClosedConnError(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// exec runs one command and returns the response frame data, if any.
+func (p *protocolV2) exec(ctx context.Context, c *client, params [][]byte) ([]byte, error) {
+	if len(params) == 0 {
+		return nil, protocol.NewFatalError(protocol.ErrInvalid, "invalid command ")
+	}
+	cmd := params[0]
+	switch {
+	case bytes.Equal(cmd, []byte("FIN")):
+		return p.fin(c, params)
+	case bytes.Equal(cmd, []byte("RDY")):
+		return p.rdy(c, params)
+	case bytes.Equal(cmd, []byte("REQ")):
+		return p.req(c, params)
+	case bytes.Equal(cmd, []byte("PUB")):
+		return p.pub(c, params)
+	case bytes.Equal(cmd, []byte("MPUB")):
+		return p.mpub(c, params)
+	case bytes.Equal(cmd, []byte("DPUB")):
+		return p.dpub(c, params)
+	case bytes.Equal(cmd, []byte("NOP")):
+		return nil, nil
+	case bytes.Equal(cmd, []byte("TOUCH")):
+		return p.touch(c, params)
+	case bytes.Equal(cmd, []byte("SUB")):
+		return p.sub(c, params)
+	case bytes.Equal(cmd, []byte("CLS")):
+		return p.cls(c)
+	case bytes.Equal(cmd, []byte("IDENTIFY")):
+		return p.identify(c, params)
+	case bytes.Equal(cmd, []byte("AUTH")):
+		return p.auth(c, params)
+	}
+	return nil, protocol.NewFatalError(protocol.ErrInvalid, "invalid command %s", cmd)
+}
+
+func (p *protocolV2) identify(c *client, params [][]byte) ([]byte, error) {
+	if c.state.Load() != stateInit {
+		return nil, protocol.NewFatalError(protocol.ErrInvalid, "cannot IDENTIFY in current state")
+	}
+	if c.identified {
+		// NSQ accepts a second IDENTIFY whose settings never reach the pump; refuse it.
+		return nil, protocol.NewFatalError(protocol.ErrInvalid, "cannot IDENTIFY again")
+	}
+	opts := p.n.getOpts()
+	body, err := protocol.ReadBody(c.r, nil, opts.MaxBodySize, protocol.ErrBadBody, "IDENTIFY")
+	if err != nil {
+		return nil, err
+	}
+	var req protocol.IdentifyRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return nil, protocol.NewFatalError(protocol.ErrBadBody, "IDENTIFY failed to decode JSON body")
+	}
+
+	heartbeat := c.heartbeatInterval()
+	switch {
+	case req.HeartbeatInterval == -1:
+		heartbeat = 0
+	case req.HeartbeatInterval == 0:
+	case req.HeartbeatInterval >= 1000 && time.Duration(req.HeartbeatInterval)*time.Millisecond <= opts.MaxHeartbeatInterval:
+		heartbeat = time.Duration(req.HeartbeatInterval) * time.Millisecond
+	default:
+		return nil, protocol.NewFatalError(protocol.ErrBadBody, "IDENTIFY heartbeat interval (%d) is invalid", req.HeartbeatInterval)
+	}
+	bufSize := c.outputBufferSize
+	switch {
+	case req.OutputBufferSize == -1:
+		bufSize = 0
+	case req.OutputBufferSize == 0:
+	case req.OutputBufferSize >= 64 && int64(req.OutputBufferSize) <= opts.MaxOutputBufferSize:
+		bufSize = req.OutputBufferSize
+	default:
+		return nil, protocol.NewFatalError(protocol.ErrBadBody, "IDENTIFY output buffer size (%d) is invalid", req.OutputBufferSize)
+	}
+	bufTimeout := c.outputBufferTimeout
+	obt := time.Duration(req.OutputBufferTimeout) * time.Millisecond
+	switch {
+	case req.OutputBufferTimeout == -1:
+		bufTimeout = 0
+	case req.OutputBufferTimeout == 0:
+	case obt >= opts.MinOutputBufferTimeout && obt <= opts.MaxOutputBufferTimeout:
+		bufTimeout = obt
+	default:
+		return nil, protocol.NewFatalError(protocol.ErrBadBody, "IDENTIFY output buffer timeout (%d) is invalid", req.OutputBufferTimeout)
+	}
+	if req.SampleRate < 0 || req.SampleRate > 99 {
+		return nil, protocol.NewFatalError(protocol.ErrBadBody, "IDENTIFY sample rate (%d) is invalid", req.SampleRate)
+	}
+	msgTimeout := c.msgTimeout
+	mt := time.Duration(req.MsgTimeout) * time.Millisecond
+	switch {
+	case req.MsgTimeout == 0:
+	case mt >= time.Second && mt <= opts.MaxMsgTimeout:
+		msgTimeout = mt
+	default:
+		return nil, protocol.NewFatalError(protocol.ErrBadBody, "IDENTIFY msg timeout (%d) is invalid", req.MsgTimeout)
+	}
+	if req.Deflate && req.Snappy {
+		return nil, protocol.NewFatalError(protocol.ErrIdentifyFailed, "cannot enable both deflate and snappy compression")
+	}
+	deflateLevel := 0
+	deflate := req.Deflate && opts.DeflateEnabled
+	if deflate {
+		deflateLevel = req.DeflateLevel
+		if deflateLevel <= 0 {
+			deflateLevel = 6
+		}
+		deflateLevel = min(deflateLevel, opts.MaxDeflateLevel)
+	}
+	snappyOn := req.Snappy && opts.SnappyEnabled
+	if !req.FeatureNegotiation {
+		deflate, snappyOn = false, false // compression is only negotiated with feature negotiation
+	}
+
+	c.identified = true
+	c.clientID = req.ClientID
+	c.hostname = req.Hostname
+	c.userAgent = req.UserAgent
+	c.heartbeatNs.Store(int64(heartbeat))
+	c.outputBufferSize = bufSize
+	c.outputBufferTimeout = bufTimeout
+	c.msgTimeout = msgTimeout
+	c.sampleRate = req.SampleRate
+	c.deflate, c.deflateLevel, c.snappy = deflate, deflateLevel, snappyOn
+	c.featureNegotiation = req.FeatureNegotiation
+	c.wmu.Lock()
+	if bufSize > 0 && bufSize != c.w.Size() {
+		c.w = bufio.NewWriterSize(c.conn, bufSize)
+	}
+	c.wmu.Unlock()
+	select {
+	case c.settingsCh <- struct{}{}:
+	default:
+	}
+
+	if !req.FeatureNegotiation {
+		return okBytes, nil
+	}
+	resp, err := json.Marshal(protocol.IdentifyResponse{
+		MaxRdyCount:         opts.MaxRdyCount,
+		Version:             version.Binary,
+		MaxMsgTimeout:       opts.MaxMsgTimeout.Milliseconds(),
+		MsgTimeout:          msgTimeout.Milliseconds(),
+		TLSv1:               false,
+		Deflate:             deflate,
+		DeflateLevel:        deflateLevel,
+		MaxDeflateLevel:     opts.MaxDeflateLevel,
+		Snappy:              snappyOn,
+		SampleRate:          req.SampleRate,
+		AuthRequired:        false,
+		OutputBufferSize:    bufSize,
+		OutputBufferTimeout: bufTimeout.Milliseconds(),
+		TopologyRegion:      opts.TopologyRegion,
+		TopologyZone:        opts.TopologyZone,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("encode IDENTIFY response: %w", err)
+	}
+	if err := c.sendFrame(protocol.FrameTypeResponse, resp); err != nil {
+		return nil, err
+	}
+	switch {
+	case snappyOn:
+		c.upgradeSnappy()
+		return okBytes, nil
+	case deflate:
+		if err := c.upgradeDeflate(deflateLevel); err != nil {
+			return nil, protocol.NewFatalError(protocol.ErrIdentifyFailed, "IDENTIFY failed %s", err)
+		}
+		return okBytes, nil
+	}
+	return nil, nil
+}
+
+func (p *protocolV2) auth(c *client, params [][]byte) ([]byte, error) {
+	if c.state.Load() != stateInit {
+		return nil, protocol.NewFatalError(protocol.ErrInvalid, "cannot AUTH in current state")
+	}
+	return nil, protocol.NewFatalError(protocol.ErrAuthDisabled, "AUTH disabled")
+}
+
+func (p *protocolV2) sub(c *client, params [][]byte) ([]byte, error) {
+	if c.state.Load() != stateInit {
+		return nil, protocol.NewFatalError(protocol.ErrInvalid, "cannot SUB in current state")
+	}
+	if c.heartbeatInterval() <= 0 {
+		return nil, protocol.NewFatalError(protocol.ErrInvalid, "cannot SUB with heartbeats disabled")
+	}
+	if len(params) < 3 {
+		return nil, protocol.NewFatalError(protocol.ErrInvalid, "SUB insufficient number of parameters")
+	}
+	topicName, channelName := string(params[1]), string(params[2])
+	if !protocol.IsValidTopicName(topicName) {
+		return nil, protocol.NewFatalError(protocol.ErrBadTopic, "SUB topic name %q is not valid", topicName)
+	}
+	if !protocol.IsValidChannelName(channelName) {
+		return nil, protocol.NewFatalError(protocol.ErrBadChannel, "SUB channel name %q is not valid", channelName)
+	}
+	// An ephemeral topic or channel may be deleted between lookup and subscription when its
+	// last client leaves at that moment; one retry gets a fresh one.
+	var err error
+	for range 2 {
+		var t *Topic
+		var ch *Channel
+		if t, err = p.n.getOrCreateTopic(topicName); err != nil {
+			continue
+		}
+		if ch, err = t.getOrCreateChannel(channelName); err != nil {
+			continue
+		}
+		if err = ch.addClient(c, p.n.getOpts().MaxChannelConsumers); err != nil {
+			if errors.Is(err, errTooManyConsumers) {
+				return nil, protocol.NewFatalError(protocol.ErrSubFailed, "SUB failed %s", err)
+			}
+			continue
+		}
+		c.topic, c.channel = t, ch
+		c.state.Store(stateSubscribed)
+		c.wake()
+		return okBytes, nil
+	}
+	return nil, protocol.NewFatalError(protocol.ErrSubFailed, "SUB failed %s", err)
+}
+
+func (p *protocolV2) rdy(c *client, params [][]byte) ([]byte, error) {
+	state := c.state.Load()
+	if state == stateClosing {
+		return nil, nil // NSQ ignores RDY once CLS was sent
+	}
+	if state != stateSubscribed {
+		return nil, protocol.NewFatalError(protocol.ErrInvalid, "cannot RDY in current state")
+	}
+	count := int64(1)
+	if len(params) > 1 {
+		n, err := protocol.ParseInt(params[1])
+		if err != nil {
+			return nil, protocol.NewFatalError(protocol.ErrInvalid, "RDY could not parse count %s", params[1])
+		}
+		count = n
+	}
+	if maxRdy := p.n.getOpts().MaxRdyCount; count < 0 || count > maxRdy {
+		return nil, protocol.NewFatalError(protocol.ErrInvalid, "RDY count %d out of range 0-%d", count, maxRdy)
+	}
+	c.rdy.Store(count)
+	c.wake()
+	return nil, nil
+}
+
+func (p *protocolV2) parseID(c *client, cmd string, params [][]byte, n int) (uint64, error) {
+	state := c.state.Load()
+	if state != stateSubscribed && state != stateClosing {
+		return 0, protocol.NewFatalError(protocol.ErrInvalid, "cannot %s in current state", cmd)
+	}
+	if len(params) < n {
+		return 0, protocol.NewFatalError(protocol.ErrInvalid, "%s insufficient number of params", cmd)
+	}
+	if len(params[1]) != protocol.MsgIDLength {
+		return 0, protocol.NewFatalError(protocol.ErrInvalid, "Invalid Message ID")
+	}
+	id, ok := protocol.ParseMessageID(params[1])
+	if !ok {
+		// Sixteen bytes that are not hex can never be in flight.
+		return 0, errNotInFlight
+	}
+	return id, nil
+}
+
+func (p *protocolV2) fin(c *client, params [][]byte) ([]byte, error) {
+	id, err := p.parseID(c, "FIN", params, 2)
+	if err == nil {
+		err = c.channel.finish(c, id)
+	}
+	if err != nil {
+		if errors.Is(err, errNotInFlight) {
+			return nil, protocol.NewClientError(protocol.ErrFinFailed, "FIN %s failed %s", params[1], err)
+		}
+		return nil, err
+	}
+	c.finishCount.Add(1)
+	c.wake()
+	return nil, nil
+}
+
+func (p *protocolV2) req(c *client, params [][]byte) ([]byte, error) {
+	id, err := p.parseID(c, "REQ", params, 3)
+	if err != nil && !errors.Is(err, errNotInFlight) {
+		return nil, err
+	}
+	ms, perr := protocol.ParseInt(params[2])
+	if perr != nil {
+		return nil, protocol.NewFatalError(protocol.ErrInvalid, "REQ could not parse timeout %s", params[2])
+	}
+	delay := time.Duration(ms) * time.Millisecond
+	if maxReq := p.n.getOpts().MaxReqTimeout; delay > maxReq {
+		delay = maxReq // NSQ clamps silently
+	}
+	if err == nil {
+		err = c.channel.requeue(c, id, int64(delay), time.Now().UnixNano())
+	}
+	if err != nil {
+		return nil, protocol.NewClientError(protocol.ErrReqFailed, "REQ %s failed %s", params[1], err)
+	}
+	c.requeueCount.Add(1)
+	c.wake()
+	return nil, nil
+}
+
+func (p *protocolV2) touch(c *client, params [][]byte) ([]byte, error) {
+	id, err := p.parseID(c, "TOUCH", params, 2)
+	if err == nil {
+		err = c.channel.touch(c, id, time.Now().UnixNano(), int64(p.n.getOpts().MaxMsgTimeout))
+	}
+	if err != nil {
+		if errors.Is(err, errNotInFlight) {
+			return nil, protocol.NewClientError(protocol.ErrTouchFailed, "TOUCH %s failed %s", params[1], err)
+		}
+		return nil, err
+	}
+	return nil, nil
+}
+
+func (p *protocolV2) cls(c *client) ([]byte, error) {
+	if c.state.Load() != stateSubscribed {
+		return nil, protocol.NewFatalError(protocol.ErrInvalid, "cannot CLS in current state")
+	}
+	c.state.Store(stateClosing)
+	c.wake()
+	return closeWaitBytes, nil
+}
+
+// publishTopic validates the topic parameter of a publish command and copies it out of the
+// read buffer: params alias that buffer, which reading the body overwrites.
+func (p *protocolV2) publishTopic(cmd string, params [][]byte, n int) (string, error) {
+	if len(params) < n {
+		return "", protocol.NewFatalError(protocol.ErrInvalid, "%s insufficient number of parameters", cmd)
+	}
+	name := string(params[1])
+	if !protocol.IsValidTopicName(name) {
+		return "", protocol.NewFatalError(protocol.ErrBadTopic, "%s topic name %q is not valid", cmd, name)
+	}
+	return name, nil
+}
+
+// publish appends bodies to the named topic, creating it if needed.
+func (p *protocolV2) publish(c *client, name string, bodies [][]byte, deferNs int64) error {
+	t, err := p.n.getOrCreateTopic(name)
+	if err != nil {
+		return err
+	}
+	if err := t.publish(bodies, deferNs); err != nil {
+		return err
+	}
+	c.countPub(name, len(bodies))
+	return nil
+}
+
+func (p *protocolV2) pub(c *client, params [][]byte) ([]byte, error) {
+	name, err := p.publishTopic("PUB", params, 2)
+	if err != nil {
+		return nil, err
+	}
+	body, err := protocol.ReadBody(c.r, nil, p.n.getOpts().MaxMsgSize, protocol.ErrBadMessage, "PUB")
+	if err != nil {
+		return nil, err
+	}
+	if err := p.publish(c, name, [][]byte{body}, 0); err != nil {
+		return nil, protocol.NewFatalError(protocol.ErrPubFailed, "PUB failed %s", err)
+	}
+	return okBytes, nil
+}
+
+func (p *protocolV2) mpub(c *client, params [][]byte) ([]byte, error) {
+	name, err := p.publishTopic("MPUB", params, 2)
+	if err != nil {
+		return nil, err
+	}
+	opts := p.n.getOpts()
+	bodies, err := protocol.ParseMPUB(c.r, opts.MaxMsgSize, opts.MaxBodySize)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.publish(c, name, bodies, 0); err != nil {
+		return nil, protocol.NewFatalError(protocol.ErrMPubFailed, "MPUB failed %s", err)
+	}
+	return okBytes, nil
+}
+
+func (p *protocolV2) dpub(c *client, params [][]byte) ([]byte, error) {
+	name, err := p.publishTopic("DPUB", params, 3)
+	if err != nil {
+		return nil, err
+	}
+	opts := p.n.getOpts()
+	ms, err := protocol.ParseInt(params[2])
+	if err != nil {
+		return nil, protocol.NewFatalError(protocol.ErrInvalid, "DPUB could not parse timeout %s", params[2])
+	}
+	if maxMs := opts.MaxReqTimeout.Milliseconds(); ms < 0 || ms > maxMs {
+		return nil, protocol.NewFatalError(protocol.ErrInvalid, "DPUB timeout %d out of range 0-%d", ms, maxMs)
+	}
+	body, err := protocol.ReadBody(c.r, nil, opts.MaxMsgSize, protocol.ErrBadMessage, "DPUB")
+	if err != nil {
+		return nil, err
+	}
+	if err := p.publish(c, name, [][]byte{body}, int64(time.Duration(ms)*time.Millisecond)); err != nil {
+		return nil, protocol.NewFatalError(protocol.ErrDPubFailed, "DPUB failed %s", err)
+	}
+	return okBytes, nil
+}
+
+// pump delivers messages to a subscribed client while its in-flight count is below its RDY,
+// sends heartbeats and flushes buffered output. It is the connection's second goroutine,
+// started by ioLoop, and it exits when the client is closed.
+func (p *protocolV2) pump(c *client) {
+	var (
+		batch      []delivery
+		scratch    []byte
+		heartbeat  *time.Ticker
+		heartbeatC <-chan time.Time
+		flush      = time.NewTimer(time.Hour)
+		flushC     <-chan time.Time
+	)
+	flush.Stop()
+	defer flush.Stop()
+	resetHeartbeat := func() {
+		if heartbeat != nil {
+			heartbeat.Stop()
+			heartbeat, heartbeatC = nil, nil
+		}
+		if hb := c.heartbeatInterval(); hb > 0 {
+			heartbeat = time.NewTicker(hb)
+			heartbeatC = heartbeat.C
+		}
+	}
+	resetHeartbeat()
+	defer func() {
+		if heartbeat != nil {
+			heartbeat.Stop()
+		}
+	}()
+
+	for {
+		if c.state.Load() == stateSubscribed {
+			if room := c.rdy.Load() - c.inFlight.Load(); room > 0 {
+				batch = c.channel.take(c, batch[:0], int(room), time.Now().UnixNano())
+				if len(batch) > 0 {
+					c.wmu.Lock()
+					_ = c.conn.SetWriteDeadline(c.writeDeadline())
+					var err error
+					scratch, err = c.writeMessagesLocked(batch, scratch)
+					// Flush when the client can take no more (it is waiting for these), when
+					// output is unbuffered; otherwise hold for output_buffer_timeout.
+					if err == nil && (c.outputBufferSize <= 0 || c.outputBufferTimeout <= 0 || c.inFlight.Load() >= c.rdy.Load()) {
+						err = c.flushLocked()
+					} else if err == nil && flushC == nil {
+						flush.Reset(c.outputBufferTimeout)
+						flushC = flush.C
+					}
+					c.wmu.Unlock()
+					c.messageCount.Add(uint64(len(batch)))
+					if err == nil {
+						now := time.Now().UnixNano()
+						for i := range batch {
+							if due := batch[i].due; due > 0 {
+								p.n.timerLateness.observe(time.Duration(now - due))
+							}
+						}
+					}
+					clear(batch)
+					if err != nil {
+						c.close()
+						return
+					}
+					continue
+				}
+			}
+		}
+		select {
+		case <-c.exit:
+			return
+		case <-c.wakeCh:
+		case <-c.settingsCh:
+			resetHeartbeat()
+		case <-heartbeatC:
+			if err := c.sendFrame(protocol.FrameTypeResponse, heartbeatBytes); err != nil {
+				c.close()
+				return
+			}
+		case <-flushC:
+			flushC = nil
+			c.wmu.Lock()
+			_ = c.conn.SetWriteDeadline(c.writeDeadline())
+			err := c.flushLocked()
+			c.wmu.Unlock()
+			if err != nil {
+				c.close()
+				return
+			}
+		}
+	}
+}

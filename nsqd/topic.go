@@ -1,0 +1,538 @@
+package nsqd
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ternmq/tern/internal/protocol"
+	"github.com/ternmq/tern/nsqd/logstore"
+)
+
+// errTopicExiting means the topic is being deleted or the daemon is shutting down.
+var errTopicExiting = errors.New("topic exiting")
+
+// topicHooks are what a topic tells its daemon, kept narrow so a topic never reaches into the
+// whole NSQD: metadata changes (to persist them) and the removal of an ephemeral topic.
+type topicHooks interface {
+	metadataChanged()
+	ephemeralTopicEmpty(t *Topic)
+}
+
+// Topic is a named stream: one log that every publish appends to once, and the channels that
+// read it. A paused topic freezes what its channels may read at the position of the pause.
+type Topic struct {
+	name      string
+	ephemeral bool
+	dir       string // "" for an ephemeral topic
+	log       *logstore.Log
+	ids       *idGenerator
+	sched     *scheduler
+	hooks     topicHooks
+	logger    *slog.Logger
+	opts      func() *Options
+
+	messageCount atomic.Uint64
+	messageBytes atomic.Uint64
+	exiting      atomic.Bool
+
+	// paused and pausePos are written under mu and read without it on the delivery path.
+	paused   atomic.Bool
+	pausePos atomic.Pointer[logstore.Pos]
+
+	mu       sync.RWMutex
+	channels map[string]*Channel
+	// start is where the first channel created begins: the oldest retained record of a
+	// topic that never had a channel, else the tail at the moment its last channel went away,
+	// so a new channel receives what was published since and nothing the old ones consumed.
+	start logstore.Pos
+}
+
+func openTopic(name, dataPath string, opts func() *Options, ids *idGenerator, sched *scheduler, hooks topicHooks, logger *slog.Logger) (*Topic, error) {
+	o := opts()
+	t := &Topic{
+		name:      name,
+		ephemeral: protocol.IsEphemeral(name),
+		ids:       ids,
+		sched:     sched,
+		hooks:     hooks,
+		logger:    logger.With("topic", name),
+		opts:      opts,
+		channels:  make(map[string]*Channel),
+	}
+	lo := logstore.Options{
+		SegmentBytes: o.MaxBytesPerFile,
+		MaxBodyBytes: int(o.MaxMsgSize),
+		MemRecords:   int(max(o.MemQueueSize, 1)),
+		SyncEvery:    o.SyncEvery,
+		FsyncAlways:  o.FsyncAlways,
+		Logger:       t.logger,
+	}
+	if !t.ephemeral {
+		t.dir = filepath.Join(dataPath, "topics", name)
+		lo.Dir = filepath.Join(t.dir, "log")
+		if err := os.MkdirAll(filepath.Join(t.dir, "channels"), 0o755); err != nil {
+			return nil, fmt.Errorf("open topic %q: %w", name, err)
+		}
+	}
+	l, err := logstore.Open(lo)
+	if err != nil {
+		return nil, fmt.Errorf("open topic %q: %w", name, err)
+	}
+	t.log = l
+	ids.observe(l.LastID())
+	t.start = l.HeadPos()
+	if t.dir != "" {
+		if pos, ok := readStartFile(filepath.Join(t.dir, "start")); ok && pos.Seq >= l.Head() && pos.Seq <= l.Tail() {
+			t.start = pos
+		}
+	}
+	return t, nil
+}
+
+// Name returns the topic's name.
+func (t *Topic) Name() string { return t.name }
+
+// publish appends bodies as one batch, deferred by deferNs when it is positive, and wakes the
+// channels' waiting clients. It returns once the batch is written (group-committed with any
+// concurrent publishes to the topic).
+func (t *Topic) publish(bodies [][]byte, deferNs int64) error {
+	if t.exiting.Load() {
+		return errTopicExiting
+	}
+	now := time.Now().UnixNano()
+	deliverAt := int64(0)
+	if deferNs > 0 {
+		deliverAt = now + deferNs
+	}
+	recs := make([]logstore.Record, len(bodies))
+	first := t.ids.next(len(bodies))
+	size := 0
+	for i, b := range bodies {
+		recs[i] = logstore.Record{ID: first + uint64(i), Timestamp: now, DeliverAt: deliverAt, Body: b}
+		size += len(b)
+	}
+	if _, err := t.log.Append(recs); err != nil {
+		return fmt.Errorf("publish to topic %q: %w", t.name, err)
+	}
+	t.messageCount.Add(uint64(len(bodies)))
+	t.messageBytes.Add(uint64(size))
+	if !t.paused.Load() {
+		t.wakeChannels()
+	}
+	return nil
+}
+
+func (t *Topic) wakeChannels() {
+	t.mu.RLock()
+	for _, ch := range t.channels {
+		ch.wakeWaiting()
+	}
+	t.mu.RUnlock()
+}
+
+// readLimit is the sequence channels may not read past, when the topic is paused.
+func (t *Topic) readLimit() (uint64, bool) {
+	if !t.paused.Load() {
+		return 0, false
+	}
+	if p := t.pausePos.Load(); p != nil {
+		return p.Seq, true
+	}
+	return 0, false
+}
+
+// readablePos is where channel cursors may read up to.
+func (t *Topic) readablePos() logstore.Pos {
+	if t.paused.Load() {
+		if p := t.pausePos.Load(); p != nil {
+			return *p
+		}
+	}
+	return t.log.TailPos()
+}
+
+func (t *Topic) readableSeq() uint64 {
+	if seq, ok := t.readLimit(); ok {
+		return seq
+	}
+	return t.log.Tail()
+}
+
+// Channel returns the named channel, or nil.
+func (t *Topic) Channel(name string) *Channel {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.channels[name]
+}
+
+// Channels returns the topic's channels sorted by name.
+func (t *Topic) Channels() []*Channel {
+	t.mu.RLock()
+	chans := make([]*Channel, 0, len(t.channels))
+	for _, ch := range t.channels {
+		chans = append(chans, ch)
+	}
+	t.mu.RUnlock()
+	slices.SortFunc(chans, func(a, b *Channel) int {
+		switch {
+		case a.name < b.name:
+			return -1
+		case a.name > b.name:
+			return 1
+		}
+		return 0
+	})
+	return chans
+}
+
+// getOrCreateChannel returns the named channel, creating it if needed. The first channel of
+// a topic starts at the topic's backlog; later ones start at what is readable now.
+func (t *Topic) getOrCreateChannel(name string) (*Channel, error) {
+	t.mu.RLock()
+	ch := t.channels[name]
+	t.mu.RUnlock()
+	if ch != nil {
+		return ch, nil
+	}
+	t.mu.Lock()
+	if t.exiting.Load() {
+		t.mu.Unlock()
+		return nil, errTopicExiting
+	}
+	if ch = t.channels[name]; ch != nil {
+		t.mu.Unlock()
+		return ch, nil
+	}
+	start := t.readablePos()
+	if len(t.channels) == 0 {
+		start = t.start
+		if start.Seq < t.log.Head() {
+			start = t.log.HeadPos()
+		}
+	}
+	ch = newChannel(t, name, start)
+	t.channels[name] = ch
+	t.mu.Unlock()
+	// A new durable channel is checkpointed at once, so a restart finds its cursor even if the
+	// process dies before the first periodic checkpoint.
+	if err := t.checkpointChannel(ch, true, false); err != nil {
+		t.logger.Error("checkpoint new channel", "channel", name, "error", err)
+	}
+	t.logger.Info("channel created", "channel", name)
+	if !ch.ephemeral {
+		t.hooks.metadataChanged()
+	}
+	return ch, nil
+}
+
+// restoreChannel recreates a channel found in the metadata file from its checkpoint.
+func (t *Topic) restoreChannel(name string, paused bool) error {
+	start := t.log.TailPos()
+	var entries []checkpointEntry
+	if t.dir != "" && !protocol.IsEphemeral(name) {
+		buf, err := os.ReadFile(t.checkpointPath(name))
+		switch {
+		case err == nil:
+			cur, es, derr := decodeCheckpoint(buf)
+			if derr != nil {
+				return fmt.Errorf("restore channel %q: %w", name, derr)
+			}
+			start, entries = cur, es
+		case errors.Is(err, os.ErrNotExist):
+			start = t.log.HeadPos() // deliver too much rather than lose anything
+		default:
+			return fmt.Errorf("restore channel %q: %w", name, err)
+		}
+	}
+	if start.Seq < t.log.Head() {
+		start = t.log.HeadPos()
+	}
+	ch := newChannel(t, name, start)
+	ch.paused = paused
+	if lost := ch.restore(entries, time.Now().UnixNano()); lost > 0 {
+		t.logger.Error("unfinished messages missing from the log after restart", "channel", name, "count", lost)
+	}
+	ch.dirty = false
+	t.mu.Lock()
+	t.channels[name] = ch
+	t.mu.Unlock()
+	return nil
+}
+
+// deleteChannel removes a channel, disconnecting its clients.
+func (t *Topic) deleteChannel(name string) error {
+	t.mu.Lock()
+	ch, ok := t.channels[name]
+	if !ok {
+		t.mu.Unlock()
+		return errChannelNotFound
+	}
+	delete(t.channels, name)
+	last := len(t.channels) == 0
+	if last {
+		t.start = t.readablePos()
+	}
+	t.mu.Unlock()
+	for _, c := range ch.close() {
+		c.close()
+	}
+	if t.dir != "" {
+		if err := os.Remove(t.checkpointPath(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.logger.Error("remove channel checkpoint", "channel", name, "error", err)
+		}
+		if last {
+			if err := writeStartFile(filepath.Join(t.dir, "start"), t.start); err != nil {
+				t.logger.Error("record topic start", "error", err)
+			}
+		}
+	}
+	t.logger.Info("channel deleted", "channel", name)
+	if !ch.ephemeral {
+		t.hooks.metadataChanged()
+	}
+	if last && t.ephemeral {
+		t.hooks.ephemeralTopicEmpty(t)
+	}
+	return nil
+}
+
+// clientLeft is called when a subscribed client disconnects; an ephemeral channel goes with
+// its last client.
+func (t *Topic) clientLeft(ch *Channel, c *client) {
+	if ch.removeClient(c) {
+		if err := t.deleteChannel(ch.name); err != nil && !errors.Is(err, errChannelNotFound) {
+			t.logger.Error("delete ephemeral channel", "channel", ch.name, "error", err)
+		}
+	}
+}
+
+// setPaused pauses or resumes the topic: while paused, channels deliver what they had read
+// before the pause and nothing published after it.
+func (t *Topic) setPaused(paused bool) {
+	t.mu.Lock()
+	if paused && !t.paused.Load() {
+		pos := t.log.TailPos()
+		t.pausePos.Store(&pos)
+		t.paused.Store(true)
+		t.writePauseFile(&pos)
+	} else if !paused && t.paused.Load() {
+		t.paused.Store(false)
+		t.pausePos.Store(nil)
+		t.writePauseFile(nil)
+	}
+	t.mu.Unlock()
+	t.hooks.metadataChanged()
+	if !paused {
+		t.wakeChannels()
+	}
+}
+
+// writePauseFile records where a pause froze the topic, so a restart does not release what was
+// published during the pause; nil removes the record.
+func (t *Topic) writePauseFile(pos *logstore.Pos) {
+	if t.dir == "" {
+		return
+	}
+	path := filepath.Join(t.dir, "paused")
+	var err error
+	if pos == nil {
+		err = os.Remove(path)
+		if errors.Is(err, os.ErrNotExist) {
+			err = nil
+		}
+	} else {
+		err = writeStartFile(path, *pos)
+	}
+	if err != nil {
+		t.logger.Error("record topic pause", "error", err)
+	}
+}
+
+// restorePause pauses a topic loaded as paused at the position its pause recorded.
+func (t *Topic) restorePause() {
+	pos := t.log.TailPos()
+	if t.dir != "" {
+		if p, ok := readStartFile(filepath.Join(t.dir, "paused")); ok && p.Seq >= t.log.Head() && p.Seq <= t.log.Tail() {
+			pos = p
+		}
+	}
+	t.pausePos.Store(&pos)
+	t.paused.Store(true)
+}
+
+// Paused reports whether the topic is paused.
+func (t *Topic) Paused() bool { return t.paused.Load() }
+
+// empty drops the topic's own backlog, NSQ's "messages not yet given to a channel": all of it
+// when there is no channel, and what was published since the pause when paused.
+func (t *Topic) empty() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.channels) == 0 {
+		if err := t.log.Empty(); err != nil {
+			return fmt.Errorf("empty topic %q: %w", t.name, err)
+		}
+		t.start = t.log.TailPos()
+		return nil
+	}
+	if p := t.pausePos.Load(); t.paused.Load() && p != nil {
+		old := *p
+		pos := t.log.TailPos()
+		t.pausePos.Store(&pos)
+		t.writePauseFile(&pos)
+		for _, ch := range t.channels {
+			ch.skipTo(old, pos)
+		}
+	}
+	return nil
+}
+
+// Depth is NSQ's topic depth: messages held by the topic itself, not yet readable by a channel.
+func (t *Topic) Depth() int64 {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	tail := t.log.Tail()
+	if len(t.channels) == 0 {
+		return int64(tail - min(t.start.Seq, tail))
+	}
+	if seq, ok := t.readLimit(); ok && tail > seq {
+		return int64(tail - seq)
+	}
+	return 0
+}
+
+func (t *Topic) checkpointPath(channel string) string {
+	return filepath.Join(t.dir, "channels", channel+".ckpt")
+}
+
+func (t *Topic) checkpointChannel(ch *Channel, force, sync bool) error {
+	if t.dir == "" || ch.ephemeral {
+		return nil
+	}
+	return ch.checkpoint(t.checkpointPath(ch.name), force, sync)
+}
+
+// checkpoint writes every durable channel's state that changed.
+func (t *Topic) checkpoint(sync bool) error {
+	var errs []error
+	for _, ch := range t.Channels() {
+		errs = append(errs, t.checkpointChannel(ch, false, sync))
+	}
+	return errors.Join(errs...)
+}
+
+// retain deletes log segments that no durable channel needs any more, after making sure the
+// checkpoints that allow it are on disk.
+func (t *Topic) retain() error {
+	if t.dir == "" {
+		return nil
+	}
+	if err := t.checkpoint(true); err != nil {
+		return err
+	}
+	t.mu.RLock()
+	lowWater := t.log.Tail()
+	if len(t.channels) == 0 {
+		lowWater = t.start.Seq
+	}
+	for _, ch := range t.channels {
+		if !ch.ephemeral {
+			lowWater = min(lowWater, ch.checkpointedLowWater())
+		}
+	}
+	t.mu.RUnlock()
+	n, err := t.log.TruncateFront(lowWater)
+	if n > 0 {
+		t.logger.Debug("deleted consumed segments", "count", n)
+	}
+	return err
+}
+
+// close stops the topic for shutdown: clients are disconnected, the final checkpoints are
+// synced and the log is closed.
+func (t *Topic) close() error {
+	t.exiting.Store(true)
+	var clients []*client
+	for _, ch := range t.Channels() {
+		clients = append(clients, ch.close()...)
+	}
+	for _, c := range clients {
+		c.close()
+	}
+	var errs []error
+	for _, ch := range t.Channels() {
+		errs = append(errs, t.checkpointChannel(ch, true, true))
+	}
+	errs = append(errs, t.log.Close())
+	return errors.Join(errs...)
+}
+
+// delete removes the topic, its channels and its data.
+func (t *Topic) delete() error {
+	t.exiting.Store(true)
+	t.mu.Lock()
+	chans := t.channels
+	t.channels = make(map[string]*Channel)
+	t.mu.Unlock()
+	for _, ch := range chans {
+		for _, c := range ch.close() {
+			c.close()
+		}
+	}
+	if err := t.log.Delete(); err != nil {
+		return fmt.Errorf("delete topic %q: %w", t.name, err)
+	}
+	if t.dir != "" {
+		if err := os.RemoveAll(t.dir); err != nil {
+			return fmt.Errorf("delete topic %q: %w", t.name, err)
+		}
+	}
+	return nil
+}
+
+// TopicStats is a snapshot of a topic's counters.
+type TopicStats struct {
+	Name         string
+	Depth        int64
+	MessageCount uint64
+	MessageBytes uint64
+	Paused       bool
+	Channels     []ChannelStats
+}
+
+// Stats returns a snapshot of the topic and its channels.
+func (t *Topic) Stats() TopicStats {
+	s := TopicStats{
+		Name:         t.name,
+		Depth:        t.Depth(),
+		MessageCount: t.messageCount.Load(),
+		MessageBytes: t.messageBytes.Load(),
+		Paused:       t.Paused(),
+	}
+	for _, ch := range t.Channels() {
+		s.Channels = append(s.Channels, ch.Stats())
+	}
+	return s
+}
+
+func readStartFile(path string) (logstore.Pos, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) != 16 {
+		return logstore.Pos{}, false
+	}
+	return logstore.Pos{Seq: binary.BigEndian.Uint64(b), Offset: int64(binary.BigEndian.Uint64(b[8:]))}, true
+}
+
+func writeStartFile(path string, p logstore.Pos) error {
+	b := binary.BigEndian.AppendUint64(nil, p.Seq)
+	b = binary.BigEndian.AppendUint64(b, uint64(p.Offset))
+	return writeFileAtomic(path, b, true)
+}
