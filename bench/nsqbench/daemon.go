@@ -1,0 +1,252 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+const (
+	// startTimeout bounds the wait for a started nsqd to accept connections.
+	startTimeout = 15 * time.Second
+	// stopTimeout bounds the wait for nsqd to exit after SIGTERM before it is killed.
+	stopTimeout = 30 * time.Second
+	// logTail is how much of nsqd's output an error quotes.
+	logTail = 2048
+)
+
+// errExitedAtStart means the started nsqd exited before it accepted a connection.
+var errExitedAtStart = errors.New("nsqd exited before accepting connections")
+
+// daemon is an nsqd process the tool started. It is used by one goroutine.
+type daemon struct {
+	cmd     *exec.Cmd
+	dir     string // temporary directory holding the data path and the log
+	logPath string
+	tcpAddr string
+	// exited is closed once the process has been waited for; waitErr is then its status.
+	exited  chan struct{}
+	waitErr error
+}
+
+// startDaemon starts cfg.NSQDBin on a free loopback port with a fresh temporary data path and
+// waits until it accepts connections. It asks for no HTTP listener; a daemon that refuses an
+// empty --http-address, and exits, is started again with a free port for it.
+func startDaemon(ctx context.Context, cfg config, logger *slog.Logger) (*daemon, error) {
+	dir, err := os.MkdirTemp("", "nsqbench-")
+	if err != nil {
+		return nil, fmt.Errorf("create nsqd directory: %w", err)
+	}
+	userHTTP := false
+	for _, f := range cfg.NSQDFlags {
+		if nsqdFlagName(f) == "http-address" {
+			userHTTP = true
+		}
+	}
+	for attempt := 0; ; attempt++ {
+		var httpArg []string
+		switch {
+		case userHTTP:
+		case attempt == 0:
+			httpArg = []string{"--http-address="}
+		default:
+			port, err := freePort()
+			if err != nil {
+				_ = os.RemoveAll(dir)
+				return nil, err
+			}
+			httpArg = []string{"--http-address=127.0.0.1:" + strconv.Itoa(port)}
+		}
+		d, err := launch(ctx, cfg, dir, attempt, httpArg, logger)
+		if err == nil {
+			return d, nil
+		}
+		if attempt == 0 && !userHTTP && errors.Is(err, errExitedAtStart) {
+			logger.Info("nsqd did not start without an HTTP listener; retrying with one", "error", err)
+			continue
+		}
+		_ = os.RemoveAll(dir)
+		return nil, err
+	}
+}
+
+// launch starts one nsqd process in dir and waits until its TCP port accepts connections.
+func launch(ctx context.Context, cfg config, dir string, attempt int, httpArg []string, logger *slog.Logger) (*daemon, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	dataPath := filepath.Join(dir, "data"+strconv.Itoa(attempt))
+	if err := os.Mkdir(dataPath, 0o755); err != nil {
+		return nil, fmt.Errorf("create nsqd data path: %w", err)
+	}
+	d := &daemon{
+		dir:     dir,
+		logPath: filepath.Join(dir, "nsqd"+strconv.Itoa(attempt)+".log"),
+		tcpAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
+		exited:  make(chan struct{}),
+	}
+	logFile, err := os.Create(d.logPath)
+	if err != nil {
+		return nil, fmt.Errorf("create nsqd log: %w", err)
+	}
+	defer func() { _ = logFile.Close() }() // the child has its own descriptor
+
+	args := []string{"--tcp-address=" + d.tcpAddr, "--data-path=" + dataPath}
+	args = append(args, httpArg...)
+	args = append(args, cfg.NSQDFlags...)
+	// Not exec.CommandContext: the daemon is stopped with SIGTERM and waited for, never
+	// killed outright when the context ends, so its shutdown is part of the check.
+	d.cmd = exec.Command(cfg.NSQDBin, args...)
+	d.cmd.Stdout, d.cmd.Stderr = logFile, logFile
+	if err := d.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start nsqd %s (build it with make build, or pass --nsqd-bin or --nsqd-tcp-address): %w",
+			cfg.NSQDBin, err)
+	}
+	go func() {
+		d.waitErr = d.cmd.Wait()
+		close(d.exited)
+	}()
+	logger.Info("started nsqd", "pid", d.cmd.Process.Pid, "args", strings.Join(args, " "), "log", d.logPath)
+
+	if err := d.waitListening(ctx); err != nil {
+		if !errors.Is(err, errExitedAtStart) {
+			_ = d.kill()
+		}
+		return nil, err
+	}
+	return d, nil
+}
+
+// waitListening polls the TCP port until it accepts a connection, the process exits, ctx
+// ends or startTimeout passes.
+func (d *daemon) waitListening(ctx context.Context) error {
+	deadline := time.NewTimer(startTimeout)
+	defer deadline.Stop()
+	retry := time.NewTicker(20 * time.Millisecond)
+	defer retry.Stop()
+	for {
+		conn, err := net.DialTimeout("tcp", d.tcpAddr, time.Second)
+		if err == nil {
+			_ = conn.Close()
+			return nil
+		}
+		select {
+		case <-d.exited:
+			return fmt.Errorf("%w (%v); its output:\n%s", errExitedAtStart, d.waitErr, d.tail())
+		case <-ctx.Done():
+			return fmt.Errorf("wait for nsqd: %w", ctx.Err())
+		case <-deadline.C:
+			return fmt.Errorf("nsqd did not accept connections on %s within %v: %w", d.tcpAddr, startTimeout, err)
+		case <-retry.C:
+		}
+	}
+}
+
+// peakRSS returns the process's peak resident set size (VmHWM) in bytes.
+func (d *daemon) peakRSS() (int64, error) {
+	f, err := os.Open(filepath.Join("/proc", strconv.Itoa(d.cmd.Process.Pid), "status"))
+	if err != nil {
+		return 0, fmt.Errorf("read nsqd status: %w", err)
+	}
+	defer func() { _ = f.Close() }()
+	return parseVmHWM(f)
+}
+
+// parseVmHWM finds the "VmHWM:  123 kB" line of a /proc/<pid>/status file and returns the
+// value in bytes.
+func parseVmHWM(r io.Reader) (int64, error) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:")
+		if !ok {
+			continue
+		}
+		fields := strings.Fields(rest)
+		if len(fields) != 2 || fields[1] != "kB" {
+			return 0, fmt.Errorf("malformed VmHWM line %q", sc.Text())
+		}
+		kb, err := strconv.ParseInt(fields[0], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("malformed VmHWM line %q: %w", sc.Text(), err)
+		}
+		return kb << 10, nil
+	}
+	if err := sc.Err(); err != nil {
+		return 0, fmt.Errorf("read status: %w", err)
+	}
+	return 0, errors.New("no VmHWM line in status")
+}
+
+// stop sends SIGTERM, waits for the process to exit (killing it after stopTimeout) and
+// removes its directory. An unclean exit is an error quoting the daemon's output.
+func (d *daemon) stop() error {
+	defer func() { _ = os.RemoveAll(d.dir) }()
+	select {
+	case <-d.exited:
+		return fmt.Errorf("nsqd exited during the run (%v); its output:\n%s", d.waitErr, d.tail())
+	default:
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return fmt.Errorf("stop nsqd: %w", err)
+	}
+	timer := time.NewTimer(stopTimeout)
+	defer timer.Stop()
+	select {
+	case <-d.exited:
+	case <-timer.C:
+		_ = d.kill()
+		return fmt.Errorf("nsqd did not exit within %v of SIGTERM and was killed; its output:\n%s", stopTimeout, d.tail())
+	}
+	if d.waitErr != nil {
+		return fmt.Errorf("nsqd exited uncleanly (%v); its output:\n%s", d.waitErr, d.tail())
+	}
+	return nil
+}
+
+// kill ends the process at once and waits for it.
+func (d *daemon) kill() error {
+	err := d.cmd.Process.Kill()
+	<-d.exited
+	return err
+}
+
+// tail returns the end of the daemon's output.
+func (d *daemon) tail() string {
+	b, err := os.ReadFile(d.logPath)
+	if err != nil {
+		return fmt.Sprintf("(cannot read %s: %v)", d.logPath, err)
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return "(no output)"
+	}
+	if len(b) > logTail {
+		b = b[len(b)-logTail:]
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			b = b[i+1:]
+		}
+	}
+	return string(b)
+}
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer func() { _ = ln.Close() }()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
