@@ -108,7 +108,9 @@ func decodeCheckpoint(buf []byte) (logstore.Pos, []checkpointEntry, error) {
 // for before it deletes log segments on the strength of this checkpoint.
 func (ch *Channel) checkpoint(path string, force, sync bool) error {
 	ch.mu.Lock()
-	if !ch.dirty && !force {
+	if !force && (!ch.dirty || ch.exiting) {
+		// An exiting channel is being deleted (its file must stay gone) or closed for
+		// shutdown, which writes its final checkpoint with force.
 		ch.mu.Unlock()
 		return nil
 	}

@@ -47,6 +47,10 @@ type Topic struct {
 	paused   atomic.Bool
 	pausePos atomic.Pointer[logstore.Pos]
 
+	// diskMu serialises checkpoint writes with the removal of the topic's directory, so a
+	// checkpoint never recreates a file in a topic being deleted.
+	diskMu sync.Mutex
+
 	mu       sync.RWMutex
 	channels map[string]*Channel
 	// start is where the first channel created begins: the oldest retained record of a
@@ -285,14 +289,7 @@ func (t *Topic) deleteChannel(name string) error {
 		c.close()
 	}
 	if t.dir != "" {
-		if err := os.Remove(t.checkpointPath(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			t.logger.Error("remove channel checkpoint", "channel", name, "error", err)
-		}
-		if last {
-			if err := writeStartFile(filepath.Join(t.dir, "start"), t.start); err != nil {
-				t.logger.Error("record topic start", "error", err)
-			}
-		}
+		t.removeChannelFiles(name, last)
 	}
 	t.logger.Info("channel deleted", "channel", name)
 	if !ch.ephemeral {
@@ -302,6 +299,27 @@ func (t *Topic) deleteChannel(name string) error {
 		t.hooks.ephemeralTopicEmpty(t)
 	}
 	return nil
+}
+
+// removeChannelFiles removes a deleted channel's checkpoint and, when it was the last
+// channel, records where a future first channel starts.
+func (t *Topic) removeChannelFiles(name string, last bool) {
+	t.diskMu.Lock()
+	defer t.diskMu.Unlock()
+	if err := os.Remove(t.checkpointPath(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.logger.Error("remove channel checkpoint", "channel", name, "error", err)
+	}
+	if last {
+		if err := writeStartFile(filepath.Join(t.dir, "start"), t.startPos()); err != nil {
+			t.logger.Error("record topic start", "error", err)
+		}
+	}
+}
+
+func (t *Topic) startPos() logstore.Pos {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return t.start
 }
 
 // clientLeft is called when a subscribed client disconnects; an ephemeral channel goes with
@@ -422,6 +440,11 @@ func (t *Topic) checkpointChannel(ch *Channel, force, sync bool) error {
 
 // checkpoint writes every durable channel's state that changed.
 func (t *Topic) checkpoint(sync bool) error {
+	t.diskMu.Lock()
+	defer t.diskMu.Unlock()
+	if t.exiting.Load() {
+		return nil
+	}
 	var errs []error
 	for _, ch := range t.Channels() {
 		errs = append(errs, t.checkpointChannel(ch, false, sync))
@@ -467,6 +490,8 @@ func (t *Topic) close() error {
 	for _, c := range clients {
 		c.close()
 	}
+	t.diskMu.Lock()
+	defer t.diskMu.Unlock()
 	var errs []error
 	for _, ch := range t.Channels() {
 		errs = append(errs, t.checkpointChannel(ch, true, true))
@@ -487,6 +512,8 @@ func (t *Topic) delete() error {
 			c.close()
 		}
 	}
+	t.diskMu.Lock()
+	defer t.diskMu.Unlock()
 	if err := t.log.Delete(); err != nil {
 		return fmt.Errorf("delete topic %q: %w", t.name, err)
 	}
