@@ -574,7 +574,10 @@ func (ch *Channel) Stats() ChannelStats {
 func (ch *Channel) depthLocked() int64 {
 	unread := int64(0)
 	limit := ch.topic.readableSeq()
-	if at := ch.reader.Pos().Seq; limit > at {
+	// Records below the log's head are gone (an ephemeral topic's memory bound dropped them,
+	// or segments were deleted); the cursor will skip them, so they are not depth.
+	at := max(ch.reader.Pos().Seq, ch.topic.log.Head())
+	if limit > at {
 		unread = int64(limit - at)
 	}
 	return unread + int64(len(ch.ready)-ch.readyAt)

@@ -393,9 +393,11 @@ func (p *protocolV2) req(c *client, params [][]byte) ([]byte, error) {
 	if perr != nil {
 		return nil, protocol.NewFatalError(protocol.ErrInvalid, "REQ could not parse timeout %s", params[2])
 	}
-	delay := time.Duration(ms) * time.Millisecond
-	if maxReq := p.n.getOpts().MaxReqTimeout; delay > maxReq {
-		delay = maxReq // NSQ clamps silently
+	// NSQ clamps silently. Compare in milliseconds: converting first overflows int64 for
+	// delays past 292 years and would requeue at once.
+	delay := p.n.getOpts().MaxReqTimeout
+	if ms < delay.Milliseconds() {
+		delay = time.Duration(ms) * time.Millisecond
 	}
 	if err == nil {
 		err = c.channel.requeue(c, id, int64(delay), time.Now().UnixNano())

@@ -419,7 +419,7 @@ func (t *Topic) Depth() int64 {
 	defer t.mu.RUnlock()
 	tail := t.log.Tail()
 	if len(t.channels) == 0 {
-		return int64(tail - min(t.start.Seq, tail))
+		return int64(tail - min(max(t.start.Seq, t.log.Head()), tail))
 	}
 	if seq, ok := t.readLimit(); ok && tail > seq {
 		return int64(tail - seq)

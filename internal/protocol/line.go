@@ -26,6 +26,23 @@ func ReadLine(r *bufio.Reader, maxLen int) ([]byte, error) {
 	if maxLen <= 0 {
 		maxLen = r.Size()
 	}
+	if maxLen+2 <= r.Size() {
+		// ReadSlice would block until a newline or a full buffer, so a peer trickling bytes
+		// without a newline could sit on r's whole buffer before the bound applied. Look at
+		// what is buffered first and wait for one more byte at a time while it is short.
+		for {
+			buf, _ := r.Peek(r.Buffered())
+			if bytes.IndexByte(buf, '\n') >= 0 {
+				break
+			}
+			if len(buf) > maxLen+1 {
+				return nil, lineTooLong(maxLen)
+			}
+			if _, err := r.Peek(len(buf) + 1); err != nil {
+				return nil, lineReadError(len(buf), err)
+			}
+		}
+	}
 	line, err := r.ReadSlice('\n')
 	if err == nil {
 		return checkLine(trimEOL(line), maxLen)
