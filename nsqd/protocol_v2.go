@@ -49,16 +49,22 @@ func (p *protocolV2) ioLoop(ctx context.Context, c *client) {
 	}()
 
 	params := make([][]byte, 0, 8)
-	var deadlineSet time.Time
+	var (
+		deadlineSet time.Time
+		cmds        uint64
+	)
 	for {
-		// Refreshing the deadline for every pipelined command (a stream of FINs) was a
-		// measurable share of CPU: refresh it when the next read may block on the socket, or
-		// when half of it is used up, so a client that never lets the buffer drain keeps it.
+		// Refreshing the deadline, or even reading the clock, for every pipelined command (a
+		// stream of FINs) was a measurable share of CPU. Refresh it when the next read may
+		// block on the socket; a client that keeps the buffer full is checked every 256
+		// commands and refreshed once half the deadline is used.
+		cmds++
 		if hb := c.heartbeatInterval(); hb > 0 {
-			now := time.Now()
-			if c.r.Buffered() == 0 || now.Sub(deadlineSet) > hb {
-				_ = c.conn.SetReadDeadline(now.Add(2 * hb))
-				deadlineSet = now
+			if c.r.Buffered() == 0 || cmds%256 == 0 {
+				if now := time.Now(); c.r.Buffered() == 0 || now.Sub(deadlineSet) > hb {
+					_ = c.conn.SetReadDeadline(now.Add(2 * hb))
+					deadlineSet = now
+				}
 			}
 		} else if !deadlineSet.IsZero() {
 			_ = c.conn.SetReadDeadline(time.Time{})
