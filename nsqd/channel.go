@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ternmq/tern/internal/protocol"
+	"github.com/ternmq/tern/internal/quantile"
 	"github.com/ternmq/tern/nsqd/logstore"
 )
 
@@ -47,6 +48,8 @@ type Channel struct {
 	messageCount atomic.Uint64 // records the cursor has passed
 	requeueCount atomic.Uint64
 	timeoutCount atomic.Uint64
+	finishCount  atomic.Uint64
+	e2e          *quantile.Stream // publish-to-FIN latency; nil unless percentiles are configured
 	// mayWait is true while a client may be on the waiting list. take sets it before reading
 	// the log, so a publish that lands after that read sees it and wakes the client; a publish
 	// that sees it false landed before the read and was delivered by it.
@@ -91,6 +94,9 @@ func newChannel(t *Topic, name string, start logstore.Pos) *Channel {
 	}
 	ch.reader = t.log.NewReader(start)
 	ch.ckptLowWater = start.Seq
+	if o := t.opts(); len(o.E2EProcessingLatencyPercentiles) > 0 {
+		ch.e2e = quantile.New(o.E2EProcessingLatencyWindowTime, o.E2EProcessingLatencyPercentiles)
+	}
 	return ch
 }
 
@@ -291,9 +297,14 @@ func (ch *Channel) finish(c *client, id uint64) error {
 	}
 	heap.Remove(&ch.timers, p.heapIndex)
 	ch.inFlight--
+	published := p.timestamp
 	ch.doneLocked(p)
 	ch.mu.Unlock()
 	c.inFlight.Add(-1)
+	ch.finishCount.Add(1)
+	if ch.e2e != nil {
+		ch.e2e.Observe(float64(time.Now().UnixNano() - published))
+	}
 	return nil
 }
 
@@ -540,35 +551,8 @@ func (ch *Channel) skipTo(from, to logstore.Pos) {
 	ch.dirty = true
 }
 
-// ChannelStats is a snapshot of a channel's counters.
-type ChannelStats struct {
-	Name          string
-	Depth         int64
-	InFlightCount int
-	DeferredCount int
-	MessageCount  uint64
-	RequeueCount  uint64
-	TimeoutCount  uint64
-	ClientCount   int
-	Paused        bool
-}
-
-// Stats returns a snapshot of the channel's counters.
-func (ch *Channel) Stats() ChannelStats {
-	ch.mu.Lock()
-	defer ch.mu.Unlock()
-	return ChannelStats{
-		Name:          ch.name,
-		Depth:         ch.depthLocked(),
-		InFlightCount: ch.inFlight,
-		DeferredCount: ch.deferred,
-		MessageCount:  ch.messageCount.Load(),
-		RequeueCount:  ch.requeueCount.Load(),
-		TimeoutCount:  ch.timeoutCount.Load(),
-		ClientCount:   len(ch.clients),
-		Paused:        ch.paused,
-	}
-}
+// Stats returns a snapshot of the channel with its clients.
+func (ch *Channel) Stats() ChannelStats { return ch.stats(true) }
 
 // depthLocked is NSQ's channel depth: messages ready to be delivered, read or not.
 func (ch *Channel) depthLocked() int64 {

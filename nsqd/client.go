@@ -63,6 +63,7 @@ type client struct {
 	requeueCount atomic.Uint64
 	timeoutCount atomic.Uint64
 
+	published atomic.Bool // has published: listed among /stats producers
 	pubMu     sync.Mutex
 	pubCounts map[string]uint64
 
@@ -208,6 +209,7 @@ func (c *client) bufferSize() int {
 }
 
 func (c *client) countPub(topic string, n int) {
+	c.published.Store(true)
 	c.pubMu.Lock()
 	if c.pubCounts == nil {
 		c.pubCounts = make(map[string]uint64)

@@ -11,4 +11,6 @@
 //     requeue delays and deferred messages.
 //   - client.go and protocol_v2.go are one TCP connection: a read loop that parses commands and
 //     a pump that writes messages while the client's in-flight count is below its RDY.
+//   - http.go is NSQ's HTTP API; stats.go takes the one snapshot that /stats, /metrics
+//     (metrics.go) and the statsd push (statsd.go) all report from.
 package nsqd

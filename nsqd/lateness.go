@@ -17,6 +17,7 @@ var latenessBounds = []time.Duration{
 type latenessHistogram struct {
 	buckets [9]atomic.Uint64 // one per bound, plus one for longer
 	count   atomic.Uint64
+	sum     atomic.Int64 // nanoseconds
 	max     atomic.Int64
 }
 
@@ -27,6 +28,7 @@ func (h *latenessHistogram) observe(d time.Duration) {
 	}
 	h.buckets[i].Add(1)
 	h.count.Add(1)
+	h.sum.Add(int64(d))
 	for {
 		cur := h.max.Load()
 		if int64(d) <= cur || h.max.CompareAndSwap(cur, int64(d)) {
@@ -38,13 +40,14 @@ func (h *latenessHistogram) observe(d time.Duration) {
 // TimerLateness is a snapshot of how late timer-released messages were written to clients.
 type TimerLateness struct {
 	Count   uint64
+	Sum     time.Duration
 	Max     time.Duration
 	Bounds  []time.Duration // upper bounds of Buckets; the last bucket has no bound
 	Buckets []uint64
 }
 
 func (h *latenessHistogram) snapshot() TimerLateness {
-	s := TimerLateness{Count: h.count.Load(), Max: time.Duration(h.max.Load()), Bounds: latenessBounds}
+	s := TimerLateness{Count: h.count.Load(), Sum: time.Duration(h.sum.Load()), Max: time.Duration(h.max.Load()), Bounds: latenessBounds}
 	for i := range h.buckets {
 		s.Buckets = append(s.Buckets, h.buckets[i].Load())
 	}

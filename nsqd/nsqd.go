@@ -1,6 +1,7 @@
 package nsqd
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,6 +19,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/ternmq/tern/internal/protocol"
 	"github.com/ternmq/tern/internal/version"
@@ -35,6 +38,22 @@ var (
 )
 
 const (
+	httpReadHeaderTimeout = 10 * time.Second
+	// httpReadTimeout bounds reading a whole request, body included: a client trickling a
+	// 5 MiB /mpub body cannot hold a connection longer.
+	httpReadTimeout     = 60 * time.Second
+	httpIdleTimeout     = 120 * time.Second
+	httpShutdownTimeout = 5 * time.Second
+)
+
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+const (
 	metadataFile = "nsqd.dat"
 	lockFile     = "nsqd.lock"
 
@@ -46,19 +65,23 @@ const (
 // its context ends and then shuts down cleanly: stop accepting, disconnect clients, write the
 // final channel checkpoints and the metadata, close the logs.
 type NSQD struct {
-	opts   atomic.Pointer[Options]
-	logger *slog.Logger
+	opts     atomic.Pointer[Options]
+	logger   *slog.Logger
+	logLevel *slog.LevelVar
 
-	tcpListener net.Listener
-	lock        *os.File
-	sched       *scheduler
-	ids         *idGenerator
-	proto       *protocolV2
-	startTime   time.Time
+	tcpListener  net.Listener
+	httpListener net.Listener
+	registry     *prometheus.Registry
+	lock         *os.File
+	sched        *scheduler
+	ids          *idGenerator
+	proto        *protocolV2
+	startTime    time.Time
 
 	exiting       atomic.Bool
 	nextClientID  atomic.Int64
 	timerLateness latenessHistogram
+	healthErr     atomic.Pointer[error]
 
 	mu     sync.RWMutex
 	topics map[string]*Topic
@@ -71,8 +94,10 @@ type NSQD struct {
 }
 
 // New validates opts, locks the data directory, loads topics and channels from the metadata
-// file and their checkpoints, and binds the TCP listener. reg may be nil.
-func New(opts *Options, logger *slog.Logger, reg prometheus.Registerer) (*NSQD, error) {
+// file and their checkpoints, and binds the TCP and HTTP listeners. The daemon's metrics are
+// registered on reg and GET /metrics serves everything reg gathers; with a nil reg the daemon
+// makes its own, with the Go and process collectors.
+func New(opts *Options, logger *slog.Logger, reg *prometheus.Registry) (*NSQD, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
@@ -87,8 +112,13 @@ func New(opts *Options, logger *slog.Logger, reg prometheus.Registerer) (*NSQD, 
 		}
 		o.DataPath = wd
 	}
+	logLevel := new(slog.LevelVar)
+	if l, err := ParseLogLevel(o.LogLevel); err == nil {
+		logLevel.Set(l)
+	}
 	n := &NSQD{
-		logger:    logger,
+		logger:    slog.New(&levelHandler{inner: logger.Handler(), level: logLevel}),
+		logLevel:  logLevel,
 		sched:     newScheduler(),
 		ids:       newIDGenerator(o.NodeID, 0),
 		topics:    make(map[string]*Topic),
@@ -97,6 +127,11 @@ func New(opts *Options, logger *slog.Logger, reg prometheus.Registerer) (*NSQD, 
 	}
 	n.opts.Store(&o)
 	n.proto = &protocolV2{n: n}
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	}
+	n.registry = reg
 
 	if err := os.MkdirAll(o.DataPath, 0o755); err != nil {
 		return nil, fmt.Errorf("data path: %w", err)
@@ -118,7 +153,38 @@ func New(opts *Options, logger *slog.Logger, reg prometheus.Registerer) (*NSQD, 
 		return nil, fmt.Errorf("listen on %s: %w", o.TCPAddress, err)
 	}
 	n.tcpListener = ln
+	if o.HTTPAddress != "" {
+		hl, err := net.Listen("tcp", o.HTTPAddress)
+		if err != nil {
+			ln.Close()
+			n.closeTopics()
+			n.unlock()
+			return nil, fmt.Errorf("listen on %s: %w", o.HTTPAddress, err)
+		}
+		n.httpListener = hl
+	}
+	if err := n.registerMetrics(reg); err != nil {
+		n.closeListeners()
+		n.closeTopics()
+		n.unlock()
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
 	return n, nil
+}
+
+func (n *NSQD) closeListeners() {
+	_ = n.tcpListener.Close()
+	if n.httpListener != nil {
+		_ = n.httpListener.Close()
+	}
+}
+
+// HTTPAddr returns the address the HTTP API listens on, or nil when it is disabled.
+func (n *NSQD) HTTPAddr() net.Addr {
+	if n.httpListener == nil {
+		return nil
+	}
+	return n.httpListener.Addr()
 }
 
 func lockDir(dir string) (*os.File, error) {
@@ -153,18 +219,44 @@ func (n *NSQD) Run(ctx context.Context) error {
 	var bg sync.WaitGroup
 	bg.Go(func() { n.sched.run(bgCtx) })
 	bg.Go(func() { n.housekeeping(bgCtx) })
+	if n.getOpts().StatsdAddress != "" {
+		bg.Go(func() { n.statsdLoop(bgCtx) })
+	}
 	acceptDone := make(chan struct{})
 	go func() {
 		defer close(acceptDone)
 		n.acceptLoop(ctx)
 	}()
-	n.logger.Info("nsqd started", "version", version.Binary, "tcp_address", n.TCPAddr().String(), "data_path", n.getOpts().DataPath)
+	var httpServer *http.Server
+	httpDone := make(chan struct{})
+	if n.httpListener != nil {
+		httpServer = n.newHTTPServer(n.httpHandler(), defaultHTTPTimeouts())
+		go func() {
+			defer close(httpDone)
+			if err := httpServer.Serve(n.httpListener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				n.logger.Error("http server", "error", err)
+			}
+		}()
+	} else {
+		close(httpDone)
+	}
+	n.logger.Info("nsqd started", "version", version.Binary, "tcp_address", n.TCPAddr().String(),
+		"http_address", addrString(n.HTTPAddr()), "data_path", n.getOpts().DataPath)
 
 	<-ctx.Done()
 	n.logger.Info("nsqd shutting down")
 	n.exiting.Store(true)
 	_ = n.tcpListener.Close()
 	<-acceptDone
+	if httpServer != nil {
+		// Requests under way get a moment to finish; new ones are refused.
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
+		if err := httpServer.Shutdown(shutdownCtx); err != nil {
+			_ = httpServer.Close()
+		}
+		cancel()
+	}
+	<-httpDone
 
 	n.clientsMu.Lock()
 	for _, c := range n.clients {
@@ -299,15 +391,7 @@ func (n *NSQD) Topics() []*Topic {
 		ts = append(ts, t)
 	}
 	n.mu.RUnlock()
-	slices.SortFunc(ts, func(a, b *Topic) int {
-		switch {
-		case a.name < b.name:
-			return -1
-		case a.name > b.name:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(ts, func(a, b *Topic) int { return cmp.Compare(a.name, b.name) })
 	return ts
 }
 
@@ -460,20 +544,41 @@ func (n *NSQD) PauseChannel(topic, channel string, paused bool) error {
 // timeouts) were written to their clients.
 func (n *NSQD) TimerLateness() TimerLateness { return n.timerLateness.snapshot() }
 
-// Stats returns a snapshot of every topic and channel.
-func (n *NSQD) Stats() []TopicStats {
-	var out []TopicStats
-	for _, t := range n.Topics() {
-		out = append(out, t.Stats())
-	}
-	return out
-}
-
 // metadataChanged persists topics, channels and paused state; it implements topicHooks.
 func (n *NSQD) metadataChanged() {
 	if err := n.writeMetadata(false); err != nil {
 		n.logger.Error("write metadata", "error", err)
 	}
+}
+
+// storageResult records the outcome of a log write: the first failure makes the daemon
+// unhealthy (GET /ping answers 500), the next success makes it healthy again.
+func (n *NSQD) storageResult(err error) {
+	if err == nil {
+		if n.healthErr.Load() != nil {
+			n.healthErr.Store(nil)
+			n.logger.Info("storage healthy again")
+		}
+		return
+	}
+	if n.healthErr.Swap(&err) == nil {
+		n.logger.Error("storage failing", "error", err)
+	}
+}
+
+// Health returns nil while storage works, else the last storage error.
+func (n *NSQD) Health() error {
+	if p := n.healthErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (n *NSQD) healthString() string {
+	if err := n.Health(); err != nil {
+		return "NOK - " + err.Error()
+	}
+	return "OK"
 }
 
 // ephemeralTopicEmpty deletes an ephemeral topic whose last channel went away.

@@ -251,6 +251,12 @@ func (o *Options) Validate() error {
 			bad("%s must be positive, got %d", p.name, p.v)
 		}
 	}
+	if o.StatsdAddress != "" && o.StatsdInterval <= 0 {
+		bad("--statsd-interval must be positive, got %v", o.StatsdInterval)
+	}
+	if o.StatsdUDPPacketSize <= 0 {
+		bad("--statsd-udp-packet-size must be positive, got %d", o.StatsdUDPPacketSize)
+	}
 	if o.MemQueueSize < 0 {
 		bad("--mem-queue-size must not be negative, got %d", o.MemQueueSize)
 	}

@@ -1,6 +1,7 @@
 package nsqd
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -24,6 +25,8 @@ var errTopicExiting = errors.New("topic exiting")
 type topicHooks interface {
 	metadataChanged()
 	ephemeralTopicEmpty(t *Topic)
+	// storageResult reports how a write to the log went, for the daemon's health.
+	storageResult(err error)
 }
 
 // Topic is a named stream: one log that every publish appends to once, and the channels that
@@ -123,7 +126,9 @@ func (t *Topic) publish(bodies [][]byte, deferNs int64) error {
 		recs[i] = logstore.Record{ID: first + uint64(i), Timestamp: now, DeliverAt: deliverAt, Body: b}
 		size += len(b)
 	}
-	if _, err := t.log.Append(recs); err != nil {
+	_, err := t.log.Append(recs)
+	t.hooks.storageResult(err)
+	if err != nil {
 		return fmt.Errorf("publish to topic %q: %w", t.name, err)
 	}
 	t.messageCount.Add(uint64(len(bodies)))
@@ -185,15 +190,7 @@ func (t *Topic) Channels() []*Channel {
 		chans = append(chans, ch)
 	}
 	t.mu.RUnlock()
-	slices.SortFunc(chans, func(a, b *Channel) int {
-		switch {
-		case a.name < b.name:
-			return -1
-		case a.name > b.name:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(chans, func(a, b *Channel) int { return cmp.Compare(a.name, b.name) })
 	return chans
 }
 
@@ -525,30 +522,8 @@ func (t *Topic) delete() error {
 	return nil
 }
 
-// TopicStats is a snapshot of a topic's counters.
-type TopicStats struct {
-	Name         string
-	Depth        int64
-	MessageCount uint64
-	MessageBytes uint64
-	Paused       bool
-	Channels     []ChannelStats
-}
-
-// Stats returns a snapshot of the topic and its channels.
-func (t *Topic) Stats() TopicStats {
-	s := TopicStats{
-		Name:         t.name,
-		Depth:        t.Depth(),
-		MessageCount: t.messageCount.Load(),
-		MessageBytes: t.messageBytes.Load(),
-		Paused:       t.Paused(),
-	}
-	for _, ch := range t.Channels() {
-		s.Channels = append(s.Channels, ch.Stats())
-	}
-	return s
-}
+// Stats returns a snapshot of the topic and its channels, with clients.
+func (t *Topic) Stats() TopicStats { return t.stats("", true) }
 
 func readStartFile(path string) (logstore.Pos, bool) {
 	b, err := os.ReadFile(path)

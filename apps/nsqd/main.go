@@ -49,6 +49,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel(opts.LogLevel)}))
+	// The daemon filters its own records at a level PUT /config/log_level can change, so the
+	// handler it gets lets every level through.
+	daemonLogger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	for _, name := range cl.deprecated {
 		logger.Warn("deprecated flag used", "flag", "--"+name, "advice", deprecationAdvice(name))
 	}
@@ -73,7 +76,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	// Logged once the signal handler is installed: from here on SIGTERM means a clean stop.
 	logger.Info("starting", "version", version.String("nsqd"), "config", cl.configPath)
-	daemon, err := nsqd.New(opts, logger, reg)
+	daemon, err := nsqd.New(opts, daemonLogger, reg)
 	if err != nil {
 		fmt.Fprintf(stderr, "nsqd: failed to start: %v\n", err)
 		return 1
