@@ -1,0 +1,77 @@
+package lookupd
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+)
+
+// Options configures a Lookupd. It is plain data: every field carries the NSQ flag name it is
+// set by (its `flag` tag) and its TOML key in a config file (its `toml` tag), so apps/nsqlookupd
+// builds both from this one struct. NewOptions returns NSQ 1.3's defaults.
+type Options struct {
+	// LogLevel is one of debug, info, warn, error or fatal (fatal logs as error: only main
+	// exits).
+	LogLevel string `flag:"log-level" toml:"log_level"`
+	// LogPrefix is kept for NSQ compatibility; slog records carry their source as attributes
+	// instead.
+	LogPrefix string `flag:"log-prefix" toml:"log_prefix"`
+
+	// TCPAddress is where nsqd nodes register over the V1 protocol.
+	TCPAddress string `flag:"tcp-address" toml:"tcp_address"`
+	// HTTPAddress is where consumers and nsqadmin query the registry.
+	HTTPAddress string `flag:"http-address" toml:"http_address"`
+	// BroadcastAddress is the address this lookupd reports for itself in IDENTIFY answers.
+	BroadcastAddress string `flag:"broadcast-address" toml:"broadcast_address"`
+
+	// InactiveProducerTimeout is how long after its last IDENTIFY or PING an nsqd stays in
+	// /lookup and /nodes. A connection silent for that long is also closed, which removes
+	// its registrations.
+	InactiveProducerTimeout time.Duration `flag:"inactive-producer-timeout" toml:"inactive_producer_timeout"`
+	// TombstoneLifetime is how long POST /topic/tombstone hides an nsqd from /lookup for a
+	// topic.
+	TombstoneLifetime time.Duration `flag:"tombstone-lifetime" toml:"tombstone_lifetime"`
+}
+
+// NewOptions returns NSQ 1.3's defaults: TCP on 4160, HTTP on 4161, the OS host name as the
+// broadcast address, a 300 s inactive timeout and a 45 s tombstone lifetime.
+func NewOptions() *Options {
+	hostname, err := os.Hostname()
+	if err != nil {
+		hostname = "localhost"
+	}
+	return &Options{
+		LogLevel:  "info",
+		LogPrefix: "[nsqlookupd] ",
+
+		TCPAddress:       "0.0.0.0:4160",
+		HTTPAddress:      "0.0.0.0:4161",
+		BroadcastAddress: hostname,
+
+		InactiveProducerTimeout: 300 * time.Second,
+		TombstoneLifetime:       45 * time.Second,
+	}
+}
+
+// Validate reports every problem with the options at once.
+func (o *Options) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if _, err := parseLogLevel(o.LogLevel); err != nil {
+		bad("--log-level must be debug, info, warn, error or fatal, got %q", o.LogLevel)
+	}
+	if o.TCPAddress == "" {
+		bad("--tcp-address is required")
+	}
+	if o.HTTPAddress == "" {
+		bad("--http-address is required")
+	}
+	if o.InactiveProducerTimeout <= 0 {
+		bad("--inactive-producer-timeout must be positive, got %v", o.InactiveProducerTimeout)
+	}
+	if o.TombstoneLifetime <= 0 {
+		bad("--tombstone-lifetime must be positive, got %v", o.TombstoneLifetime)
+	}
+	return errors.Join(errs...)
+}
