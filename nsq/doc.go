@@ -1,0 +1,26 @@
+// Package nsq is Tern's Go client for NSQ-compatible daemons: Tern's nsqd and NSQ 1.x alike.
+//
+// The package is built in layers:
+//
+//   - [Config] (config.go) is plain data with defaults from [NewConfig]; a zero field means
+//     its default, and [Config.Validate] reports every problem at once.
+//   - A connection (conn.go, unexported) speaks NSQ's TCP protocol V2 to one nsqd: it dials,
+//     sends the magic and IDENTIFY with feature negotiation, upgrades to TLS and then snappy
+//     or deflate in NSQ's order, authenticates when the server asks, and then runs one read
+//     loop (which answers heartbeats itself and hands responses, errors and messages to its
+//     owner) and one write pump (which sends everything buffered since its last write in one
+//     system call). The Producer is its first owner; a Consumer builds on the same layer.
+//   - [Producer] (producer.go) publishes over TCP to one nsqd. Commands from any number of
+//     goroutines are pipelined on its one connection and their answers matched FIFO; PUBs
+//     issued while an answer is awaited are merged by topic into MPUBs, since nsqd serves
+//     one connection's commands one at a time. It connects lazily and reconnects by
+//     itself, and a publish issued while it is disconnected waits for the connection (up
+//     to its context) rather than failing or being dropped.
+//   - [HTTPProducer] (http_producer.go) publishes through nsqd's HTTP /pub and /mpub.
+//
+// Errors a server sends on the wire are [*Error] values carrying NSQ's code (such as
+// [ErrCodeBadTopic]); HTTP errors are [*HTTPError]. Both are matched with errors.As. Local
+// conditions are the sentinels [ErrNotConnected], [ErrStopped] and [ErrConnectionLost].
+//
+// Nothing here logs unless a *slog.Logger is set in [Config.Logger].
+package nsq
