@@ -37,6 +37,7 @@ type client struct {
 	wmu     sync.Mutex
 	w       *bufio.Writer
 	flushFn func() error // flushes the compressor under w, if any
+	heldAns bool         // an answer was written without a flush (pipelined commands)
 
 	// Negotiated by IDENTIFY.
 	clientID            string
@@ -129,8 +130,13 @@ func (c *client) writeDeadline() time.Time {
 	return time.Now().Add(d)
 }
 
-// sendFrame writes one frame and flushes it: responses and errors are never held back.
+// sendFrame writes one frame and flushes it.
 func (c *client) sendFrame(ft protocol.FrameType, data []byte) error {
+	return c.writeFrame(ft, data, true)
+}
+
+// writeFrame writes one frame, flushing it when flush is set.
+func (c *client) writeFrame(ft protocol.FrameType, data []byte, flush bool) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	_ = c.conn.SetWriteDeadline(c.writeDeadline())
@@ -143,10 +149,15 @@ func (c *client) sendFrame(ft protocol.FrameType, data []byte) error {
 	if _, err := c.w.Write(data); err != nil {
 		return err
 	}
+	if !flush {
+		c.heldAns = true
+		return nil
+	}
 	return c.flushLocked()
 }
 
 func (c *client) flushLocked() error {
+	c.heldAns = false
 	if err := c.w.Flush(); err != nil {
 		return err
 	}

@@ -97,7 +97,21 @@ func (p *protocolV2) ioLoop(ctx context.Context, c *client) {
 			continue
 		}
 		if resp != nil {
-			if err := c.sendFrame(protocol.FrameTypeResponse, resp); err != nil {
+			// A client that pipelines commands (a producer with many PUBs in flight) gets
+			// its answers in one write: flush only when no further command is already
+			// buffered, which is also before the read loop can block.
+			if err := c.writeFrame(protocol.FrameTypeResponse, resp, c.r.Buffered() == 0); err != nil {
+				return
+			}
+		} else if c.r.Buffered() == 0 {
+			// Answers held back for pipelined commands must not wait for the next one.
+			c.wmu.Lock()
+			var err error
+			if c.heldAns {
+				err = c.flushLocked()
+			}
+			c.wmu.Unlock()
+			if err != nil {
 				return
 			}
 		}
