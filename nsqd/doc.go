@@ -13,4 +13,6 @@
 //     a pump that writes messages while the client's in-flight count is below its RDY.
 //   - http.go is NSQ's HTTP API; stats.go takes the one snapshot that /stats, /metrics
 //     (metrics.go) and the statsd push (statsd.go) all report from.
+//   - lookup.go keeps one connection per nsqlookupd, registering topics and channels as they
+//     come and go, without ever holding up a publish.
 package nsqd

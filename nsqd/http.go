@@ -809,6 +809,8 @@ func (s *httpAPI) putConfig(w http.ResponseWriter, r *http.Request, ps httproute
 		o.LookupdTCPAddresses = addrs
 		s.n.opts.Store(&o)
 		s.logger.Info("nsqlookupd_tcp_addresses changed", "addresses", addrs)
+		// Connect to the new addresses and drop the removed ones now, not at some later tick.
+		s.n.lookupdAddressesChanged()
 	case "log_level":
 		// Trimmed: `echo debug | curl -T -` sends a newline NSQ would refuse.
 		if err := s.n.setLogLevel(strings.TrimSpace(string(body))); err != nil {

@@ -935,14 +935,14 @@ func TestHTTPConfig(t *testing.T) {
 	for i := range 20 {
 		wg.Go(func() {
 			if i%2 == 0 {
-				d.ok(t, "PUT", "/config/nsqlookupd_tcp_addresses", strings.NewReader(`["10.0.0.1:4160"]`))
+				d.ok(t, "PUT", "/config/nsqlookupd_tcp_addresses", strings.NewReader(`["127.0.0.1:1"]`))
 			} else {
 				d.ok(t, "PUT", "/config/log_level", strings.NewReader("warn"))
 			}
 		})
 	}
 	wg.Wait()
-	if o := d.n.getOpts(); o.LogLevel != "warn" || !slices.Equal(o.LookupdTCPAddresses, []string{"10.0.0.1:4160"}) {
+	if o := d.n.getOpts(); o.LogLevel != "warn" || !slices.Equal(o.LookupdTCPAddresses, []string{"127.0.0.1:1"}) {
 		t.Errorf("after concurrent PUTs: log_level %q, lookupd %q", o.LogLevel, o.LookupdTCPAddresses)
 	}
 }

@@ -91,6 +91,8 @@ type NSQD struct {
 	conns     sync.WaitGroup
 
 	metaMu sync.Mutex
+
+	lookup lookupPeers // the connections to nsqlookupd (lookup.go)
 }
 
 // New validates opts, locks the data directory, loads topics and channels from the metadata
@@ -222,6 +224,7 @@ func (n *NSQD) Run(ctx context.Context) error {
 	if n.getOpts().StatsdAddress != "" {
 		bg.Go(func() { n.statsdLoop(bgCtx) })
 	}
+	bg.Go(func() { n.lookupLoop(bgCtx) })
 	acceptDone := make(chan struct{})
 	go func() {
 		defer close(acceptDone)
@@ -427,6 +430,7 @@ func (n *NSQD) getOrCreateTopic(name string) (*Topic, error) {
 	n.topics[name] = t
 	n.mu.Unlock()
 	n.logger.Info("topic created", "topic", name)
+	n.registrationChanged(registration{topic: name, added: true})
 	if !t.ephemeral {
 		n.metadataChanged()
 	}
@@ -463,6 +467,7 @@ func (n *NSQD) DeleteTopic(name string) error {
 	n.mu.Unlock()
 	err := t.delete()
 	n.logger.Info("topic deleted", "topic", name)
+	n.registrationChanged(registration{topic: name, added: false})
 	n.metadataChanged()
 	return err
 }
@@ -581,6 +586,11 @@ func (n *NSQD) healthString() string {
 	return "OK"
 }
 
+// channelChanged implements topicHooks.
+func (n *NSQD) channelChanged(topic, channel string, added bool) {
+	n.registrationChanged(registration{topic: topic, channel: channel, added: added})
+}
+
 // ephemeralTopicEmpty deletes an ephemeral topic whose last channel went away.
 func (n *NSQD) ephemeralTopicEmpty(t *Topic) {
 	n.mu.Lock()
@@ -594,6 +604,7 @@ func (n *NSQD) ephemeralTopicEmpty(t *Topic) {
 		n.logger.Error("delete ephemeral topic", "topic", t.name, "error", err)
 	}
 	n.logger.Info("ephemeral topic deleted", "topic", t.name)
+	n.registrationChanged(registration{topic: t.name, added: false})
 }
 
 func (n *NSQD) closeTopics() error {

@@ -27,6 +27,9 @@ type topicHooks interface {
 	ephemeralTopicEmpty(t *Topic)
 	// storageResult reports how a write to the log went, for the daemon's health.
 	storageResult(err error)
+	// channelChanged reports a channel created (added) or deleted, ephemeral ones too, for
+	// the lookupd registrations.
+	channelChanged(topic, channel string, added bool)
 }
 
 // Topic is a named stream: one log that every publish appends to once, and the channels that
@@ -228,6 +231,7 @@ func (t *Topic) getOrCreateChannel(name string) (*Channel, error) {
 		t.logger.Error("checkpoint new channel", "channel", name, "error", err)
 	}
 	t.logger.Info("channel created", "channel", name)
+	t.hooks.channelChanged(t.name, name, true)
 	if !ch.ephemeral {
 		t.hooks.metadataChanged()
 	}
@@ -289,6 +293,7 @@ func (t *Topic) deleteChannel(name string) error {
 		t.removeChannelFiles(name, last)
 	}
 	t.logger.Info("channel deleted", "channel", name)
+	t.hooks.channelChanged(t.name, name, false)
 	if !ch.ephemeral {
 		t.hooks.metadataChanged()
 	}
