@@ -1,52 +1,10 @@
 package lookupd
 
 import (
-	"context"
-	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 )
-
-// parseLogLevel maps NSQ's level names (debug, info, warn, error, fatal) to slog levels;
-// fatal is error, since only main exits.
-func parseLogLevel(s string) (slog.Level, error) {
-	switch strings.ToLower(s) {
-	case "debug":
-		return slog.LevelDebug, nil
-	case "info":
-		return slog.LevelInfo, nil
-	case "warn":
-		return slog.LevelWarn, nil
-	case "error", "fatal":
-		return slog.LevelError, nil
-	}
-	return 0, fmt.Errorf("invalid log level %q", s)
-}
-
-// levelHandler drops records below --log-level whatever the level of the handler it wraps,
-// so that Options.LogLevel means the same embedded in a test as in the binary.
-type levelHandler struct {
-	inner slog.Handler
-	level slog.Level
-}
-
-func (h *levelHandler) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= h.level && h.inner.Enabled(ctx, l)
-}
-
-func (h *levelHandler) Handle(ctx context.Context, r slog.Record) error {
-	return h.inner.Handle(ctx, r)
-}
-
-func (h *levelHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return &levelHandler{inner: h.inner.WithAttrs(attrs), level: h.level}
-}
-
-func (h *levelHandler) WithGroup(name string) slog.Handler {
-	return &levelHandler{inner: h.inner.WithGroup(name), level: h.level}
-}
 
 // logLimit is how many records a logLimiter lets through per second.
 const logLimit = 20

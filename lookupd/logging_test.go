@@ -35,16 +35,3 @@ func TestLogLimiter(t *testing.T) {
 		}
 	}
 }
-
-func TestParseLogLevel(t *testing.T) {
-	for _, name := range []string{"debug", "INFO", "warn", "error", "fatal"} {
-		if _, err := parseLogLevel(name); err != nil {
-			t.Errorf("parseLogLevel(%q): %v", name, err)
-		}
-	}
-	for _, name := range []string{"", "warning", "trace"} {
-		if _, err := parseLogLevel(name); err == nil {
-			t.Errorf("parseLogLevel(%q) accepted", name)
-		}
-	}
-}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ternmq/tern/internal/logging"
 	"log/slog"
 	"net"
 	"net/http"
@@ -71,7 +72,7 @@ func New(opts *Options, logger *slog.Logger, reg *prometheus.Registry) (*Lookupd
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	level, _ := parseLogLevel(opts.LogLevel) // Validate checked it
+	level, _ := logging.ParseLevel(opts.LogLevel) // Validate checked it
 	hostname, err := os.Hostname()
 	if err != nil {
 		return nil, fmt.Errorf("hostname: %w", err)
@@ -82,7 +83,7 @@ func New(opts *Options, logger *slog.Logger, reg *prometheus.Registry) (*Lookupd
 	}
 	l := &Lookupd{
 		opts:     *opts,
-		logger:   slog.New(&levelHandler{inner: logger.Handler(), level: level}),
+		logger:   slog.New(logging.NewLevelHandler(logger.Handler(), level)),
 		hostname: hostname,
 		registry: reg,
 		db:       newRegistrationDB(),

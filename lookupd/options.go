@@ -3,6 +3,7 @@ package lookupd
 import (
 	"errors"
 	"fmt"
+	"github.com/ternmq/tern/internal/logging"
 	"os"
 	"time"
 )
@@ -58,7 +59,7 @@ func NewOptions() *Options {
 func (o *Options) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if _, err := parseLogLevel(o.LogLevel); err != nil {
+	if _, err := logging.ParseLevel(o.LogLevel); err != nil {
 		bad("--log-level must be debug, info, warn, error or fatal, got %q", o.LogLevel)
 	}
 	if o.TCPAddress == "" {

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/ternmq/tern/internal/logging"
 	"github.com/ternmq/tern/internal/protocol"
 	"github.com/ternmq/tern/internal/version"
 )
@@ -115,11 +116,11 @@ func New(opts *Options, logger *slog.Logger, reg *prometheus.Registry) (*NSQD, e
 		o.DataPath = wd
 	}
 	logLevel := new(slog.LevelVar)
-	if l, err := ParseLogLevel(o.LogLevel); err == nil {
+	if l, err := logging.ParseLevel(o.LogLevel); err == nil {
 		logLevel.Set(l)
 	}
 	n := &NSQD{
-		logger:    slog.New(&levelHandler{inner: logger.Handler(), level: logLevel}),
+		logger:    slog.New(logging.NewLevelHandler(logger.Handler(), logLevel)),
 		logLevel:  logLevel,
 		sched:     newScheduler(),
 		ids:       newIDGenerator(o.NodeID, 0),

@@ -9,19 +9,13 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/ternmq/tern/internal/version"
+	"github.com/ternmq/tern/internal/cmdline"
 	"github.com/ternmq/tern/nsqd"
 )
 
@@ -31,75 +25,16 @@ func main() {
 
 // run is main without the exit, so tests can drive it: it returns the process exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	opts, cl, err := loadOptions(args)
-	switch {
-	case errors.Is(err, flag.ErrHelp):
-		printUsage(stdout)
-		return 0
-	case err != nil:
-		fmt.Fprintf(stderr, "nsqd: %v\nRun nsqd --help for usage.\n", err)
-		return 1
-	case cl.version:
-		fmt.Fprintln(stdout, version.String("nsqd"))
-		return 0
-	}
-	if err := opts.Validate(); err != nil {
-		fmt.Fprintf(stderr, "nsqd: invalid options:\n%v\n", err)
-		return 1
-	}
-
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: logLevel(opts.LogLevel)}))
-	// The daemon filters its own records at a level PUT /config/log_level can change, so the
-	// handler it gets lets every level through.
-	daemonLogger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	for _, name := range cl.deprecated {
-		logger.Warn("deprecated flag used", "flag", "--"+name, "advice", deprecationAdvice(name))
-	}
-
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	// Once shutdown has begun, a second signal should kill the process at once rather than
-	// wait for a drain the operator has given up on: stopping the notification restores the
-	// default disposition.
-	go func() {
-		<-ctx.Done()
-		stop()
-	}()
-
-	// The Go runtime and process collectors describe this process, not the daemon, so they
-	// are registered here; package nsqd registers its own metrics on the same registry.
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(
-		collectors.NewGoCollector(),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	)
-
-	// Logged once the signal handler is installed: from here on SIGTERM means a clean stop.
-	logger.Info("starting", "version", version.String("nsqd"), "config", cl.configPath)
-	daemon, err := nsqd.New(opts, daemonLogger, reg)
-	if err != nil {
-		fmt.Fprintf(stderr, "nsqd: failed to start: %v\n", err)
-		return 1
-	}
-	if err := daemon.Run(ctx); err != nil {
-		logger.Error("stopped with an error", "error", err)
-		return 1
-	}
-	return 0
-}
-
-// logLevel maps NSQ's log levels onto slog's; slog has no fatal, and only main exits.
-func logLevel(name string) slog.Level {
-	switch name {
-	case "debug":
-		return slog.LevelDebug
-	case "warn":
-		return slog.LevelWarn
-	case "error", "fatal":
-		return slog.LevelError
-	default:
-		return slog.LevelInfo
-	}
+	return cmdline.Binary[nsqd.Options]{
+		Name:              "nsqd",
+		Spec:              spec(),
+		Validate:          (*nsqd.Options).Validate,
+		LogLevel:          func(o *nsqd.Options) string { return o.LogLevel },
+		DeprecationAdvice: deprecationAdvice,
+		New: func(o *nsqd.Options, logger *slog.Logger, reg *prometheus.Registry) (cmdline.Daemon, error) {
+			return nsqd.New(o, logger, reg)
+		},
+	}.Main(ctx, args, stdout, stderr)
 }
 
 // deprecationAdvice says what to use instead of a deprecated flag.
