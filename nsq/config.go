@@ -13,13 +13,13 @@ import (
 	"github.com/ternmq/tern/internal/version"
 )
 
-// Config configures a [Producer] (and the connections of a future Consumer). It is plain
+// Config configures a [Producer] or a [Consumer] and their connections. It is plain
 // data: build one with [NewConfig] and change what you need, or write a literal, in which
 // case every zero field takes its default. Disabling a feature the server would otherwise
 // apply (heartbeats, output buffering) takes a negative value, as on NSQ's wire.
 //
-// A Producer copies its Config when it is created; changing the Config afterwards has no
-// effect on it.
+// A Producer or Consumer copies its Config when it is created; changing the Config
+// afterwards has no effect on it.
 type Config struct {
 	// DialTimeout bounds establishing a connection: the TCP dial and, separately, the
 	// handshake (magic, IDENTIFY, upgrades, AUTH). Default 1s.
@@ -83,6 +83,37 @@ type Config struct {
 	// MaxReconnectBackoff caps the wait between connection attempts. Default 10s.
 	MaxReconnectBackoff time.Duration
 
+	// HandlerConcurrency is how many goroutines of a Consumer run its Handler, taking
+	// messages from all its connections. Default 1.
+	HandlerConcurrency int
+	// DefaultRequeueDelay is the delay of a requeue the Consumer decides on (a handler
+	// error, or Requeue with a negative delay), multiplied by the message's attempts and
+	// capped at MaxRequeueDelay; negative requeues at once. Range ..60m, default 90s.
+	DefaultRequeueDelay time.Duration
+	// MaxRequeueDelay caps the delays DefaultRequeueDelay computes. Range ..60m, default 15m.
+	MaxRequeueDelay time.Duration
+	// BackoffMultiplier is the unit of a Consumer's backoff: after n consecutive failures
+	// it pauses for BackoffMultiplier * 2^(n-1), up to MaxBackoffDuration. Default 1s.
+	BackoffMultiplier time.Duration
+	// MaxBackoffDuration caps a Consumer's backoff pause; negative disables backoff.
+	// Range ..60m, default 2m.
+	MaxBackoffDuration time.Duration
+	// AutoTouch makes a Consumer send TOUCH for a message while its handler runs, at half
+	// the server's message timeout, so that a slow handler keeps its message.
+	AutoTouch bool
+	// RDYRedistributeInterval is how often a Consumer with several connections
+	// redistributes MaxInFlight among them by need. Range 10ms..5m, default 1s.
+	RDYRedistributeInterval time.Duration
+	// LookupdPollInterval is how often a Consumer asks its lookupds where its topic is.
+	// Range 10ms..5m, default 60s.
+	LookupdPollInterval time.Duration
+	// LookupdPollJitter, 0..1, spreads the polls of many consumers: each wait is shortened
+	// by up to this fraction of LookupdPollInterval at random. Negative means none;
+	// default 0.3.
+	LookupdPollJitter float64
+	// LookupdPollTimeout bounds one query to a lookupd. Default 10s.
+	LookupdPollTimeout time.Duration
+
 	// Logger receives the client's logs; nil means silent.
 	Logger *slog.Logger
 }
@@ -100,6 +131,16 @@ const (
 	defaultMaxAttempts         = 5
 	defaultReconnectBackoff    = 100 * time.Millisecond
 	defaultMaxReconnectBackoff = 10 * time.Second
+
+	defaultHandlerConcurrency      = 1
+	defaultDefaultRequeueDelay     = 90 * time.Second
+	defaultMaxRequeueDelay         = 15 * time.Minute
+	defaultBackoffMultiplier       = time.Second
+	defaultMaxBackoffDuration      = 2 * time.Minute
+	defaultRDYRedistributeInterval = time.Second
+	defaultLookupdPollInterval     = 60 * time.Second
+	defaultLookupdPollJitter       = 0.3
+	defaultLookupdPollTimeout      = 10 * time.Second
 )
 
 // UserAgent is the user agent this client reports unless Config.UserAgent says otherwise.
@@ -124,6 +165,16 @@ func NewConfig() *Config {
 		MaxAttempts:         defaultMaxAttempts,
 		ReconnectBackoff:    defaultReconnectBackoff,
 		MaxReconnectBackoff: defaultMaxReconnectBackoff,
+
+		HandlerConcurrency:      defaultHandlerConcurrency,
+		DefaultRequeueDelay:     defaultDefaultRequeueDelay,
+		MaxRequeueDelay:         defaultMaxRequeueDelay,
+		BackoffMultiplier:       defaultBackoffMultiplier,
+		MaxBackoffDuration:      defaultMaxBackoffDuration,
+		RDYRedistributeInterval: defaultRDYRedistributeInterval,
+		LookupdPollInterval:     defaultLookupdPollInterval,
+		LookupdPollJitter:       defaultLookupdPollJitter,
+		LookupdPollTimeout:      defaultLookupdPollTimeout,
 	}
 }
 
@@ -153,6 +204,15 @@ func (c *Config) withDefaults() *Config {
 	setDefault(&out.MaxAttempts, d.MaxAttempts)
 	setDefault(&out.ReconnectBackoff, d.ReconnectBackoff)
 	setDefault(&out.MaxReconnectBackoff, d.MaxReconnectBackoff)
+	setDefault(&out.HandlerConcurrency, d.HandlerConcurrency)
+	setDefault(&out.DefaultRequeueDelay, d.DefaultRequeueDelay)
+	setDefault(&out.MaxRequeueDelay, d.MaxRequeueDelay)
+	setDefault(&out.BackoffMultiplier, d.BackoffMultiplier)
+	setDefault(&out.MaxBackoffDuration, d.MaxBackoffDuration)
+	setDefault(&out.RDYRedistributeInterval, d.RDYRedistributeInterval)
+	setDefault(&out.LookupdPollInterval, d.LookupdPollInterval)
+	setDefault(&out.LookupdPollJitter, d.LookupdPollJitter)
+	setDefault(&out.LookupdPollTimeout, d.LookupdPollTimeout)
 	return &out
 }
 
@@ -218,6 +278,23 @@ func (c *Config) Validate() error {
 	}
 	if v.MaxReconnectBackoff < v.ReconnectBackoff {
 		bad("MaxReconnectBackoff", "%v must not be below ReconnectBackoff (%v)", v.MaxReconnectBackoff, v.ReconnectBackoff)
+	}
+	if v.HandlerConcurrency < 0 {
+		bad("HandlerConcurrency", "%d must not be negative", v.HandlerConcurrency)
+	}
+	inRange("DefaultRequeueDelay", v.DefaultRequeueDelay, -time.Hour, time.Hour)
+	inRange("MaxRequeueDelay", v.MaxRequeueDelay, 0, time.Hour)
+	if v.BackoffMultiplier < 0 {
+		bad("BackoffMultiplier", "%v must not be negative", v.BackoffMultiplier)
+	}
+	inRange("MaxBackoffDuration", v.MaxBackoffDuration, -time.Hour, time.Hour)
+	inRange("RDYRedistributeInterval", v.RDYRedistributeInterval, 10*time.Millisecond, 5*time.Minute)
+	inRange("LookupdPollInterval", v.LookupdPollInterval, 10*time.Millisecond, 5*time.Minute)
+	if v.LookupdPollJitter > 1 {
+		bad("LookupdPollJitter", "%v is above 1", v.LookupdPollJitter)
+	}
+	if v.LookupdPollTimeout < 0 {
+		bad("LookupdPollTimeout", "%v must not be negative", v.LookupdPollTimeout)
 	}
 	return errors.Join(errs...)
 }

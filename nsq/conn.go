@@ -5,6 +5,7 @@ import (
 	"compress/flate"
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,6 +37,11 @@ type Message struct {
 	Attempts uint16
 	// NSQDAddress is the address of the nsqd that delivered the message.
 	NSQDAddress string
+
+	// Set by a Consumer: the connection that delivered the message, and its response state.
+	cc                   *consConn
+	responded            atomic.Bool
+	autoResponseDisabled atomic.Bool
 }
 
 // connReadBuffer is the size of a connection's read buffer, the server's default output
@@ -66,6 +72,15 @@ type connHandler interface {
 	onClose(c *conn, err error)
 }
 
+// batchHandler is implemented by a handler that wants to know where the frames of one read
+// end: the read loop calls onBatchEnd before it reads a frame that is not entirely in its
+// buffer already, that is before it may block. A Consumer collects the messages of a batch
+// and hands them to its handlers at once, which costs one hand-off per read rather than one
+// per message.
+type batchHandler interface {
+	onBatchEnd(c *conn)
+}
+
 // commandSource is implemented by a handler that hands the write pump its commands when
 // the pump is ready to write, rather than buffering them with write as they come. The
 // Producer does, so that it sees every publish that arrived during the previous write and
@@ -87,16 +102,19 @@ type conn struct {
 	logger *slog.Logger
 	h      connHandler
 	source commandSource // nil unless h is one
+	batch  batchHandler  // nil unless h is one
 
-	nc     net.Conn                  // the socket, for deadlines and Close
-	r      *bufio.Reader             // the frame stream, decrypted and decompressed; the read loop's
-	w      io.Writer                 // where the pump writes: the socket, TLS or a compressor
-	flushW func() error              // flushes the compressor under w; nil when there is none
-	ident  protocol.IdentifyResponse // what the server granted; max_rdy_count is a consumer's
+	nc      net.Conn                  // the socket, for deadlines and Close
+	r       *bufio.Reader             // the frame stream, decrypted and decompressed; the read loop's
+	w       io.Writer                 // where the pump writes: the socket, TLS or a compressor
+	flushW  func() error              // flushes the compressor under w; nil when there is none
+	ident   protocol.IdentifyResponse // what the server granted; max_rdy_count is a consumer's
+	tlsConn *tls.Conn                 // the TLS layer, when the server granted TLS
 
 	mu      sync.Mutex
 	pending []byte // commands buffered since the pump's last write
 	closing bool
+	wclosed bool // closeWrite was asked for: nothing more is accepted
 
 	kick      chan struct{} // capacity 1: pending has something to send
 	exit      chan struct{} // closed by shutdown: both loops stop
@@ -104,6 +122,7 @@ type conn struct {
 	done      chan struct{} // closed after onClose has returned
 	closeOnce sync.Once
 	err       atomic.Pointer[error] // the first error that ended the connection
+	halfClose atomic.Bool           // set by closeWrite: the pump half-closes after its last write
 }
 
 // dial connects to the nsqd at addr and completes the handshake: magic, IDENTIFY with
@@ -134,6 +153,7 @@ func dial(ctx context.Context, addr string, cfg *Config, h connHandler) (*conn, 
 		done:     make(chan struct{}),
 	}
 	c.source, _ = h.(commandSource)
+	c.batch, _ = h.(batchHandler)
 	deadline := time.Now().Add(cfg.DialTimeout)
 	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
 		deadline = dl
@@ -200,6 +220,7 @@ func (c *conn) handshake(ctx context.Context) error {
 		}
 		stream = tc
 		c.w = tc
+		c.tlsConn = tc
 		c.r = bufio.NewReaderSize(tc, connReadBuffer)
 		if err := c.expectOK("TLS upgrade"); err != nil {
 			return err
@@ -315,11 +336,44 @@ func (b *bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }
 func (c *conn) write(cmd *protocol.Command) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closing {
+	if c.closing || c.wclosed {
 		return c.closedErr()
 	}
 	c.pending = cmd.AppendTo(c.pending)
 	return nil
+}
+
+// writeMessageCommand buffers name, a space, id and arg (if any, after another space) as
+// one command line, like write but without building a Command: FIN and REQ are a
+// consumer's hot path.
+func (c *conn) writeMessageCommand(name string, id *MessageID, arg []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing || c.wclosed {
+		return c.closedErr()
+	}
+	c.pending = append(c.pending, name...)
+	c.pending = append(c.pending, ' ')
+	c.pending = append(c.pending, id[:]...)
+	if arg != nil {
+		c.pending = append(c.pending, ' ')
+		c.pending = append(c.pending, arg...)
+	}
+	c.pending = append(c.pending, '\n')
+	return nil
+}
+
+// closeWrite asks the write pump to send everything buffered and then half-close the
+// connection, so that the server reads every command before it sees the end of the stream
+// and closes its side, which ends the read loop. Closing the socket outright instead could
+// make the server discard commands it had not read yet. Nothing written afterwards is
+// sent.
+func (c *conn) closeWrite() {
+	c.mu.Lock()
+	c.wclosed = true
+	c.mu.Unlock()
+	c.halfClose.Store(true)
+	c.flush()
 }
 
 // flush asks the write pump to send everything buffered. It does not wait: write errors
@@ -381,6 +435,10 @@ func (c *conn) writeLoop() {
 			c.flush()
 		}
 		if len(out) == 0 {
+			if c.halfClose.Load() {
+				c.shutdownWrite()
+				return
+			}
 			continue
 		}
 		_ = c.nc.SetWriteDeadline(time.Now().Add(c.cfg.WriteTimeout))
@@ -395,6 +453,31 @@ func (c *conn) writeLoop() {
 		if cap(out) > maxRetainedWriteBuffer {
 			out = nil
 		}
+		if c.halfClose.Load() {
+			// Whatever closeWrite raced with is in pending still; one more round takes it.
+			c.flush()
+		}
+	}
+}
+
+// shutdownWrite half-closes the connection for closeWrite: with TLS's close_notify when
+// TLS is in use, else by shutting down the socket's sending side (compressors were flushed
+// after their last write). A stream that cannot be half-closed is closed outright.
+func (c *conn) shutdownWrite() {
+	var err error
+	switch {
+	case c.tlsConn != nil:
+		err = c.tlsConn.CloseWrite()
+	default:
+		tc, ok := c.nc.(*net.TCPConn)
+		if !ok {
+			c.close()
+			return
+		}
+		err = tc.CloseWrite()
+	}
+	if err != nil {
+		c.close()
 	}
 }
 
@@ -409,11 +492,26 @@ func (c *conn) readLoop() {
 	c.h.onClose(c, c.closedErr())
 }
 
+// frameBuffered reports whether the next frame is entirely in the read buffer, so that
+// reading it cannot block.
+func (c *conn) frameBuffered() bool {
+	n := c.r.Buffered()
+	if n < 4 {
+		return false
+	}
+	size, _ := c.r.Peek(4)
+	return uint64(n-4) >= uint64(binary.BigEndian.Uint32(size))
+}
+
 func (c *conn) readFrames() error {
 	for {
 		// Refreshing the deadline costs a clock read and a runtime timer update; it only
-		// matters when the next read may block, that is when nothing is buffered.
-		if c.r.Buffered() == 0 {
+		// matters when the next read may block, that is when the next frame is not
+		// buffered whole.
+		if !c.frameBuffered() {
+			if c.batch != nil {
+				c.batch.onBatchEnd(c)
+			}
 			_ = c.nc.SetReadDeadline(time.Now().Add(c.cfg.ReadTimeout))
 		}
 		ft, data, err := protocol.ReadFrame(c.r, c.cfg.MaxMsgSize)
@@ -424,7 +522,13 @@ func (c *conn) readFrames() error {
 		case protocol.FrameTypeResponse:
 			if string(data) == protocol.Heartbeat {
 				if err := c.write(protocol.Nop()); err != nil {
-					return err
+					c.mu.Lock()
+					wclosed := c.wclosed
+					c.mu.Unlock()
+					if !wclosed {
+						return err
+					}
+					continue // half-closed: the server is closing its side anyway
 				}
 				c.flush()
 				continue

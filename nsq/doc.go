@@ -17,6 +17,15 @@
 //     itself, and a publish issued while it is disconnected waits for the connection (up
 //     to its context) rather than failing or being dropped.
 //   - [HTTPProducer] (http_producer.go) publishes through nsqd's HTTP /pub and /mpub.
+//   - [Consumer] (consumer.go) receives one channel of one topic from any number of nsqds,
+//     given directly or found by polling every nsqlookupd (lookupd.go), and runs a
+//     [Handler] on Config.HandlerConcurrency goroutines. Each read loop hands its read's
+//     messages to the handlers at once, and the handlers' FINs go out in one write per
+//     batch. MaxInFlight is spread over the connections by need, and consecutive
+//     failures back off (rdy.go); a [Message] (message.go) is finished, requeued with a
+//     delay that grows with its attempts, or given up on after Config.MaxAttempts.
+//     Stop drains: CLS, then the messages in hand are finished before the connections
+//     close.
 //
 // Errors a server sends on the wire are [*Error] values carrying NSQ's code (such as
 // [ErrCodeBadTopic]); HTTP errors are [*HTTPError]. Both are matched with errors.As. Local

@@ -7,30 +7,31 @@ import (
 	"log"
 	"time"
 
-	gonsq "github.com/nsqio/go-nsq"
-
 	"github.com/ternmq/tern/nsq"
 )
 
 // The pub/sub pattern: a producer publishes events to a topic, and every channel of the
-// topic receives a copy, shared among that channel's consumers. Here the subscriber is a
-// go-nsq consumer, which works unchanged against Tern's nsqd.
+// topic receives a copy of each, shared among that channel's consumers. Here two services,
+// billing and audit, each subscribe with their own channel and so each see every order.
 func Example_pubSub() {
 	const nsqdAddr = "127.0.0.1:4150"
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
 
-	// Subscribe first, so that the channel exists and receives every event.
-	consumer, err := gonsq.NewConsumer("orders", "billing", gonsq.NewConfig())
-	if err != nil {
-		log.Fatal(err)
+	// Subscribe first, so that the channels exist and receive every event.
+	for _, service := range []string{"billing", "audit"} {
+		consumer, err := nsq.NewConsumer("orders", service, nsq.HandlerFunc(func(m *nsq.Message) error {
+			log.Printf("%s received %s", service, m.Body)
+			return nil // finished; an error would requeue the message
+		}), nil)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := consumer.ConnectToNSQD(ctx, nsqdAddr); err != nil {
+			log.Fatal(err)
+		}
+		defer consumer.Stop(context.Background()) // drains: finishes what is in hand, then closes
 	}
-	consumer.AddHandler(gonsq.HandlerFunc(func(m *gonsq.Message) error {
-		fmt.Printf("billing received %s\n", m.Body)
-		return nil // finished; an error would requeue the message
-	}))
-	if err := consumer.ConnectToNSQD(nsqdAddr); err != nil {
-		log.Fatal(err)
-	}
-	defer consumer.Stop()
 
 	// Publish. The Producer is safe for concurrent use; share one per nsqd.
 	producer, err := nsq.NewProducer(nsqdAddr, nil)
@@ -39,8 +40,6 @@ func Example_pubSub() {
 	}
 	defer producer.Stop()
 
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	if err := producer.Publish(ctx, "orders", []byte(`{"id":1}`)); err != nil {
 		log.Fatal(err)
 	}
