@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/ternmq/tern/internal/logging"
+	"github.com/ternmq/tern/internal/protocol"
 	"log/slog"
 	"net"
 	"net/http"
@@ -161,30 +162,10 @@ func (l *Lookupd) Run(ctx context.Context) error {
 // acceptLoop accepts V1 connections until the listener is closed. It runs in the tracker;
 // each connection's goroutine is started through the tracker too, so Run waits for it.
 func (l *Lookupd) acceptLoop(ctx context.Context) {
-	for {
-		conn, err := l.tcpListener.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			l.logger.Error("accept", "error", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(50 * time.Millisecond): // back off on fd exhaustion
-			}
-			continue
-		}
+	protocol.Accept(ctx, l.tcpListener, l.logger, func(conn net.Conn) bool {
 		id := l.nextPeerID.Add(1)
-		if !l.goroutines.Go(func() { l.handleConn(id, conn) }) {
-			_ = conn.Close()
-			return
-		}
-	}
+		return l.goroutines.Go(func() { l.handleConn(id, conn) })
+	})
 }
 
 // trackConn records conn so that Run can close it at shutdown; it reports false, having

@@ -286,30 +286,14 @@ func (n *NSQD) Run(ctx context.Context) error {
 // acceptLoop accepts V2 connections until the listener closes; each connection runs in its
 // own goroutine tracked by n.conns.
 func (n *NSQD) acceptLoop(ctx context.Context) {
-	for {
-		conn, err := n.tcpListener.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
-			n.logger.Error("accept", "error", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(50 * time.Millisecond): // back off on fd exhaustion
-			}
-			continue
-		}
+	protocol.Accept(ctx, n.tcpListener, n.logger, func(conn net.Conn) bool {
 		n.conns.Add(1)
 		go func() {
 			defer n.conns.Done()
 			n.handleConn(ctx, conn)
 		}()
-	}
+		return true
+	})
 }
 
 // handleConn reads the protocol magic and runs the V2 protocol. A client that never sends the
