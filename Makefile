@@ -28,13 +28,8 @@ FUZZTIME ?= 10m
 # Arguments for the benchmark tool: make bench BENCH_ARGS='...'.
 BENCH_ARGS ?=
 
-# The development nsqd of `make up`.
+# The development cluster of `make up` keeps its data, logs and pid files here.
 DATA_DIR := .data
-NSQD_DATA := $(DATA_DIR)/nsqd
-NSQD_LOG := $(DATA_DIR)/nsqd.log
-NSQD_PID := $(DATA_DIR)/nsqd.pid
-NSQD_TCP_PORT ?= 4150
-NSQD_FLAGS ?=
 
 # Go files under version control's view of the tree: no build output, no fuzz corpora.
 GO_FILES = $(shell find . -name '*.go' -not -path './.git/*' -not -path './bin/*' \
@@ -97,40 +92,13 @@ fuzz: ## run every Fuzz* target in the repository for FUZZTIME each (default 10m
 		done; \
 	done <<< "$$targets"
 
-# Until the docker compose file lands, `up` runs one nsqd from ./bin in the background, with
-# its data in $(NSQD_DATA) and its log in $(NSQD_LOG); `down` stops it.
-up: build ## start a development nsqd in the background (data and log in ./.data)
-	@mkdir -p $(NSQD_DATA)
-	@if [ -f $(NSQD_PID) ] && kill -0 "$$(cat $(NSQD_PID))" 2>/dev/null; then \
-		echo "nsqd is already running (pid $$(cat $(NSQD_PID)))"; exit 0; \
-	fi; \
-	nohup ./bin/nsqd --data-path=$(NSQD_DATA) $(NSQD_FLAGS) </dev/null >>$(NSQD_LOG) 2>&1 & \
-	pid=$$!; echo $$pid > $(NSQD_PID); \
-	for i in $$(seq 100); do \
-		if ! kill -0 $$pid 2>/dev/null; then \
-			rm -f $(NSQD_PID); \
-			echo "nsqd exited at start; the end of $(NSQD_LOG):" >&2; tail -n 20 $(NSQD_LOG) >&2; exit 1; \
-		fi; \
-		if (exec 3<>/dev/tcp/127.0.0.1/$(NSQD_TCP_PORT)) 2>/dev/null; then \
-			echo "nsqd is up (pid $$pid, TCP port $(NSQD_TCP_PORT)); log in $(NSQD_LOG); stop it with make down"; exit 0; \
-		fi; \
-		sleep 0.1; \
-	done; \
-	echo "nsqd is running (pid $$pid) but not yet listening on TCP port $(NSQD_TCP_PORT); see $(NSQD_LOG)"
+# Until the docker compose file lands, `up` runs nsqlookupd and an nsqd registered with it
+# from ./bin in the background (contrib/devcluster.sh); data, logs and pid files go to ./.data.
+up: build ## start the development cluster (nsqlookupd and nsqd) in the background
+	@contrib/devcluster.sh up
 
-down: ## stop the development nsqd with SIGTERM and wait for it to exit
-	@if [ ! -f $(NSQD_PID) ]; then echo "nsqd is not running"; exit 0; fi; \
-	pid="$$(cat $(NSQD_PID))"; \
-	if ! kill -0 "$$pid" 2>/dev/null || \
-		{ [ -r /proc/$$pid/cmdline ] && ! tr '\0' ' ' </proc/$$pid/cmdline | grep -q 'bin/nsqd'; }; then \
-		echo "nsqd is not running (removing the stale $(NSQD_PID))"; rm -f $(NSQD_PID); exit 0; \
-	fi; \
-	kill -TERM "$$pid"; \
-	for i in $$(seq 300); do \
-		if ! kill -0 "$$pid" 2>/dev/null; then rm -f $(NSQD_PID); echo "nsqd stopped"; exit 0; fi; \
-		sleep 0.1; \
-	done; \
-	echo "nsqd (pid $$pid) did not stop within 30s of SIGTERM; see $(NSQD_LOG)" >&2; exit 1
+down: ## stop the development cluster with SIGTERM and wait for it to exit
+	@contrib/devcluster.sh down
 
-clean: down ## stop the development nsqd, remove ./bin and ./.data
+clean: down ## stop the development cluster, remove ./bin and ./.data
 	rm -rf bin $(DATA_DIR)
