@@ -11,12 +11,12 @@ import (
 	"github.com/ternmq/tern/internal/testutil"
 	"github.com/ternmq/tern/nsq"
 	"github.com/ternmq/tern/nsqd"
+	"github.com/ternmq/tern/nsqd/nsqdtest"
 )
 
 // server is an in-process Tern nsqd.
 type server struct {
 	d    *nsqd.NSQD
-	opts *nsqd.Options
 	stop func()
 }
 
@@ -29,37 +29,8 @@ func (s *server) httpAddr() string { return "http://" + s.d.HTTPAddr().String() 
 // mutate sets one.
 func startNSQD(t testing.TB, mutate func(*nsqd.Options)) *server {
 	t.Helper()
-	opts := nsqd.NewOptions()
-	opts.TCPAddress = "127.0.0.1:0"
-	opts.HTTPAddress = "127.0.0.1:0"
-	opts.DataPath = t.TempDir()
-	opts.NodeID = 1
-	if mutate != nil {
-		mutate(opts)
-	}
-	d, err := nsqd.New(opts, testutil.Logger(t), nil)
-	if err != nil {
-		t.Fatalf("nsqd.New: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("nsqd.Run: %v", err)
-				}
-			case <-time.After(15 * time.Second):
-				t.Errorf("nsqd.Run did not return within 15s of cancellation")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return &server{d: d, opts: opts, stop: stop}
+	d, stop := nsqdtest.StartWithStop(t, mutate)
+	return &server{d: d, stop: stop}
 }
 
 // freePort returns a loopback address nothing listens on now, so that a test can restart a

@@ -3,7 +3,6 @@ package nsqd_test
 import (
 	"bufio"
 	"compress/flate"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,47 +21,25 @@ import (
 	"github.com/ternmq/tern/internal/protocol"
 	"github.com/ternmq/tern/internal/testutil"
 	"github.com/ternmq/tern/nsqd"
+	"github.com/ternmq/tern/nsqd/nsqdtest"
 )
 
 // ioTimeout bounds every read and write the black-box clients make, so a daemon that stops
 // answering fails the test instead of hanging it.
 const ioTimeout = 5 * time.Second
 
-// startNSQD runs an nsqd in-process on 127.0.0.1:0 with a fresh data path and a test logger.
-// stop cancels Run and waits for it to return; it runs at cleanup if the test does not call
-// it first, and fails the test if Run returns an error or does not return.
+// startNSQD runs an nsqd in-process on 127.0.0.1:0 with a fresh data path, a test logger and
+// no HTTP listener (mutate may turn it on). stop cancels Run and waits for it to return; it
+// runs at cleanup if the test does not call it first, and fails the test if Run returns an
+// error or does not return.
 func startNSQD(t *testing.T, mutate func(*nsqd.Options)) (addr string, d *nsqd.NSQD, stop func()) {
 	t.Helper()
-	opts := nsqd.NewOptions()
-	opts.TCPAddress = "127.0.0.1:0"
-	opts.HTTPAddress = ""
-	opts.DataPath = t.TempDir()
-	opts.NodeID = 1
-	if mutate != nil {
-		mutate(opts)
-	}
-	d, err := nsqd.New(opts, testutil.Logger(t), nil)
-	if err != nil {
-		t.Fatalf("nsqd.New: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("nsqd.Run: %v", err)
-				}
-			case <-time.After(15 * time.Second):
-				t.Errorf("nsqd.Run did not return within 15s of cancellation")
-			}
-		})
-	}
-	t.Cleanup(stop)
+	d, stop = nsqdtest.StartWithStop(t, func(o *nsqd.Options) {
+		o.HTTPAddress = ""
+		if mutate != nil {
+			mutate(o)
+		}
+	})
 	return d.TCPAddr().String(), d, stop
 }
 

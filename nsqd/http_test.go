@@ -41,34 +41,11 @@ type httpDaemon struct {
 // Run must return nil within 15 seconds.
 func startHTTPDaemon(t testing.TB, mutate func(*Options)) *httpDaemon {
 	t.Helper()
-	opts := NewOptions()
-	opts.TCPAddress = "127.0.0.1:0"
-	opts.HTTPAddress = "127.0.0.1:0"
-	opts.DataPath = t.TempDir()
-	opts.NodeID = 1
-	if mutate != nil {
-		mutate(opts)
-	}
-	n, err := New(opts, testutil.Logger(t), nil)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
+	n, _ := startTestDaemon(t, t.TempDir(), withHTTP(false, mutate))
+	// Registered after the daemon's cleanup, so it runs first: idle keep-alive connections
+	// are closed before the daemon shuts down, as a client going away would.
 	transport := &http.Transport{MaxIdleConnsPerHost: 64}
-	t.Cleanup(func() {
-		transport.CloseIdleConnections()
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Errorf("Run did not return within 15s of cancellation")
-		}
-	})
+	t.Cleanup(transport.CloseIdleConnections)
 	return &httpDaemon{
 		n:      n,
 		base:   "http://" + n.HTTPAddr().String(),

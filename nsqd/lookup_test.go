@@ -340,42 +340,18 @@ func (l lazy) String() string { return fmt.Sprint(l()) }
 // ends; stop stops it earlier.
 func startLookupNSQD(t testing.TB, tuning lookupTuning, mutate func(*Options), before func(*NSQD)) (n *NSQD, stop func()) {
 	t.Helper()
-	opts := NewOptions()
-	opts.TCPAddress = "127.0.0.1:0"
-	opts.HTTPAddress = "127.0.0.1:0"
-	opts.BroadcastAddress = "127.0.0.1"
-	opts.DataPath = t.TempDir()
-	opts.NodeID = 1
-	if mutate != nil {
-		mutate(opts)
-	}
-	n, err := New(opts, testutil.Logger(t), nil)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	n.lookupState().tuning = tuning
-	if before != nil {
-		before(n)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("Run: %v", err)
-				}
-			case <-time.After(15 * time.Second):
-				t.Errorf("Run did not return within 15s of cancellation")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return n, stop
+	n, stopErr := startTestDaemon(t, t.TempDir(), withHTTP(true, mutate), beforeRun(func(n *NSQD) {
+		n.lookupState().tuning = tuning
+		if before != nil {
+			before(n)
+		}
+	}))
+	// When the test does not call stop, startTestDaemon's cleanup stops the daemon and reports.
+	return n, sync.OnceFunc(func() {
+		if err := stopErr(); err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
 }
 
 func mustDo(t testing.TB, err error) {

@@ -37,33 +37,7 @@ import (
 // metrics on reg (nil: New makes its own). Run is cancelled and awaited at cleanup.
 func metricsDaemon(t *testing.T, reg *prometheus.Registry, mutate func(*Options)) *NSQD {
 	t.Helper()
-	opts := NewOptions()
-	opts.TCPAddress = "127.0.0.1:0"
-	opts.HTTPAddress = "127.0.0.1:0"
-	opts.BroadcastAddress = "127.0.0.1"
-	opts.DataPath = t.TempDir()
-	opts.NodeID = 1
-	if mutate != nil {
-		mutate(opts)
-	}
-	n, err := New(opts, testutil.Logger(t), reg)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Errorf("Run did not return within 15s of cancellation")
-		}
-	})
+	n, _ := startTestDaemon(t, t.TempDir(), withHTTP(true, mutate), withRegistry(reg))
 	return n
 }
 

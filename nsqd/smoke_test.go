@@ -6,18 +6,64 @@ import (
 	"io"
 	"log"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	gonsq "github.com/nsqio/go-nsq"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ternmq/tern/internal/testutil"
 )
 
-// startTestDaemon runs an nsqd in-process on 127.0.0.1:0 with a fresh data path, stopped when
-// the test ends. stop may be called earlier; it returns Run's error.
-func startTestDaemon(t testing.TB, dataPath string, mutate func(*Options)) (*NSQD, func() error) {
+// testStopTimeout is how long stopping a test daemon waits for Run to return after cancelling
+// it: a daemon that takes longer is stuck.
+const testStopTimeout = 15 * time.Second
+
+// testDaemonOption changes how startTestDaemon builds or runs a daemon beyond its Options.
+type testDaemonOption func(*testDaemonSetup)
+
+// testDaemonSetup is what the testDaemonOptions set.
+type testDaemonSetup struct {
+	registry  *prometheus.Registry // passed to New; nil: New makes its own
+	beforeRun []func(*NSQD)        // run in order between New and Run
+}
+
+// withRegistry makes the daemon register its metrics on reg.
+func withRegistry(reg *prometheus.Registry) testDaemonOption {
+	return func(s *testDaemonSetup) { s.registry = reg }
+}
+
+// beforeRun runs fn between New and Run, to set unexported tuning or state the daemon reads
+// once it starts.
+func beforeRun(fn func(*NSQD)) testDaemonOption {
+	return func(s *testDaemonSetup) { s.beforeRun = append(s.beforeRun, fn) }
+}
+
+// withHTTP is mutate after turning HTTP on at 127.0.0.1:0, and broadcasting 127.0.0.1 when
+// broadcast is set, for the starters of daemons that serve HTTP or register with a lookupd.
+func withHTTP(broadcast bool, mutate func(*Options)) func(*Options) {
+	return func(o *Options) {
+		o.HTTPAddress = "127.0.0.1:0"
+		if broadcast {
+			o.BroadcastAddress = "127.0.0.1"
+		}
+		if mutate != nil {
+			mutate(o)
+		}
+	}
+}
+
+// startTestDaemon runs an nsqd in-process with TCP on 127.0.0.1:0, no HTTP, node ID 1 and
+// the given data path, stopped when the test ends. stop may be called earlier; it returns
+// Run's error, or an error if Run does not return within testStopTimeout, and the test then
+// owns that error. When the test does not call stop, the cleanup fails the test on it.
+func startTestDaemon(t testing.TB, dataPath string, mutate func(*Options), options ...testDaemonOption) (*NSQD, func() error) {
 	t.Helper()
+	var setup testDaemonSetup
+	for _, o := range options {
+		o(&setup)
+	}
 	opts := NewOptions()
 	opts.TCPAddress = "127.0.0.1:0"
 	opts.HTTPAddress = ""
@@ -26,16 +72,35 @@ func startTestDaemon(t testing.TB, dataPath string, mutate func(*Options)) (*NSQ
 	if mutate != nil {
 		mutate(opts)
 	}
-	n, err := New(opts, testutil.Logger(t), nil)
+	n, err := New(opts, testutil.Logger(t), setup.registry)
 	if err != nil {
 		t.Fatalf("New: %v", err)
+	}
+	for _, fn := range setup.beforeRun {
+		fn(n)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- n.Run(ctx) }()
-	stop := sync.OnceValue(func() error { cancel(); return <-done })
-	t.Cleanup(func() { _ = stop() })
-	return n, stop
+	stop := sync.OnceValue(func() error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(testStopTimeout):
+			return fmt.Errorf("did not return within %v of cancellation", testStopTimeout)
+		}
+	})
+	var taken atomic.Bool
+	t.Cleanup(func() {
+		if err := stop(); err != nil && !taken.Load() {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return n, func() error {
+		taken.Store(true)
+		return stop()
+	}
 }
 
 func quietConfig() *gonsq.Config {

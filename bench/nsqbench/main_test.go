@@ -17,31 +17,19 @@ import (
 	"github.com/ternmq/tern/internal/protocol"
 	"github.com/ternmq/tern/internal/testutil"
 	"github.com/ternmq/tern/nsqd"
+	"github.com/ternmq/tern/nsqd/nsqdtest"
 )
 
-// startNSQD runs an nsqd in-process on 127.0.0.1:0 with a fresh data path until the test
-// ends.
-func startNSQD(tb testing.TB, logger *slog.Logger) *nsqd.NSQD {
+// startNSQD runs an nsqd in-process on 127.0.0.1:0, without HTTP, with a fresh data path
+// until the test ends. configure, when not nil, adjusts the options first.
+func startNSQD(tb testing.TB, configure func(*nsqd.Options)) *nsqd.NSQD {
 	tb.Helper()
-	opts := nsqd.NewOptions()
-	opts.TCPAddress = "127.0.0.1:0"
-	opts.HTTPAddress = ""
-	opts.DataPath = tb.TempDir()
-	opts.NodeID = 1
-	d, err := nsqd.New(opts, logger, nil)
-	if err != nil {
-		tb.Fatalf("nsqd.New: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.Run(ctx) }()
-	tb.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			tb.Errorf("nsqd.Run: %v", err)
+	return nsqdtest.Start(tb, func(o *nsqd.Options) {
+		o.HTTPAddress = ""
+		if configure != nil {
+			configure(o)
 		}
 	})
-	return d
 }
 
 // channelStats returns the stats of one channel, failing the test if it does not exist.
@@ -62,7 +50,7 @@ func channelStats(t *testing.T, d *nsqd.NSQD, topic, channel string) nsqd.Channe
 }
 
 func TestRun(t *testing.T) {
-	d := startNSQD(t, testutil.Logger(t))
+	d := startNSQD(t, nil)
 	tests := []struct {
 		name                       string
 		count, size, batch         int
@@ -117,7 +105,7 @@ func TestRun(t *testing.T) {
 // TestRunMain runs the command as a user does, against an in-process nsqd, and checks that
 // the output is the parseable lines the tool promises.
 func TestRunMain(t *testing.T) {
-	d := startNSQD(t, testutil.Logger(t))
+	d := startNSQD(t, nil)
 	var stdout, stderr bytes.Buffer
 	code := runMain(testutil.Context(t), []string{
 		"--nsqd-tcp-address", d.TCPAddr().String(), "--count", "3000", "--topic", "main",
@@ -381,7 +369,8 @@ func TestWriteResult(t *testing.T) {
 //
 //	go test -run '^$' -bench Run -benchtime 1000000x -cpuprofile cpu.out ./bench/nsqbench
 func BenchmarkRun(b *testing.B) {
-	d := startNSQD(b, slog.New(slog.DiscardHandler))
+	// Errors only: a benchmark's log is always printed, and logging must not cost time.
+	d := startNSQD(b, func(o *nsqd.Options) { o.LogLevel = "error" })
 	cfg := defaultConfig()
 	cfg.NSQDTCPAddress = d.TCPAddr().String()
 	cfg.Topic = fmt.Sprintf("bench%d", b.N)
