@@ -2,15 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
+	"github.com/ternmq/tern/internal/testutil"
 	"net"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/ternmq/tern/internal/version"
 )
@@ -85,110 +80,5 @@ func TestRun(t *testing.T) {
 // TestBinary builds nsqd and runs it the way an operator does: --version, a bad flag, and a
 // start followed by SIGTERM, which must end in a clean exit 0.
 func TestBinary(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("go tool not on PATH")
-	}
-	bin := filepath.Join(t.TempDir(), "nsqd")
-	build := exec.Command(goTool, "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-
-	t.Run("version", func(t *testing.T) {
-		out, err := exec.Command(bin, "--version").Output()
-		if err != nil {
-			t.Fatalf("nsqd --version: %v", err)
-		}
-		if got, want := string(out), version.String("nsqd")+"\n"; got != want {
-			t.Errorf("nsqd --version printed %q, want %q", got, want)
-		}
-	})
-
-	t.Run("bad flag exits 1", func(t *testing.T) {
-		err := exec.Command(bin, "--tls-required=sometimes").Run()
-		var exit *exec.ExitError
-		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
-			t.Errorf("nsqd with a bad flag: %v, want exit status 1", err)
-		}
-	})
-
-	t.Run("SIGTERM shuts down cleanly", func(t *testing.T) {
-		cmd := exec.Command(bin, loopbackArgs(t)...)
-		log := newOutputWatcher()
-		cmd.Stderr = log
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Kill() })
-
-		// "starting" is logged after the signal handler is installed, so from then on
-		// SIGTERM means shutdown rather than death by signal.
-		if !log.waitFor("msg=starting", 10*time.Second) {
-			t.Fatalf("nsqd did not log its start; stderr:\n%s", log.String())
-		}
-		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("nsqd exited with %v after SIGTERM, want 0; stderr:\n%s", err, log.String())
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatalf("nsqd did not exit within 30s of SIGTERM; stderr:\n%s", log.String())
-		}
-	})
-}
-
-// outputWatcher collects a process's output and lets a test wait for a piece of it. It is
-// an io.Writer given to exec.Cmd, so cmd.Wait returns only after all output was written.
-type outputWatcher struct {
-	mu      sync.Mutex
-	buf     strings.Builder
-	changed chan struct{} // closed and replaced on every write
-}
-
-func newOutputWatcher() *outputWatcher {
-	return &outputWatcher{changed: make(chan struct{})}
-}
-
-// Write appends p and wakes any waiter.
-func (w *outputWatcher) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf.Write(p)
-	close(w.changed)
-	w.changed = make(chan struct{})
-	return len(p), nil
-}
-
-// waitFor reports whether output containing s arrives before the timeout.
-func (w *outputWatcher) waitFor(s string, timeout time.Duration) bool {
-	deadline := time.After(timeout)
-	for {
-		w.mu.Lock()
-		found, changed := strings.Contains(w.buf.String(), s), w.changed
-		w.mu.Unlock()
-		if found {
-			return true
-		}
-		select {
-		case <-changed:
-		case <-deadline:
-			return false
-		}
-	}
-}
-
-// String returns everything written so far.
-func (w *outputWatcher) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.String()
+	testutil.CheckBinary(t, "nsqd", "--tls-required=sometimes", loopbackArgs(t))
 }

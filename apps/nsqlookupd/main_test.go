@@ -2,16 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
+	"github.com/ternmq/tern/internal/testutil"
 	"io"
 	"net"
 	"net/http"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -84,10 +80,10 @@ var httpAddrRE = regexp.MustCompile(`http_address=(\S+)`)
 func TestRunServes(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	log := newOutputWatcher()
+	log := testutil.NewOutput()
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, loopbackArgs, io.Discard, log) }()
-	if !log.waitFor("nsqlookupd started", 10*time.Second) {
+	if !log.WaitFor("nsqlookupd started", 10*time.Second) {
 		t.Fatalf("no start in the log:\n%s", log.String())
 	}
 	m := httpAddrRE.FindStringSubmatch(log.String())
@@ -117,108 +113,5 @@ func TestRunServes(t *testing.T) {
 // TestBinary builds nsqlookupd and runs it the way an operator does: --version, a bad flag,
 // and a start followed by SIGTERM, which must end in a clean exit 0.
 func TestBinary(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the binary")
-	}
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("go tool not on PATH")
-	}
-	bin := filepath.Join(t.TempDir(), "nsqlookupd")
-	if out, err := exec.Command(goTool, "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-
-	t.Run("version", func(t *testing.T) {
-		out, err := exec.Command(bin, "--version").Output()
-		if err != nil {
-			t.Fatalf("nsqlookupd --version: %v", err)
-		}
-		if got, want := string(out), version.String("nsqlookupd")+"\n"; got != want {
-			t.Errorf("printed %q, want %q", got, want)
-		}
-	})
-
-	t.Run("bad flag exits 1", func(t *testing.T) {
-		err := exec.Command(bin, "--inactive-producer-timeout=soon").Run()
-		var exit *exec.ExitError
-		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
-			t.Errorf("exit: %v, want status 1", err)
-		}
-	})
-
-	t.Run("SIGTERM shuts down cleanly", func(t *testing.T) {
-		cmd := exec.Command(bin, loopbackArgs...)
-		log := newOutputWatcher()
-		cmd.Stderr = log
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Kill() })
-		// "starting" is logged after the signal handler is installed, so from then on
-		// SIGTERM means shutdown rather than death by signal.
-		if !log.waitFor("msg=starting", 10*time.Second) {
-			t.Fatalf("no start in the log:\n%s", log.String())
-		}
-		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Fatalf("exit %v after SIGTERM, want 0; log:\n%s", err, log.String())
-			}
-		case <-time.After(30 * time.Second):
-			t.Fatalf("no exit within 30s of SIGTERM; log:\n%s", log.String())
-		}
-	})
-}
-
-// outputWatcher collects output and lets a test wait for a piece of it. It is safe for
-// concurrent use.
-type outputWatcher struct {
-	mu      sync.Mutex
-	buf     strings.Builder
-	changed chan struct{} // closed and replaced on every write
-}
-
-func newOutputWatcher() *outputWatcher {
-	return &outputWatcher{changed: make(chan struct{})}
-}
-
-// Write appends p and wakes any waiter.
-func (w *outputWatcher) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf.Write(p)
-	close(w.changed)
-	w.changed = make(chan struct{})
-	return len(p), nil
-}
-
-// waitFor reports whether output containing s arrives before the timeout.
-func (w *outputWatcher) waitFor(s string, timeout time.Duration) bool {
-	deadline := time.After(timeout)
-	for {
-		w.mu.Lock()
-		found, changed := strings.Contains(w.buf.String(), s), w.changed
-		w.mu.Unlock()
-		if found {
-			return true
-		}
-		select {
-		case <-changed:
-		case <-deadline:
-			return false
-		}
-	}
-}
-
-// String returns everything written so far.
-func (w *outputWatcher) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.buf.String()
+	testutil.CheckBinary(t, "nsqlookupd", "--inactive-producer-timeout=soon", loopbackArgs)
 }
