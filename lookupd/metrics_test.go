@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -112,35 +111,8 @@ func TestMetrics(t *testing.T) {
 		t.Error("the deleted topic still has a series")
 	}
 
-	t.Run("promlint", func(t *testing.T) {
-		mfs, err := l.registry.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, p := range problems {
-			t.Errorf("promlint: %s: %s", p.Metric, p.Text)
-		}
-		// Every described metric has a series to lint.
-		names := map[string]bool{}
-		for _, mf := range mfs {
-			names[mf.GetName()] = true
-		}
-		descs := make(chan *prometheus.Desc, 64)
-		newMetricsCollector(l).Describe(descs)
-		close(descs)
-		for d := range descs {
-			name := d.String()
-			name = name[strings.Index(name, `"`)+1:]
-			name = name[:strings.Index(name, `"`)]
-			if !names[name] {
-				t.Errorf("described metric %s has no series", name)
-			}
-		}
-	})
+	t.Run("promlint", func(t *testing.T) { testutil.Promlint(t, l.registry, newMetricsCollector(l)) })
+
 }
 
 func TestMetricsOwnRegistry(t *testing.T) {
