@@ -262,6 +262,15 @@ func topicParam(q url.Values) (string, error) {
 	return v[0], nil
 }
 
+// validTopicParam returns the valid topic parameter of r's query.
+func validTopicParam(r *http.Request) (string, error) {
+	q, err := query(r)
+	if err != nil {
+		return "", err
+	}
+	return topicParam(q)
+}
+
 // topicChannelParams returns the valid topic and channel of q, with the codes NSQ's
 // /channel/* endpoints use.
 func topicChannelParams(r *http.Request) (topic, channel string, err error) {
@@ -641,11 +650,7 @@ func engineErr(err error) error {
 }
 
 func (s *httpAPI) topicCreate(_ http.ResponseWriter, r *http.Request, _ httprouter.Params) (any, error) {
-	q, err := query(r)
-	if err != nil {
-		return nil, err
-	}
-	topic, err := topicParam(q)
+	topic, err := validTopicParam(r)
 	if err != nil {
 		return nil, err
 	}
@@ -678,11 +683,7 @@ func (s *httpAPI) topicDelete(_ http.ResponseWriter, r *http.Request, _ httprout
 }
 
 func (s *httpAPI) topicEmpty(_ http.ResponseWriter, r *http.Request, _ httprouter.Params) (any, error) {
-	q, err := query(r)
-	if err != nil {
-		return nil, err
-	}
-	topic, err := topicParam(q)
+	topic, err := validTopicParam(r)
 	if err != nil {
 		return nil, err
 	}
