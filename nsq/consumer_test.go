@@ -556,6 +556,12 @@ func TestConsumerStopLeavesNoGoroutines(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.srv.CloseClientConnections()
-	testutil.Eventually(t, 5*time.Second, func() bool { return runtime.NumGoroutine() <= before },
-		"goroutines: %d before, %d after Stop", before, runtime.NumGoroutine())
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("goroutines: %d before, %d after Stop:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(10 * time.Millisecond) // polling the count, bounded by the deadline
+	}
 }

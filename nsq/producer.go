@@ -254,7 +254,13 @@ func (p *Producer) Stats() ProducerStats {
 	s := ProducerStats{
 		Connected: p.conn != nil,
 		InFlight:  p.inflight.len(),
-		Waiting:   len(p.unsent),
+	}
+	for _, t := range p.unsent {
+		// A publish whose context ended stays queued until the pump skips it, but nobody
+		// waits for it any more.
+		if !t.cancelled {
+			s.Waiting++
+		}
 	}
 	p.mu.Unlock()
 	s.Published = p.published.Load()

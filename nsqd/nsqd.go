@@ -94,6 +94,8 @@ type NSQD struct {
 	metaMu sync.Mutex
 
 	lookup lookupPeers // the connections to nsqlookupd (lookup.go)
+
+	ready chan struct{} // closed by Run once everything is serving
 }
 
 // New validates opts, locks the data directory, loads topics and channels from the metadata
@@ -127,6 +129,7 @@ func New(opts *Options, logger *slog.Logger, reg *prometheus.Registry) (*NSQD, e
 		topics:    make(map[string]*Topic),
 		clients:   make(map[int64]*client),
 		startTime: time.Now(),
+		ready:     make(chan struct{}),
 	}
 	n.opts.Store(&o)
 	n.proto = &protocolV2{n: n}
@@ -181,6 +184,10 @@ func (n *NSQD) closeListeners() {
 		_ = n.httpListener.Close()
 	}
 }
+
+// Ready is closed once Run has started every listener and background task: from then on the
+// daemon serves, and its set of goroutines is complete.
+func (n *NSQD) Ready() <-chan struct{} { return n.ready }
 
 // HTTPAddr returns the address the HTTP API listens on, or nil when it is disabled.
 func (n *NSQD) HTTPAddr() net.Addr {
@@ -246,6 +253,7 @@ func (n *NSQD) Run(ctx context.Context) error {
 	}
 	n.logger.Info("nsqd started", "version", version.Binary, "tcp_address", n.TCPAddr().String(),
 		"http_address", addrString(n.HTTPAddr()), "data_path", n.getOpts().DataPath)
+	close(n.ready)
 
 	<-ctx.Done()
 	n.logger.Info("nsqd shutting down")

@@ -82,6 +82,15 @@ func startTestDaemon(t testing.TB, dataPath string, mutate func(*Options), optio
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- n.Run(ctx) }()
+	select {
+	case <-n.Ready():
+	case err := <-done:
+		cancel()
+		t.Fatalf("Run returned before serving: %v", err)
+	case <-time.After(testStopTimeout):
+		cancel()
+		t.Fatalf("the daemon did not start serving within %v", testStopTimeout)
+	}
 	stop := sync.OnceValue(func() error {
 		cancel()
 		select {

@@ -52,6 +52,16 @@ func StartWithStop(t testing.TB, configure func(*nsqd.Options)) (d *nsqd.NSQD, s
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
+	// Tests start using the daemon at once, and some count goroutines: wait until it serves.
+	select {
+	case <-d.Ready():
+	case err := <-done:
+		cancel()
+		t.Fatalf("nsqd.Run returned before serving: %v", err)
+	case <-time.After(stopTimeout):
+		cancel()
+		t.Fatalf("nsqd did not start serving within %v", stopTimeout)
+	}
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
