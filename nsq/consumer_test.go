@@ -353,17 +353,9 @@ func TestConsumerStopTimeout(t *testing.T) {
 
 func TestConsumerReconnectsAfterRestart(t *testing.T) {
 	t.Parallel()
-	addr := freePort(t)
-	dataPath := t.TempDir()
-	sameAddr := func(o *nsqd.Options) {
-		o.TCPAddress = addr
-		o.HTTPAddress = ""
-		o.DataPath = dataPath
-	}
-	first := startNSQD(t, sameAddr)
-	cfg := nsq.NewConfig()
-	cfg.ReconnectBackoff = 10 * time.Millisecond
-	cfg.MaxReconnectBackoff = 50 * time.Millisecond
+	addr, startAgain := restartableNSQD(t)
+	first := startAgain()
+	cfg := fastReconnectConfig()
 	col := newCollector()
 	c := newConsumer(t, "restart", "ch", col, cfg)
 	if err := c.ConnectToNSQD(ctxTimeout(t, 5*time.Second), addr); err != nil {
@@ -375,7 +367,7 @@ func TestConsumerReconnectsAfterRestart(t *testing.T) {
 	first.stop()
 	testutil.Eventually(t, 5*time.Second, func() bool { return c.Stats().Connections == 0 }, "consumer notices nsqd went away")
 
-	second := startNSQD(t, sameAddr)
+	second := startAgain()
 	testutil.Eventually(t, 5*time.Second, func() bool { return c.Stats().Connections == 1 }, "consumer reconnects")
 	after := bodies("after", 10)
 	publish(t, second, "restart", after)

@@ -33,6 +33,30 @@ func startNSQD(t testing.TB, mutate func(*nsqd.Options)) *server {
 	return &server{d: d, stop: stop}
 }
 
+// restartableNSQD picks a free loopback address and returns it with a function that starts
+// an nsqd there, on the same data path each time: a test stops one and starts the next to
+// see clients reconnect to it.
+func restartableNSQD(t testing.TB) (addr string, start func() *server) {
+	t.Helper()
+	addr = freePort(t)
+	dataPath := t.TempDir()
+	return addr, func() *server {
+		return startNSQD(t, func(o *nsqd.Options) {
+			o.TCPAddress = addr
+			o.HTTPAddress = ""
+			o.DataPath = dataPath
+		})
+	}
+}
+
+// fastReconnectConfig returns a Config that retries a lost connection within milliseconds.
+func fastReconnectConfig() *nsq.Config {
+	cfg := nsq.NewConfig()
+	cfg.ReconnectBackoff = 10 * time.Millisecond
+	cfg.MaxReconnectBackoff = 50 * time.Millisecond
+	return cfg
+}
+
 // freePort returns a loopback address nothing listens on now, so that a test can restart a
 // daemon on the same address.
 func freePort(t testing.TB) string {

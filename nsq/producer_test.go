@@ -215,17 +215,9 @@ func TestProducerFatalServerErrorResendsPipelined(t *testing.T) {
 
 func TestProducerReconnects(t *testing.T) {
 	t.Parallel()
-	addr := freePort(t)
-	dataPath := t.TempDir()
-	sameAddr := func(o *nsqd.Options) {
-		o.TCPAddress = addr
-		o.HTTPAddress = ""
-		o.DataPath = dataPath
-	}
-	first := startNSQD(t, sameAddr)
-	cfg := nsq.NewConfig()
-	cfg.ReconnectBackoff = 10 * time.Millisecond
-	cfg.MaxReconnectBackoff = 50 * time.Millisecond
+	addr, startAgain := restartableNSQD(t)
+	first := startAgain()
+	cfg := fastReconnectConfig()
 	p := newProducer(t, addr, cfg)
 	if err := p.Publish(ctxTimeout(t, 5*time.Second), "durable", []byte("before")); err != nil {
 		t.Fatal(err)
@@ -245,7 +237,7 @@ func TestProducerReconnects(t *testing.T) {
 	during := make(chan error, 1)
 	go func() { during <- p.Publish(ctxTimeout(t, 10*time.Second), "durable", []byte("during")) }()
 	testutil.Eventually(t, 5*time.Second, func() bool { return p.Stats().Waiting == 1 }, "publish waits for a connection")
-	second := startNSQD(t, sameAddr)
+	second := startAgain()
 	if err := <-during; err != nil {
 		t.Fatalf("publish across restart: %v", err)
 	}
