@@ -1,10 +1,8 @@
 package main
 
 import (
-	"context"
 	"github.com/ternmq/tern/internal/testutil"
 	"net"
-	"strings"
 	"testing"
 
 	"github.com/ternmq/tern/internal/version"
@@ -29,52 +27,19 @@ func TestRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = busy.Close() })
-	tests := []struct {
-		name      string
-		args      []string
-		code      int
-		stdout    string // a prefix of stdout
-		stderr    string // a part of stderr
-		notStderr string
-		// cancelled makes the context start cancelled, so a daemon that starts returns at
-		// once: the shutdown path without a signal.
-		cancelled bool
-	}{
-		{name: "version", args: []string{"--version"}, code: 0, stdout: version.String("nsqd") + "\n"},
-		{name: "version ignores a broken config", args: []string{"--config=" + badConfig, "--version"}, code: 0, stdout: version.String("nsqd") + "\n"},
-		{name: "help", args: []string{"--help"}, code: 0, stdout: "Usage: nsqd"},
-		{name: "bad flag", args: []string{"--max-rdy-count=x"}, code: 1, stderr: "nsqd: invalid value \"x\" for flag -max-rdy-count"},
-		{name: "unknown flag", args: []string{"--frobnicate"}, code: 1, stderr: "--help for usage"},
-		{name: "bad config", args: []string{"--config=" + badConfig}, code: 1, stderr: `unknown key "max_rdy"`},
-		{name: "invalid options", args: []string{"--max-deflate-level=12", "--node-id=4096"}, code: 1, stderr: "--max-deflate-level"},
-		{name: "failed start", args: append(loopbackArgs(t), "--tcp-address="+busy.Addr().String()), code: 1, stderr: "nsqd: failed to start:"},
-		{name: "clean shutdown", args: append(loopbackArgs(t), "--log-level=debug"), code: 0, stderr: "msg=starting", cancelled: true},
-		{name: "deprecated flags warn", args: append(loopbackArgs(t), "--verbose", "--worker-id=3"), code: 0, stderr: "flag=--worker-id", cancelled: true},
-		{name: "log level error hides info", args: append(loopbackArgs(t), "--log-level=error"), code: 0, notStderr: "msg=starting", cancelled: true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			ctx, cancel := context.WithCancel(context.Background())
-			t.Cleanup(cancel)
-			if tt.cancelled {
-				cancel()
-			}
-			var stdout, stderr strings.Builder
-			code := run(ctx, tt.args, &stdout, &stderr)
-			if code != tt.code {
-				t.Errorf("exit code = %d, want %d; stderr:\n%s", code, tt.code, stderr.String())
-			}
-			if !strings.HasPrefix(stdout.String(), tt.stdout) {
-				t.Errorf("stdout = %q, want it to start with %q", stdout.String(), tt.stdout)
-			}
-			if !strings.Contains(stderr.String(), tt.stderr) {
-				t.Errorf("stderr = %q, want it to contain %q", stderr.String(), tt.stderr)
-			}
-			if tt.notStderr != "" && strings.Contains(stderr.String(), tt.notStderr) {
-				t.Errorf("stderr = %q, want it not to contain %q", stderr.String(), tt.notStderr)
-			}
-		})
-	}
+	testutil.CheckRun(t, run, []testutil.RunCase{
+		{Name: "version", Args: []string{"--version"}, Code: 0, Stdout: version.String("nsqd") + "\n"},
+		{Name: "version ignores a broken config", Args: []string{"--config=" + badConfig, "--version"}, Code: 0, Stdout: version.String("nsqd") + "\n"},
+		{Name: "help", Args: []string{"--help"}, Code: 0, Stdout: "Usage: nsqd"},
+		{Name: "bad flag", Args: []string{"--max-rdy-count=x"}, Code: 1, Stderr: "nsqd: invalid value \"x\" for flag -max-rdy-count"},
+		{Name: "unknown flag", Args: []string{"--frobnicate"}, Code: 1, Stderr: "--help for usage"},
+		{Name: "bad config", Args: []string{"--config=" + badConfig}, Code: 1, Stderr: `unknown key "max_rdy"`},
+		{Name: "invalid options", Args: []string{"--max-deflate-level=12", "--node-id=4096"}, Code: 1, Stderr: "--max-deflate-level"},
+		{Name: "failed start", Args: append(loopbackArgs(t), "--tcp-address="+busy.Addr().String()), Code: 1, Stderr: "nsqd: failed to start:"},
+		{Name: "clean shutdown", Args: append(loopbackArgs(t), "--log-level=debug"), Code: 0, Stderr: "msg=starting", Cancelled: true},
+		{Name: "deprecated flags warn", Args: append(loopbackArgs(t), "--verbose", "--worker-id=3"), Code: 0, Stderr: "flag=--worker-id", Cancelled: true},
+		{Name: "log level error hides info", Args: append(loopbackArgs(t), "--log-level=error"), Code: 0, NotStderr: "msg=starting", Cancelled: true},
+	})
 }
 
 // TestBinary builds nsqd and runs it the way an operator does: --version, a bad flag, and a

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"regexp"
-	"strings"
 	"testing"
 	"time"
 
@@ -25,52 +24,19 @@ func TestRun(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = busy.Close() })
 	with := func(extra ...string) []string { return append(append([]string{}, loopbackArgs...), extra...) }
-	tests := []struct {
-		name      string
-		args      []string
-		code      int
-		stdout    string // a prefix of stdout
-		stderr    string // a part of stderr
-		notStderr string
-		// cancelled makes the context start cancelled, so a daemon that starts returns at
-		// once: the shutdown path without a signal.
-		cancelled bool
-	}{
-		{name: "version", args: []string{"--version"}, stdout: version.String("nsqlookupd") + "\n"},
-		{name: "version ignores a broken config", args: []string{"--config=" + badConfig, "--version"}, stdout: version.String("nsqlookupd") + "\n"},
-		{name: "help", args: []string{"--help"}, stdout: "Usage: nsqlookupd"},
-		{name: "bad flag", args: []string{"--tombstone-lifetime=x"}, code: 1, stderr: `nsqlookupd: invalid value "x" for flag -tombstone-lifetime`},
-		{name: "unknown flag", args: []string{"--frobnicate"}, code: 1, stderr: "--help for usage"},
-		{name: "bad config", args: []string{"--config=" + badConfig}, code: 1, stderr: `unknown key "max_rdy"`},
-		{name: "invalid options", args: []string{"--tombstone-lifetime=0s", "--log-level=loud"}, code: 1, stderr: "--tombstone-lifetime must be positive"},
-		{name: "failed start", args: with("--tcp-address=" + busy.Addr().String()), code: 1, stderr: "nsqlookupd: failed to start:"},
-		{name: "clean shutdown", args: with("--log-level=debug"), stderr: "msg=starting", cancelled: true},
-		{name: "verbose warns", args: with("--verbose"), stderr: "flag=--verbose", cancelled: true},
-		{name: "log level error hides info", args: with("--log-level=error"), notStderr: "msg=starting", cancelled: true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			ctx, cancel := context.WithCancel(context.Background())
-			t.Cleanup(cancel)
-			if tt.cancelled {
-				cancel()
-			}
-			var stdout, stderr strings.Builder
-			code := run(ctx, tt.args, &stdout, &stderr)
-			if code != tt.code {
-				t.Errorf("exit code = %d, want %d; stderr:\n%s", code, tt.code, stderr.String())
-			}
-			if !strings.HasPrefix(stdout.String(), tt.stdout) {
-				t.Errorf("stdout = %q, want it to start with %q", stdout.String(), tt.stdout)
-			}
-			if !strings.Contains(stderr.String(), tt.stderr) {
-				t.Errorf("stderr = %q, want it to contain %q", stderr.String(), tt.stderr)
-			}
-			if tt.notStderr != "" && strings.Contains(stderr.String(), tt.notStderr) {
-				t.Errorf("stderr = %q, want it not to contain %q", stderr.String(), tt.notStderr)
-			}
-		})
-	}
+	testutil.CheckRun(t, run, []testutil.RunCase{
+		{Name: "version", Args: []string{"--version"}, Stdout: version.String("nsqlookupd") + "\n"},
+		{Name: "version ignores a broken config", Args: []string{"--config=" + badConfig, "--version"}, Stdout: version.String("nsqlookupd") + "\n"},
+		{Name: "help", Args: []string{"--help"}, Stdout: "Usage: nsqlookupd"},
+		{Name: "bad flag", Args: []string{"--tombstone-lifetime=x"}, Code: 1, Stderr: `nsqlookupd: invalid value "x" for flag -tombstone-lifetime`},
+		{Name: "unknown flag", Args: []string{"--frobnicate"}, Code: 1, Stderr: "--help for usage"},
+		{Name: "bad config", Args: []string{"--config=" + badConfig}, Code: 1, Stderr: `unknown key "max_rdy"`},
+		{Name: "invalid options", Args: []string{"--tombstone-lifetime=0s", "--log-level=loud"}, Code: 1, Stderr: "--tombstone-lifetime must be positive"},
+		{Name: "failed start", Args: with("--tcp-address=" + busy.Addr().String()), Code: 1, Stderr: "nsqlookupd: failed to start:"},
+		{Name: "clean shutdown", Args: with("--log-level=debug"), Stderr: "msg=starting", Cancelled: true},
+		{Name: "verbose warns", Args: with("--verbose"), Stderr: "flag=--verbose", Cancelled: true},
+		{Name: "log level error hides info", Args: with("--log-level=error"), NotStderr: "msg=starting", Cancelled: true},
+	})
 }
 
 // httpAddrRE finds the HTTP address in the "nsqlookupd started" log record.

@@ -1,7 +1,9 @@
 package testutil
 
 import (
+	"context"
 	"errors"
+	"io"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -118,4 +120,45 @@ func CheckBinary(t *testing.T, name, badFlag string, args []string) {
 			t.Fatalf("%s did not exit within 30s of SIGTERM; stderr:\n%s", name, log.String())
 		}
 	})
+}
+
+// RunCase is one call of a binary's run function (main without the exit) and what it must
+// produce.
+type RunCase struct {
+	Name      string
+	Args      []string
+	Code      int    // the exit code
+	Stdout    string // a prefix of stdout
+	Stderr    string // a part of stderr
+	NotStderr string // something stderr must not contain, if set
+	// Cancelled starts the context cancelled, so a daemon that starts returns at once: the
+	// shutdown path without a signal.
+	Cancelled bool
+}
+
+// CheckRun calls run for every case, each as a subtest, and checks its exit code and output.
+func CheckRun(t *testing.T, run func(ctx context.Context, args []string, stdout, stderr io.Writer) int, cases []RunCase) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.Name, func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			t.Cleanup(cancel)
+			if tc.Cancelled {
+				cancel()
+			}
+			var stdout, stderr strings.Builder
+			if code := run(ctx, tc.Args, &stdout, &stderr); code != tc.Code {
+				t.Errorf("exit code = %d, want %d; stderr:\n%s", code, tc.Code, stderr.String())
+			}
+			if !strings.HasPrefix(stdout.String(), tc.Stdout) {
+				t.Errorf("stdout = %q, want it to start with %q", stdout.String(), tc.Stdout)
+			}
+			if !strings.Contains(stderr.String(), tc.Stderr) {
+				t.Errorf("stderr = %q, want it to contain %q", stderr.String(), tc.Stderr)
+			}
+			if tc.NotStderr != "" && strings.Contains(stderr.String(), tc.NotStderr) {
+				t.Errorf("stderr = %q, want it not to contain %q", stderr.String(), tc.NotStderr)
+			}
+		})
+	}
 }
