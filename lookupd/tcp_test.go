@@ -275,7 +275,7 @@ func TestEphemeralRegistrations(t *testing.T) {
 	_ = p.conn.Close()
 	testutil.Eventually(t, ioTimeout, func() bool {
 		return slices.Equal(topics(), []string{"orders"}) && len(channels("orders")) == 0
-	}, "ephemeral keys not removed on disconnect: topics %q, channels of orders %q", topics(), channels("orders"))
+	}, "ephemeral keys not removed on disconnect: topics %q, channels of orders %q", topics, func() []string { return channels("orders") })
 }
 
 func TestShutdownClosesPeers(t *testing.T) {

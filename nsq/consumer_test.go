@@ -124,7 +124,7 @@ func TestConsumerReceivesAll(t *testing.T) {
 				t.Fatal(err)
 			}
 			testutil.Eventually(t, 10*time.Second, func() bool { return col.n.Load() >= int64(len(want)) },
-				"handled %d of %d", col.n.Load(), len(want))
+				"handled %d of %d", col.n.Load, len(want))
 			testutil.Eventually(t, 5*time.Second, func() bool { return channelStats(s, "all", "ch").FinishCount == uint64(len(want)) },
 				"nsqd counts every FIN")
 			col.check(t, want)
@@ -316,7 +316,7 @@ func TestConsumerStopGraceful(t *testing.T) {
 	if err := second.ConnectToNSQD(ctxTimeout(t, 5*time.Second), s.tcpAddr()); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, 10*time.Second, func() bool { return col.n.Load() >= int64(len(want)) }, "handled %d of %d", col.n.Load(), len(want))
+	testutil.Eventually(t, 10*time.Second, func() bool { return col.n.Load() >= int64(len(want)) }, "handled %d of %d", col.n.Load, len(want))
 	col.check(t, want)
 }
 
@@ -371,7 +371,7 @@ func TestConsumerReconnectsAfterRestart(t *testing.T) {
 	testutil.Eventually(t, 5*time.Second, func() bool { return c.Stats().Connections == 1 }, "consumer reconnects")
 	after := bodies("after", 10)
 	publish(t, second, "restart", after)
-	testutil.Eventually(t, 5*time.Second, func() bool { return col.n.Load() == 20 }, "handled after restart: %d", col.n.Load())
+	testutil.Eventually(t, 5*time.Second, func() bool { return col.n.Load() == 20 }, "handled after restart: %d", col.n.Load)
 	col.check(t, append(before, after...))
 	if st := c.Stats(); st.Connects != 2 {
 		t.Errorf("stats %+v: want 2 connects", st)
@@ -408,7 +408,7 @@ func TestInteropGoNSQProducerToConsumer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	testutil.Eventually(t, 10*time.Second, func() bool { return col.n.Load() >= int64(len(want)) }, "handled %d of %d", col.n.Load(), len(want))
+	testutil.Eventually(t, 10*time.Second, func() bool { return col.n.Load() >= int64(len(want)) }, "handled %d of %d", col.n.Load, len(want))
 	col.check(t, want)
 }
 
@@ -543,7 +543,7 @@ func TestConsumerStopLeavesNoGoroutines(t *testing.T) {
 	if err := c.ConnectToNSQLookupd(l.srv.URL); err != nil {
 		t.Fatal(err)
 	}
-	testutil.Eventually(t, 5*time.Second, func() bool { return col.n.Load() == 100 }, "handled %d", col.n.Load())
+	testutil.Eventually(t, 5*time.Second, func() bool { return col.n.Load() == 100 }, "handled %d", col.n.Load)
 	if err := c.Stop(ctxTimeout(t, 5*time.Second)); err != nil {
 		t.Fatal(err)
 	}

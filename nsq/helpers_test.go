@@ -100,7 +100,7 @@ func messageCount(s *server, topic string) uint64 {
 func waitCount(t testing.TB, s *server, topic string, want uint64) {
 	t.Helper()
 	testutil.Eventually(t, 5*time.Second, func() bool { return messageCount(s, topic) == want },
-		"topic %s: want %d messages, have %d", topic, want, messageCount(s, topic))
+		"topic %s: want %d messages, have %d", topic, want, func() uint64 { return messageCount(s, topic) })
 	// Published exactly once each: the count must not keep growing.
 	if got := messageCount(s, topic); got != want {
 		t.Fatalf("topic %s: %d messages, want %d", topic, got, want)

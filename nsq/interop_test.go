@@ -109,7 +109,7 @@ func consumeGoNSQWith(t *testing.T, cfg *gonsq.Config, addr, topic, channel stri
 		defer mu.Unlock()
 		return len(got)
 	}
-	testutil.Eventually(t, 10*time.Second, func() bool { return count() >= n }, "go-nsq consumer received %d of %d", count(), n)
+	testutil.Eventually(t, 10*time.Second, func() bool { return count() >= n }, "go-nsq consumer received %d of %d", count, n)
 	mu.Lock()
 	defer mu.Unlock()
 	return slices.Clone(got)

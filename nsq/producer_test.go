@@ -445,5 +445,5 @@ func TestProducerStopLeavesNoGoroutines(t *testing.T) {
 		}
 		return ""
 	}
-	testutil.Eventually(t, 5*time.Second, func() bool { return ours() == "" }, "goroutine left after Stop:\n%s", ours())
+	testutil.Eventually(t, 5*time.Second, func() bool { return ours() == "" }, "goroutine left after Stop:\n%s", ours)
 }

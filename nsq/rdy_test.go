@@ -133,8 +133,8 @@ func TestConsumerBackoff(t *testing.T) {
 	<-failing
 	failing <- false
 	testutil.Eventually(t, 10*time.Second, func() bool { st := c.Stats(); return st.BackoffLevel == 0 && st.RDY == 8 },
-		"backoff recovers: %+v", c.Stats())
-	testutil.Eventually(t, 10*time.Second, func() bool { return col.n.Load() >= int64(len(want)) }, "handled %d", col.n.Load())
+		"backoff recovers: %+v", c.Stats)
+	testutil.Eventually(t, 10*time.Second, func() bool { return col.n.Load() >= int64(len(want)) }, "handled %d", col.n.Load)
 	col.check(t, want)
 	if st := c.Stats(); st.MessagesRequeued == 0 {
 		t.Errorf("stats %+v: want requeues", st)

@@ -165,7 +165,7 @@ func (cl *clusterLookupd) lookupIs(t testing.TB, timeout time.Duration, topic st
 	t.Helper()
 	want = slices.Sorted(slices.Values(want))
 	testutil.Eventually(t, timeout, func() bool { return slices.Equal(cl.lookup(t, topic), want) },
-		"%s /lookup?topic=%s = %v, want %v", cl.http, topic, lazy(func() []string { return cl.lookup(t, topic) }), want)
+		"%s /lookup?topic=%s = %v, want %v", cl.http, topic, func() []string { return cl.lookup(t, topic) }, want)
 }
 
 // freezableProxy forwards TCP connections to a target. Frozen, it forwards nothing in either
@@ -410,7 +410,7 @@ func TestCluster(t *testing.T) {
 			<-c.StopChan
 		})
 		testutil.Eventually(t, 10*time.Second, func() bool { return c.Stats().Connections == 3 },
-			"consumer connected to 3 nsqd, has %d", c.Stats().Connections)
+			"consumer connected to 3 nsqd, has %d", func() int { return c.Stats().Connections })
 		publish("after")
 		received := func() int {
 			mu.Lock()
@@ -420,7 +420,7 @@ func TestCluster(t *testing.T) {
 		// go-nsq can leave a connection that arrives after the others took the whole
 		// max_in_flight at RDY 0 for its 5 s retry (go-nsq #179), hence the long wait.
 		testutil.Eventually(t, 20*time.Second, func() bool { return received() == len(want) },
-			"consumer received %d distinct messages of %d", received(), len(want))
+			"consumer received %d distinct messages of %d", received, len(want))
 		mu.Lock()
 		defer mu.Unlock()
 		for _, body := range want {

@@ -62,7 +62,7 @@ func holdsFor(t testing.TB, d time.Duration, cond func() bool, msg string, args 
 	defer tick.Stop()
 	for time.Now().Before(end) {
 		if !cond() {
-			t.Fatalf("stopped holding after %v of %v: "+msg, append([]any{d - time.Until(end), d}, args...)...)
+			t.Fatalf("stopped holding after %v of %v: %s", d-time.Until(end), d, testutil.Sprintf(msg, args...))
 		}
 		<-tick.C
 	}
@@ -485,7 +485,7 @@ func (c *collector) bodies() map[string]int {
 // waitFor waits until the collector has seen at least n deliveries.
 func (c *collector) waitFor(t testing.TB, n int, timeout time.Duration) {
 	t.Helper()
-	testutil.Eventually(t, timeout, func() bool { return c.count() >= n }, "%d deliveries (have %d)", n, c.count())
+	testutil.Eventually(t, timeout, func() bool { return c.count() >= n }, "%d deliveries (have %d)", n, c.count)
 }
 
 // checkExactlyOnce fails unless bodies were each delivered exactly once and nothing else was.

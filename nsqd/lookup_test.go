@@ -326,14 +326,8 @@ func (f *fakeLookupd) hasExactly(t testing.TB, timeout time.Duration, want ...st
 	t.Helper()
 	want = slices.Sorted(slices.Values(want))
 	testutil.Eventually(t, timeout, func() bool { return slices.Equal(f.registrations(), want) },
-		"lookupd %s holds %v, want %v", f.addr, lazy(f.registrations), want)
+		"lookupd %s holds %v, want %v", f.addr, f.registrations, want)
 }
-
-// lazy formats the value of fn when printed, so a failure message shows the state at the
-// time of failure.
-type lazy func() []string
-
-func (l lazy) String() string { return fmt.Sprint(l()) }
 
 // startLookupNSQD runs an nsqd with TCP and HTTP on 127.0.0.1:0 and the given lookupd
 // tuning. before, when not nil, runs between New and Run. The daemon stops when the test
@@ -703,7 +697,7 @@ func TestLookupAddressesChangeAtRuntime(t *testing.T) {
 					want = 1
 				}
 				testutil.Eventually(t, 5*time.Second, func() bool { return len(f.live()) == want },
-					"%d connections to %s, want %d", len(f.live()), f.addr, want)
+					"%d connections to %s, want %d", func() int { return len(f.live()) }, f.addr, want)
 			}
 		})
 	}
