@@ -83,15 +83,8 @@ func publish(t testing.TB, s *server, topic string, bodies [][]byte) {
 }
 
 func channelStats(s *server, topic, channel string) nsqd.ChannelStats {
-	tp := s.d.Topic(topic)
-	if tp == nil {
-		return nsqd.ChannelStats{}
-	}
-	ch := tp.Channel(channel)
-	if ch == nil {
-		return nsqd.ChannelStats{}
-	}
-	return ch.Stats()
+	cs, _ := s.d.ChannelStats(topic, channel)
+	return cs
 }
 
 func TestConsumerReceivesAll(t *testing.T) {

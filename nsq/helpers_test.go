@@ -89,11 +89,8 @@ func newProducer(t testing.TB, addr string, cfg *nsq.Config) *nsq.Producer {
 
 // messageCount returns how many messages the topic has taken in, 0 if it does not exist.
 func messageCount(s *server, topic string) uint64 {
-	tp := s.d.Topic(topic)
-	if tp == nil {
-		return 0
-	}
-	return tp.Stats().MessageCount
+	ts, _ := s.d.TopicStats(topic)
+	return ts.MessageCount
 }
 
 // waitCount fails the test unless topic reaches want messages within a few seconds.

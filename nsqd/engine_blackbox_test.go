@@ -10,6 +10,7 @@ import (
 
 	"github.com/ternmq/tern/internal/protocol"
 	"github.com/ternmq/tern/internal/testutil"
+	"github.com/ternmq/tern/internal/wiretest"
 	"github.com/ternmq/tern/nsqd"
 )
 
@@ -25,7 +26,7 @@ func consume(t *testing.T, addr string, d *nsqd.NSQD, topic, channel string) *co
 	col := &collector{}
 	newConsumer(t, addr, topic, channel, cfg, col, 1)
 	testutil.Eventually(t, 5*time.Second, func() bool {
-		cs, ok := channelStats(d, topic, channel)
+		cs, ok := d.ChannelStats(topic, channel)
 		return ok && cs.ClientCount >= 1
 	}, "consumer of %s/%s subscribed", topic, channel)
 	return col
@@ -62,15 +63,15 @@ func TestEnginePauseTopic(t *testing.T) {
 	col.waitFor(t, 3, 5*time.Second)
 
 	must(t, d.PauseTopic("pt", true))
-	if ts, _ := topicStats(d, "pt"); !ts.Paused || !d.Topic("pt").Paused() {
+	if ts, _ := d.TopicStats("pt"); !ts.Paused || !d.Topic("pt").Paused() {
 		t.Fatalf("topic not reported paused")
 	}
 	// Publishing to a paused topic is accepted; the topic holds the messages.
 	during := numbered("during", 5)
 	must(t, newProducer(t, addr, nil).MultiPublish("pt", toBytes(during)))
 	testutil.Eventually(t, 5*time.Second, func() bool {
-		ts, _ := topicStats(d, "pt")
-		cs, _ := channelStats(d, "pt", "ch")
+		ts, _ := d.TopicStats("pt")
+		cs, _ := d.ChannelStats("pt", "ch")
 		return ts.Depth == 5 && cs.Depth == 0
 	}, "paused topic holds 5 messages")
 	// A channel created during the pause starts where the pause froze the topic, so it gets
@@ -90,7 +91,7 @@ func TestEnginePauseTopic(t *testing.T) {
 	late.waitFor(t, 5, 5*time.Second)
 	testutil.Eventually(t, 5*time.Second, func() bool { return drained(d, "pt", "late") }, "late channel drained")
 	checkExactlyOnce(t, late.bodies(), during)
-	if ts, _ := topicStats(d, "pt"); ts.Paused || ts.Depth != 0 {
+	if ts, _ := d.TopicStats("pt"); ts.Paused || ts.Depth != 0 {
 		t.Errorf("after unpause: paused %v, depth %d", ts.Paused, ts.Depth)
 	}
 }
@@ -102,7 +103,7 @@ func TestEnginePauseChannel(t *testing.T) {
 	other := consume(t, addr, d, "pc", "b")
 
 	must(t, d.PauseChannel("pc", "a", true))
-	if cs, _ := channelStats(d, "pc", "a"); !cs.Paused {
+	if cs, _ := d.ChannelStats("pc", "a"); !cs.Paused {
 		t.Fatalf("channel a not reported paused")
 	}
 	bodies := numbered("m", 10)
@@ -113,7 +114,7 @@ func TestEnginePauseChannel(t *testing.T) {
 	if n := a.count(); n != 0 {
 		t.Fatalf("paused channel delivered %d messages", n)
 	}
-	if cs, _ := channelStats(d, "pc", "a"); cs.Depth != 10 || cs.InFlightCount != 0 {
+	if cs, _ := d.ChannelStats("pc", "a"); cs.Depth != 10 || cs.InFlightCount != 0 {
 		t.Errorf("paused channel: depth %d, in flight %d; want 10 and 0", cs.Depth, cs.InFlightCount)
 	}
 
@@ -128,23 +129,23 @@ func TestEnginePausedChannelStillAcceptsFIN(t *testing.T) {
 	t.Parallel()
 	addr, d, _ := startNSQD(t, nil)
 	c := dialRaw(t, addr)
-	must(t, c.subscribe("pf", "ch", 5))
+	must(t, c.Subscribe("pf", "ch", 5))
 	// Published by another client: on a subscribed connection the message may overtake the OK.
 	must(t, d.Publish("pf", [][]byte{[]byte("held")}, 0))
-	m, err := c.expectMessage()
+	m, err := c.ExpectMessage()
 	must(t, err)
 	must(t, d.PauseChannel("pf", "ch", true))
 	// FIN has no answer; the PUB after it would be preceded by an error frame if it failed.
-	must(t, c.send(protocol.Finish(m.id)))
-	must(t, c.publish("pf", "while paused"))
-	if cs, _ := channelStats(d, "pf", "ch"); cs.InFlightCount != 0 || cs.Depth != 1 {
+	must(t, c.Send(protocol.Finish(m.ID)))
+	must(t, c.Publish("pf", "while paused"))
+	if cs, _ := d.ChannelStats("pf", "ch"); cs.InFlightCount != 0 || cs.Depth != 1 {
 		t.Errorf("in flight %d, depth %d; want 0 and 1", cs.InFlightCount, cs.Depth)
 	}
 	must(t, d.PauseChannel("pf", "ch", false))
-	m2, err := c.expectMessage()
+	m2, err := c.ExpectMessage()
 	must(t, err)
-	if m2.body != "while paused" {
-		t.Errorf("got %q after unpause", m2.body)
+	if m2.Body != "while paused" {
+		t.Errorf("got %q after unpause", m2.Body)
 	}
 }
 
@@ -154,11 +155,11 @@ func TestEngineEmptyTopic(t *testing.T) {
 		t.Parallel()
 		addr, d, _ := startNSQD(t, nil)
 		must(t, d.Publish("et", toBytes(numbered("old", 10)), 0))
-		if ts, _ := topicStats(d, "et"); ts.Depth != 10 {
+		if ts, _ := d.TopicStats("et"); ts.Depth != 10 {
 			t.Fatalf("depth %d before empty, want 10", ts.Depth)
 		}
 		must(t, d.EmptyTopic("et"))
-		if ts, _ := topicStats(d, "et"); ts.Depth != 0 {
+		if ts, _ := d.TopicStats("et"); ts.Depth != 0 {
 			t.Fatalf("depth %d after empty, want 0", ts.Depth)
 		}
 		fresh := numbered("new", 3)
@@ -175,7 +176,7 @@ func TestEngineEmptyTopic(t *testing.T) {
 		must(t, d.PauseTopic("etp", true))
 		must(t, d.Publish("etp", toBytes(numbered("held", 4)), 0))
 		must(t, d.EmptyTopic("etp"))
-		if ts, _ := topicStats(d, "etp"); ts.Depth != 0 {
+		if ts, _ := d.TopicStats("etp"); ts.Depth != 0 {
 			t.Fatalf("depth %d after empty, want 0", ts.Depth)
 		}
 		must(t, d.PauseTopic("etp", false))
@@ -195,35 +196,35 @@ func TestEngineEmptyChannel(t *testing.T) {
 	must(t, err)
 	must(t, d.Publish("ec", toBytes(numbered("old", 10)), 0))
 	testutil.Eventually(t, 5*time.Second, func() bool {
-		cs, _ := channelStats(d, "ec", "ch")
+		cs, _ := d.ChannelStats("ec", "ch")
 		return cs.Depth == 10
 	}, "channel depth 10")
 
 	c := dialRaw(t, addr)
-	must(t, c.subscribe("ec", "ch", 2))
-	var held []rawMessage
+	must(t, c.Subscribe("ec", "ch", 2))
+	var held []wiretest.Message
 	for range 2 {
-		m, err := c.expectMessage()
+		m, err := c.ExpectMessage()
 		must(t, err)
 		held = append(held, m)
 	}
 	must(t, d.EmptyChannel("ec", "ch"))
-	if cs, _ := channelStats(d, "ec", "ch"); cs.Depth != 0 || cs.InFlightCount != 0 || cs.ClientCount != 1 {
+	if cs, _ := d.ChannelStats("ec", "ch"); cs.Depth != 0 || cs.InFlightCount != 0 || cs.ClientCount != 1 {
 		t.Fatalf("after empty: depth %d, in flight %d, clients %d; want 0, 0, 1", cs.Depth, cs.InFlightCount, cs.ClientCount)
 	}
 	// What was in flight is gone: FIN fails, without closing the connection.
-	must(t, c.send(protocol.Finish(held[0].id)))
-	must(t, c.expectError("E_FIN_FAILED"))
+	must(t, c.Send(protocol.Finish(held[0].ID)))
+	must(t, c.ExpectError("E_FIN_FAILED"))
 
 	fresh := numbered("new", 3)
 	must(t, d.Publish("ec", toBytes(fresh), 0))
-	must(t, c.send(protocol.Ready(10)))
+	must(t, c.Send(protocol.Ready(10)))
 	got := map[string]int{}
 	for range 3 {
-		m, err := c.expectMessage()
+		m, err := c.ExpectMessage()
 		must(t, err)
-		got[m.body]++
-		must(t, c.send(protocol.Finish(m.id)))
+		got[m.Body]++
+		must(t, c.Send(protocol.Finish(m.ID)))
 	}
 	checkExactlyOnce(t, got, fresh)
 	testutil.Eventually(t, 5*time.Second, func() bool { return drained(d, "ec", "ch") }, "channel drained")
@@ -233,15 +234,15 @@ func TestEngineDeleteTopic(t *testing.T) {
 	t.Parallel()
 	addr, d, _ := startNSQD(t, nil)
 	c := dialRaw(t, addr)
-	must(t, c.subscribe("dt", "ch", 0))
+	must(t, c.Subscribe("dt", "ch", 0))
 	must(t, d.Publish("dt", toBytes(numbered("old", 5)), 0))
 
 	must(t, d.DeleteTopic("dt"))
-	must(t, c.expectClosed())
+	must(t, c.ExpectClosed())
 	if d.Topic("dt") != nil {
 		t.Fatal("deleted topic still returned by Topic")
 	}
-	if _, ok := topicStats(d, "dt"); ok {
+	if _, ok := d.TopicStats("dt"); ok {
 		t.Fatal("deleted topic still in stats")
 	}
 	if err := d.DeleteTopic("dt"); !errors.Is(err, nsqd.ErrTopicNotFound) {
@@ -250,7 +251,7 @@ func TestEngineDeleteTopic(t *testing.T) {
 
 	// Publishing again makes a new, empty topic: nothing of the old one comes back.
 	must(t, d.Publish("dt", [][]byte{[]byte("reborn")}, 0))
-	if ts, _ := topicStats(d, "dt"); ts.MessageCount != 1 || ts.Depth != 1 || len(ts.Channels) != 0 {
+	if ts, _ := d.TopicStats("dt"); ts.MessageCount != 1 || ts.Depth != 1 || len(ts.Channels) != 0 {
 		t.Fatalf("recreated topic: %+v", ts)
 	}
 	col := consume(t, addr, d, "dt", "ch")
@@ -263,12 +264,12 @@ func TestEngineDeleteChannel(t *testing.T) {
 	t.Parallel()
 	addr, d, _ := startNSQD(t, nil)
 	a, b := dialRaw(t, addr), dialRaw(t, addr)
-	must(t, a.subscribe("dc", "a", 10))
-	must(t, b.subscribe("dc", "b", 10))
+	must(t, a.Subscribe("dc", "a", 10))
+	must(t, b.Subscribe("dc", "b", 10))
 
 	must(t, d.DeleteChannel("dc", "a"))
-	must(t, a.expectClosed())
-	ts, _ := topicStats(d, "dc")
+	must(t, a.ExpectClosed())
+	ts, _ := d.TopicStats("dc")
 	if len(ts.Channels) != 1 || ts.Channels[0].Name != "b" {
 		t.Fatalf("channels after deleting a: %+v", ts.Channels)
 	}
@@ -276,18 +277,18 @@ func TestEngineDeleteChannel(t *testing.T) {
 		t.Errorf("second delete: %v, want ErrChannelNotFound", err)
 	}
 	must(t, d.Publish("dc", [][]byte{[]byte("to b")}, 0))
-	m, err := b.expectMessage()
+	m, err := b.ExpectMessage()
 	must(t, err)
-	must(t, b.send(protocol.Finish(m.id)))
-	must(t, b.usable())
+	must(t, b.Send(protocol.Finish(m.ID)))
+	must(t, b.Usable())
 
 	// With its last channel gone the topic keeps what is published, for the next channel,
 	// which does not see what the deleted ones consumed.
 	must(t, d.DeleteChannel("dc", "b"))
-	must(t, b.expectClosed())
+	must(t, b.ExpectClosed())
 	kept := numbered("kept", 2)
 	must(t, d.Publish("dc", toBytes(kept), 0))
-	if ts, _ := topicStats(d, "dc"); ts.Depth != 2 {
+	if ts, _ := d.TopicStats("dc"); ts.Depth != 2 {
 		t.Errorf("topic without channels: depth %d, want 2", ts.Depth)
 	}
 	col := consume(t, addr, d, "dc", "c")
@@ -313,24 +314,24 @@ func TestEngineEphemeral(t *testing.T) {
 			t.Parallel()
 			addr, d, _ := startNSQD(t, nil)
 			first, second := dialRaw(t, addr), dialRaw(t, addr)
-			must(t, first.subscribe(tc.topic, tc.channel, 1))
-			must(t, second.subscribe(tc.topic, tc.channel, 1))
+			must(t, first.Subscribe(tc.topic, tc.channel, 1))
+			must(t, second.Subscribe(tc.topic, tc.channel, 1))
 			must(t, d.Publish(tc.topic, [][]byte{[]byte("x")}, 0))
 			// Whichever client got it, it is delivered; then the first client leaves.
-			first.close()
+			first.Close()
 			testutil.Eventually(t, 5*time.Second, func() bool {
-				cs, ok := channelStats(d, tc.topic, tc.channel)
+				cs, ok := d.ChannelStats(tc.topic, tc.channel)
 				return ok && cs.ClientCount == 1
 			}, "one client left")
 			if tc.gone(d) {
 				t.Fatal("ephemeral channel or topic went away while a client remained")
 			}
-			m, err := second.expectMessage()
+			m, err := second.ExpectMessage()
 			must(t, err)
-			if m.body != "x" {
-				t.Errorf("got %q", m.body)
+			if m.Body != "x" {
+				t.Errorf("got %q", m.Body)
 			}
-			second.close()
+			second.Close()
 			testutil.Eventually(t, 5*time.Second, func() bool { return tc.gone(d) }, "ephemeral %s removed with its last client", tc.name)
 		})
 	}
@@ -342,10 +343,10 @@ func TestEngineEphemeralTopicGoesWithLastChannel(t *testing.T) {
 	t.Parallel()
 	addr, d, _ := startNSQD(t, nil)
 	c := dialRaw(t, addr)
-	must(t, c.subscribe("eph#ephemeral", "durable", 1))
-	c.close()
+	must(t, c.Subscribe("eph#ephemeral", "durable", 1))
+	c.Close()
 	testutil.Eventually(t, 5*time.Second, func() bool {
-		cs, ok := channelStats(d, "eph#ephemeral", "durable")
+		cs, ok := d.ChannelStats("eph#ephemeral", "durable")
 		return ok && cs.ClientCount == 0
 	}, "client gone, channel kept")
 	if d.Topic("eph#ephemeral") == nil {
@@ -362,23 +363,23 @@ func TestEngineEphemeralTopicIsBounded(t *testing.T) {
 	const bound = 10
 	addr, d, _ := startNSQD(t, func(o *nsqd.Options) { o.MemQueueSize = bound })
 	c := dialRaw(t, addr)
-	must(t, c.subscribe("flood#ephemeral", "ch", 0))
+	must(t, c.Subscribe("flood#ephemeral", "ch", 0))
 	p := newProducer(t, addr, nil)
 	for i := range 50 {
 		must(t, p.Publish("flood#ephemeral", []byte(fmt.Sprint(i))))
 	}
-	cs, _ := channelStats(d, "flood#ephemeral", "ch")
+	cs, _ := d.ChannelStats("flood#ephemeral", "ch")
 	if cs.Depth > bound {
 		t.Errorf("ephemeral channel depth %d, want at most --mem-queue-size %d", cs.Depth, bound)
 	}
-	must(t, c.send(protocol.Ready(100)))
+	must(t, c.Send(protocol.Ready(100)))
 	got := 0
 	for {
-		m, err := c.expectMessage()
+		m, err := c.ExpectMessage()
 		must(t, err)
 		got++
-		must(t, c.send(protocol.Finish(m.id)))
-		if m.body == "49" {
+		must(t, c.Send(protocol.Finish(m.ID)))
+		if m.Body == "49" {
 			break // the newest is kept; it comes last
 		}
 	}
@@ -391,7 +392,7 @@ func TestEngineEphemeralTopicIsBounded(t *testing.T) {
 	for i := range 50 {
 		must(t, p.Publish("nochan#ephemeral", []byte(fmt.Sprint(i))))
 	}
-	if ts, _ := topicStats(d, "nochan#ephemeral"); ts.Depth > bound {
+	if ts, _ := d.TopicStats("nochan#ephemeral"); ts.Depth > bound {
 		t.Errorf("ephemeral topic depth %d, want at most --mem-queue-size %d", ts.Depth, bound)
 	}
 }
@@ -401,7 +402,7 @@ func TestEngineBacklogGoesToFirstChannelOnly(t *testing.T) {
 	addr, d, _ := startNSQD(t, nil)
 	backlog := numbered("backlog", 5)
 	must(t, d.Publish("bl", toBytes(backlog), 0))
-	if ts, _ := topicStats(d, "bl"); ts.Depth != 5 {
+	if ts, _ := d.TopicStats("bl"); ts.Depth != 5 {
 		t.Fatalf("topic depth %d before any channel, want 5", ts.Depth)
 	}
 	first := consume(t, addr, d, "bl", "first")
@@ -409,7 +410,7 @@ func TestEngineBacklogGoesToFirstChannelOnly(t *testing.T) {
 
 	_, err := d.CreateChannel("bl", "later")
 	must(t, err)
-	if cs, _ := channelStats(d, "bl", "later"); cs.Depth != 0 {
+	if cs, _ := d.ChannelStats("bl", "later"); cs.Depth != 0 {
 		t.Fatalf("later channel starts with depth %d, want 0", cs.Depth)
 	}
 	fresh := numbered("fresh", 3)
@@ -475,14 +476,14 @@ func TestEngineShutdownDisconnectsClients(t *testing.T) {
 	t.Parallel()
 	addr, d, stop := startNSQD(t, nil)
 	c := dialRaw(t, addr)
-	must(t, c.subscribe("bye", "ch", 5))
+	must(t, c.Subscribe("bye", "ch", 5))
 	must(t, d.Publish("bye", toBytes(numbered("m", 3)), 0))
 	for range 3 {
-		_, err := c.expectMessage()
+		_, err := c.ExpectMessage()
 		must(t, err)
 	}
 	idle := dialRaw(t, addr) // connected, never identified
 	stop()                   // fails the test if Run errs or hangs
-	must(t, c.expectClosed())
-	must(t, idle.expectClosed())
+	must(t, c.ExpectClosed())
+	must(t, idle.ExpectClosed())
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/ternmq/tern/internal/protocol"
 	"github.com/ternmq/tern/internal/testutil"
+	"github.com/ternmq/tern/internal/wiretest"
 )
 
 func segmentCount(t *testing.T, dataPath, topic string) int {
@@ -49,14 +50,14 @@ func TestRetentionDeletesSegmentsEveryChannelPassed(t *testing.T) {
 
 	// Channel a finishes everything but its first message; channel b finishes nothing.
 	a.send(protocol.Ready(500))
-	var first rawMessage
+	var first wiretest.Message
 	for i := range 500 {
 		m := a.message()
 		if i == 0 {
 			first = m
 			continue
 		}
-		a.send(protocol.Finish(m.id))
+		a.send(protocol.Finish(m.ID))
 	}
 	a.send(protocol.Publish("sync", []byte("x")))
 	a.expectOK()
@@ -69,7 +70,7 @@ func TestRetentionDeletesSegmentsEveryChannelPassed(t *testing.T) {
 
 	b.send(protocol.Ready(500))
 	for range 500 {
-		b.send(protocol.Finish(b.message().id))
+		b.send(protocol.Finish(b.message().ID))
 	}
 	b.send(protocol.Publish("sync", []byte("x")))
 	b.expectOK()
@@ -80,7 +81,7 @@ func TestRetentionDeletesSegmentsEveryChannelPassed(t *testing.T) {
 		t.Fatalf("segments went from %d to %d while channel a held its first message", before, got)
 	}
 
-	a.send(protocol.Finish(first.id))
+	a.send(protocol.Finish(first.ID))
 	a.send(protocol.Publish("sync", []byte("x")))
 	a.expectOK()
 	if err := topic.retain(); err != nil {
@@ -140,14 +141,14 @@ func TestPausedStatePersists(t *testing.T) {
 	c.send(protocol.Subscribe("pt", "c"))
 	c.expectOK()
 	c.send(protocol.Ready(10))
-	if m := c.message(); m.body != "before" {
-		t.Fatalf("got %q, want the message published before the pause", m.body)
+	if m := c.message(); m.Body != "before" {
+		t.Fatalf("got %q, want the message published before the pause", m.Body)
 	}
 	testutil.Eventually(t, 5*time.Second, func() bool { return pt.Channel("c").Stats().InFlightCount == 1 }, "in flight")
 	if err := n.PauseTopic("pt", false); err != nil {
 		t.Fatal(err)
 	}
-	if m := c.message(); m.body != "during" {
-		t.Fatalf("got %q after unpausing, want the message published during the pause", m.body)
+	if m := c.message(); m.Body != "during" {
+		t.Fatalf("got %q after unpausing, want the message published during the pause", m.Body)
 	}
 }

@@ -84,7 +84,7 @@ func TestGoNSQPublishConsume(t *testing.T) {
 					t.Errorf("%q delivered with attempts %d, want 1", r.body, r.attempts)
 				}
 			}
-			ts, _ := topicStats(d, "topic")
+			ts, _ := d.TopicStats("topic")
 			if ts.MessageCount != uint64(len(bodies)) {
 				t.Errorf("topic message count %d, want %d", ts.MessageCount, len(bodies))
 			}
@@ -100,7 +100,7 @@ func TestGoNSQDeferredPublish(t *testing.T) {
 	cfg.MaxInFlight = 10
 	newConsumer(t, addr, "deferred", "ch", cfg, col, 1)
 	testutil.Eventually(t, 5*time.Second, func() bool {
-		cs, ok := channelStats(d, "deferred", "ch")
+		cs, ok := d.ChannelStats("deferred", "ch")
 		return ok && cs.ClientCount == 1
 	}, "consumer subscribed")
 
@@ -153,8 +153,8 @@ func TestGoNSQFanOutToChannels(t *testing.T) {
 		newConsumer(t, addr, "fanout", ch, cfg, col, 1)
 	}
 	testutil.Eventually(t, 5*time.Second, func() bool {
-		a, ok1 := channelStats(d, "fanout", "alpha")
-		b, ok2 := channelStats(d, "fanout", "beta")
+		a, ok1 := d.ChannelStats("fanout", "alpha")
+		b, ok2 := d.ChannelStats("fanout", "beta")
 		return ok1 && ok2 && a.ClientCount == 1 && b.ClientCount == 1
 	}, "both channels subscribed")
 
@@ -176,7 +176,7 @@ func TestGoNSQSharedChannelExactlyOnce(t *testing.T) {
 	newConsumer(t, addr, "shared", "workers", cfg, a, 2)
 	newConsumer(t, addr, "shared", "workers", cfg, b, 2)
 	testutil.Eventually(t, 5*time.Second, func() bool {
-		cs, ok := channelStats(d, "shared", "workers")
+		cs, ok := d.ChannelStats("shared", "workers")
 		return ok && cs.ClientCount == 2
 	}, "two consumers subscribed")
 
@@ -243,7 +243,7 @@ func TestGoNSQRequeueWithDelay(t *testing.T) {
 	if gap := second.at.Sub(requeuedAt); gap < delay {
 		t.Errorf("redelivered %v after REQ, before its delay of %v", gap, delay)
 	}
-	if cs, _ := channelStats(d, "requeue", "ch"); cs.RequeueCount != 1 || cs.TimeoutCount != 0 {
+	if cs, _ := d.ChannelStats("requeue", "ch"); cs.RequeueCount != 1 || cs.TimeoutCount != 0 {
 		t.Errorf("requeue count %d, timeout count %d; want 1 and 0", cs.RequeueCount, cs.TimeoutCount)
 	}
 }
@@ -295,7 +295,7 @@ func TestGoNSQTimeoutRedelivery(t *testing.T) {
 	// also lets go-nsq close cleanly at the end of the test.
 	first.Finish()
 	testutil.Eventually(t, 5*time.Second, func() bool { return drained(d, "timeout", "ch") }, "channel drained")
-	cs, _ := channelStats(d, "timeout", "ch")
+	cs, _ := d.ChannelStats("timeout", "ch")
 	if cs.TimeoutCount != 1 || cs.ClientCount != 1 {
 		t.Errorf("timeout count %d, clients %d; want 1 and 1", cs.TimeoutCount, cs.ClientCount)
 	}
@@ -336,7 +336,7 @@ func TestGoNSQTouchKeepsMessageAlive(t *testing.T) {
 		t.Fatal("handler did not finish")
 	}
 	testutil.Eventually(t, 5*time.Second, func() bool { return drained(d, "touch", "ch") }, "channel drained")
-	cs, _ := channelStats(d, "touch", "ch")
+	cs, _ := d.ChannelStats("touch", "ch")
 	if n := deliveries.Load(); n != 1 || cs.TimeoutCount != 0 {
 		t.Errorf("%d deliveries and %d timeouts, want 1 and 0: TOUCH did not keep the message alive", n, cs.TimeoutCount)
 	}
@@ -379,7 +379,7 @@ func TestGoNSQMaxInFlight(t *testing.T) {
 				t.Fatalf("holding %d messages after %d finished, want %d in flight", len(hand), finished, want)
 			}
 		}
-		if cs, _ := channelStats(d, "inflight", "ch"); cs.InFlightCount > maxInFlight {
+		if cs, _ := d.ChannelStats("inflight", "ch"); cs.InFlightCount > maxInFlight {
 			t.Fatalf("server has %d in flight, max_in_flight is %d", cs.InFlightCount, maxInFlight)
 		}
 		// Finish a varying number, so the server refills from different levels.
@@ -462,7 +462,7 @@ func TestGoNSQHeartbeatsKeepIdleConnection(t *testing.T) {
 	col := &collector{}
 	c := newConsumer(t, addr, "idle", "ch", cfg, col, 1)
 	connected := func() bool {
-		cs, ok := channelStats(d, "idle", "ch")
+		cs, ok := d.ChannelStats("idle", "ch")
 		return ok && cs.ClientCount == 1 && c.Stats().Connections == 1
 	}
 	testutil.Eventually(t, 5*time.Second, connected, "consumer subscribed")
@@ -603,8 +603,8 @@ func TestGoNSQManyProducersAndConsumers(t *testing.T) {
 	}
 	newConsumer(t, addr, "busy", "solo", cfg, handler(solo, 0), 4)
 	testutil.Eventually(t, 5*time.Second, func() bool {
-		a, ok1 := channelStats(d, "busy", "shared")
-		b, ok2 := channelStats(d, "busy", "solo")
+		a, ok1 := d.ChannelStats("busy", "shared")
+		b, ok2 := d.ChannelStats("busy", "solo")
 		return ok1 && ok2 && a.ClientCount == 3 && b.ClientCount == 1
 	}, "consumers subscribed")
 
@@ -652,7 +652,7 @@ func TestGoNSQManyProducersAndConsumers(t *testing.T) {
 	shared.mu.Lock()
 	requeued := shared.requeued
 	shared.mu.Unlock()
-	if cs, _ := channelStats(d, "busy", "shared"); cs.RequeueCount != uint64(requeued) {
+	if cs, _ := d.ChannelStats("busy", "shared"); cs.RequeueCount != uint64(requeued) {
 		t.Errorf("shared channel requeue count %d, consumers requeued %d", cs.RequeueCount, requeued)
 	}
 }

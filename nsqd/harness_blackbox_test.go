@@ -1,32 +1,24 @@
 package nsqd_test
 
 import (
-	"bufio"
-	"compress/flate"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"log"
-	"net"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/golang/snappy"
 	nsq "github.com/nsqio/go-nsq"
 
 	"github.com/ternmq/tern/internal/protocol"
 	"github.com/ternmq/tern/internal/testutil"
+	"github.com/ternmq/tern/internal/wiretest"
 	"github.com/ternmq/tern/nsqd"
 	"github.com/ternmq/tern/nsqd/nsqdtest"
 )
 
-// ioTimeout bounds every read and write the black-box clients make, so a daemon that stops
-// answering fails the test instead of hanging it.
-const ioTimeout = 5 * time.Second
+// ioTimeout bounds the black-box tests' waits for a single answer.
+const ioTimeout = wiretest.DefaultTimeout
 
 // startNSQD runs an nsqd in-process on 127.0.0.1:0 with a fresh data path, a test logger and
 // no HTTP listener (mutate may turn it on). stop cancels Run and waits for it to return; it
@@ -68,103 +60,19 @@ func holdsFor(t testing.TB, d time.Duration, cond func() bool, msg string, args 
 	}
 }
 
-// channelStats returns the stats of one channel, and false if it does not exist.
-func channelStats(d *nsqd.NSQD, topic, channel string) (nsqd.ChannelStats, bool) {
-	for _, ts := range d.Stats() {
-		if ts.Name != topic {
-			continue
-		}
-		for _, cs := range ts.Channels {
-			if cs.Name == channel {
-				return cs, true
-			}
-		}
-	}
-	return nsqd.ChannelStats{}, false
-}
-
-// topicStats returns the stats of one topic, and false if it does not exist.
-func topicStats(d *nsqd.NSQD, topic string) (nsqd.TopicStats, bool) {
-	for _, ts := range d.Stats() {
-		if ts.Name == topic {
-			return ts, true
-		}
-	}
-	return nsqd.TopicStats{}, false
-}
-
 // drained reports whether a channel exists and has nothing left to deliver or acknowledge.
 func drained(d *nsqd.NSQD, topic, channel string) bool {
-	cs, ok := channelStats(d, topic, channel)
+	cs, ok := d.ChannelStats(topic, channel)
 	return ok && cs.Depth == 0 && cs.InFlightCount == 0 && cs.DeferredCount == 0
 }
 
-// rawConn is a V2 client speaking bytes on a real socket, for the tests that need exact
-// frames or inputs no client library would send. Every method returns an error instead of
-// failing the test, so goroutines can drive one.
-type rawConn struct {
-	conn  net.Conn
-	r     *bufio.Reader
-	w     io.Writer
-	flush func() error // flushes a compressor, if one was negotiated
-}
-
-// dialMagic connects to addr and sends magic as the protocol's first four bytes.
-func dialMagic(addr, magic string) (*rawConn, error) {
-	conn, err := net.DialTimeout("tcp", addr, ioTimeout)
-	if err != nil {
-		return nil, fmt.Errorf("dial %s: %w", addr, err)
-	}
-	c := &rawConn{conn: conn, r: bufio.NewReader(conn), w: conn}
-	if err := c.write([]byte(magic)); err != nil {
-		conn.Close()
-		return nil, err
-	}
-	return c, nil
-}
-
-// dialRaw connects a V2 client that is closed when the test ends.
-func dialRaw(t testing.TB, addr string) *rawConn {
+// dialRaw connects a raw V2 client that is closed when the test ends.
+func dialRaw(t testing.TB, addr string) *wiretest.Conn {
 	t.Helper()
-	c, err := dialMagic(addr, protocol.MagicV2)
+	c, err := wiretest.Dial(addr)
 	must(t, err)
-	t.Cleanup(func() { c.conn.Close() })
+	t.Cleanup(func() { c.Close() })
 	return c
-}
-
-func (c *rawConn) close() { c.conn.Close() }
-
-// write sends raw bytes.
-func (c *rawConn) write(b []byte) error {
-	_ = c.conn.SetWriteDeadline(time.Now().Add(ioTimeout))
-	if _, err := c.w.Write(b); err != nil {
-		return fmt.Errorf("write: %w", err)
-	}
-	if c.flush != nil {
-		if err := c.flush(); err != nil {
-			return fmt.Errorf("flush: %w", err)
-		}
-	}
-	return nil
-}
-
-// send writes commands in one go, as a client pipelining them would.
-func (c *rawConn) send(cmds ...*protocol.Command) error {
-	return c.write(wire(cmds...))
-}
-
-// wire returns commands in wire form, concatenated.
-func wire(cmds ...*protocol.Command) []byte {
-	var b []byte
-	for _, cmd := range cmds {
-		b = cmd.AppendTo(b)
-	}
-	return b
-}
-
-// identifyCmd is an IDENTIFY with a literal JSON body, so that tests control every byte.
-func identifyCmd(jsonBody string) *protocol.Command {
-	return &protocol.Command{Name: []byte("IDENTIFY"), Body: []byte(jsonBody)}
 }
 
 // mpubCmd is an MPUB of bodies, which must be valid for the builder.
@@ -179,200 +87,6 @@ func mpubCmd(topic string, bodies ...string) *protocol.Command {
 		panic(fmt.Sprintf("mpubCmd: %v", err))
 	}
 	return cmd
-}
-
-// readFrameRaw reads the next frame, heartbeats included, waiting at most timeout.
-func (c *rawConn) readFrameRaw(timeout time.Duration) (protocol.FrameType, []byte, error) {
-	_ = c.conn.SetReadDeadline(time.Now().Add(timeout))
-	ft, data, err := protocol.ReadFrame(c.r, 16<<20)
-	if err != nil {
-		return 0, nil, fmt.Errorf("read frame: %w", err)
-	}
-	return ft, data, nil
-}
-
-// next reads the next frame that is not a heartbeat. Heartbeats are not answered: the tests
-// using next finish well within the default 30 s interval.
-func (c *rawConn) next() (protocol.FrameType, []byte, error) {
-	for {
-		ft, data, err := c.readFrameRaw(ioTimeout)
-		if err != nil {
-			return 0, nil, err
-		}
-		if ft == protocol.FrameTypeResponse && string(data) == protocol.Heartbeat {
-			continue
-		}
-		return ft, data, nil
-	}
-}
-
-// expectResponse reads the next frame and checks that it is the response want.
-func (c *rawConn) expectResponse(want string) error {
-	ft, data, err := c.next()
-	if err != nil {
-		return fmt.Errorf("want response %q: %w", want, err)
-	}
-	if ft != protocol.FrameTypeResponse || string(data) != want {
-		return fmt.Errorf("want response %q, got %s frame %q", want, ft, trunc(data))
-	}
-	return nil
-}
-
-// expectError reads the next frame and checks that it is an error starting with prefix.
-func (c *rawConn) expectError(prefix string) error {
-	ft, data, err := c.next()
-	if err != nil {
-		return fmt.Errorf("want error %q: %w", prefix, err)
-	}
-	if ft != protocol.FrameTypeError || !strings.HasPrefix(string(data), prefix) {
-		return fmt.Errorf("want error %q..., got %s frame %q", prefix, ft, trunc(data))
-	}
-	return nil
-}
-
-// expect checks the next frame against want: an error prefix when want starts with "E_",
-// else an exact response.
-func (c *rawConn) expect(want string) error {
-	if strings.HasPrefix(want, "E_") {
-		return c.expectError(want)
-	}
-	return c.expectResponse(want)
-}
-
-// expectClosed checks that the server closes the connection within ioTimeout and sends
-// nothing but heartbeats before it does.
-func (c *rawConn) expectClosed() error {
-	for {
-		ft, data, err := c.readFrameRaw(ioTimeout)
-		if err != nil {
-			if isClosed(err) {
-				return nil
-			}
-			return fmt.Errorf("want connection closed: %w", err)
-		}
-		if ft == protocol.FrameTypeResponse && string(data) == protocol.Heartbeat {
-			continue
-		}
-		return fmt.Errorf("want connection closed, got %s frame %q", ft, trunc(data))
-	}
-}
-
-// isClosed reports whether a read error means the peer closed the connection (a reset
-// counts: the server closing with unread input makes the kernel send one).
-func isClosed(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
-}
-
-// usable checks that the connection still serves commands: a NOP, then a PUB answered OK.
-func (c *rawConn) usable() error {
-	if err := c.send(protocol.Nop(), protocol.Publish("after", []byte("still here"))); err != nil {
-		return err
-	}
-	if err := c.expectResponse(protocol.OK); err != nil {
-		return fmt.Errorf("connection no longer usable: %w", err)
-	}
-	return nil
-}
-
-// rawMessage is a message frame as a raw client receives it.
-type rawMessage struct {
-	timestamp int64
-	attempts  uint16
-	id        protocol.MessageID
-	body      string
-	at        time.Time
-}
-
-// expectMessage reads the next frame and checks that it is a message.
-func (c *rawConn) expectMessage() (rawMessage, error) {
-	ft, data, err := c.next()
-	if err != nil {
-		return rawMessage{}, fmt.Errorf("want message: %w", err)
-	}
-	if ft != protocol.FrameTypeMessage {
-		return rawMessage{}, fmt.Errorf("want message, got %s frame %q", ft, trunc(data))
-	}
-	ts, attempts, id, body, err := protocol.DecodeMessage(data)
-	if err != nil {
-		return rawMessage{}, err
-	}
-	return rawMessage{timestamp: ts, attempts: attempts, id: id, body: string(body), at: time.Now()}, nil
-}
-
-// identify sends IDENTIFY with feature negotiation and the given extra JSON fields, reads the
-// JSON response and performs the compression upgrade it announces.
-func (c *rawConn) identify(fields string) (map[string]any, error) {
-	body := `{"feature_negotiation":true}`
-	if fields != "" {
-		body = `{"feature_negotiation":true,` + fields + `}`
-	}
-	if err := c.send(identifyCmd(body)); err != nil {
-		return nil, err
-	}
-	ft, data, err := c.next()
-	if err != nil {
-		return nil, fmt.Errorf("IDENTIFY response: %w", err)
-	}
-	if ft != protocol.FrameTypeResponse {
-		return nil, fmt.Errorf("IDENTIFY: got %s frame %q", ft, trunc(data))
-	}
-	var resp map[string]any
-	if err := json.Unmarshal(data, &resp); err != nil {
-		return nil, fmt.Errorf("IDENTIFY response %q: %w", data, err)
-	}
-	// The compressed stream is read through the old reader, which may already hold its
-	// first bytes: the server sends the confirming OK right after the response.
-	switch {
-	case resp["snappy"] == true:
-		c.r = bufio.NewReader(snappy.NewReader(c.r))
-		sw := snappy.NewBufferedWriter(c.conn)
-		c.w, c.flush = sw, sw.Flush
-	case resp["deflate"] == true:
-		level, _ := resp["deflate_level"].(float64)
-		fw, err := flate.NewWriter(c.conn, int(level))
-		if err != nil {
-			return nil, fmt.Errorf("deflate level %v: %w", level, err)
-		}
-		c.r = bufio.NewReader(flate.NewReader(c.r))
-		c.w, c.flush = fw, fw.Flush
-	default:
-		return resp, nil
-	}
-	// The upgrade is confirmed by an OK sent through the compressed stream.
-	if err := c.expectResponse(protocol.OK); err != nil {
-		return nil, fmt.Errorf("after compression upgrade: %w", err)
-	}
-	return resp, nil
-}
-
-// subscribe sends SUB and RDY and waits for SUB's OK.
-func (c *rawConn) subscribe(topic, channel string, rdy int) error {
-	if err := c.send(protocol.Subscribe(topic, channel)); err != nil {
-		return err
-	}
-	if err := c.expectResponse(protocol.OK); err != nil {
-		return fmt.Errorf("SUB %s %s: %w", topic, channel, err)
-	}
-	if rdy > 0 {
-		return c.send(protocol.Ready(rdy))
-	}
-	return nil
-}
-
-// publish sends PUB and waits for its OK.
-func (c *rawConn) publish(topic, body string) error {
-	if err := c.send(protocol.Publish(topic, []byte(body))); err != nil {
-		return err
-	}
-	return c.expectResponse(protocol.OK)
-}
-
-func trunc(b []byte) string {
-	if len(b) > 200 {
-		return string(b[:200]) + "..."
-	}
-	return string(b)
 }
 
 // quietLogger routes go-nsq's log lines through t.Log until the test ends, and drops them

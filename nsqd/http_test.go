@@ -613,7 +613,7 @@ func TestHTTPPubDefer(t *testing.T) {
 	d := startHTTPDaemon(t, nil)
 	col := consumeGoNSQ(t, d.tcp, "deferred", "ch")
 	testutil.Eventually(t, 5*time.Second, func() bool {
-		cs, ok := channelStatsOf(d.n, "deferred", "ch")
+		cs, ok := d.n.ChannelStats("deferred", "ch")
 		return ok && cs.ClientCount == 1
 	}, "consumer subscribed")
 
@@ -640,20 +640,6 @@ func TestHTTPPubDefer(t *testing.T) {
 	if col.got[0] != "now" {
 		t.Errorf("delivery order %q: the deferred message overtook", col.got)
 	}
-}
-
-func channelStatsOf(n *NSQD, topic, channel string) (ChannelStats, bool) {
-	for _, ts := range n.Stats() {
-		if ts.Name != topic {
-			continue
-		}
-		for _, cs := range ts.Channels {
-			if cs.Name == channel {
-				return cs, true
-			}
-		}
-	}
-	return ChannelStats{}, false
 }
 
 // TestHTTPStats checks /stats JSON against NSQ's shape and contents, its filters, and the text

@@ -1,13 +1,11 @@
 package nsqd
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -38,29 +36,6 @@ func metricsDaemon(t *testing.T, reg *prometheus.Registry, mutate func(*Options)
 	t.Helper()
 	n, _ := startTestDaemon(t, t.TempDir(), withHTTP(true, mutate), withRegistry(reg))
 	return n
-}
-
-// dialRawMsgTimeout is dialRaw with a chosen msg_timeout, for deliveries that must time out.
-func dialRawMsgTimeout(t testing.TB, addr string, msgTimeout time.Duration) *rawConn {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	rc := &rawConn{t: t, conn: conn, r: bufio.NewReader(conn)}
-	if _, err := conn.Write([]byte(protocol.MagicV2)); err != nil {
-		t.Fatal(err)
-	}
-	cmd, err := protocol.Identify(map[string]any{"feature_negotiation": true, "msg_timeout": msgTimeout.Milliseconds()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc.send(cmd)
-	if ft, data := rc.frame(); ft != protocol.FrameTypeResponse || !json.Valid(data) {
-		t.Fatalf("IDENTIFY answered %v %q", ft, data)
-	}
-	return rc
 }
 
 // metricSeries is a flattened scrape: "name{k="v",...}" to value, histograms as their _bucket (finite
@@ -260,9 +235,9 @@ func metricsScenario(t *testing.T, n *NSQD) (conns int, ephemeralSub *rawConn) {
 	c1.expectOK()
 	c1.send(protocol.Ready(3))
 	m1, m2, m3 := c1.message(), c1.message(), c1.message()
-	c1.send(protocol.Finish(m1.id))
-	c1.send(protocol.Finish(m2.id))
-	c1.send(protocol.Requeue(m3.id, time.Hour))
+	c1.send(protocol.Finish(m1.ID))
+	c1.send(protocol.Finish(m2.ID))
+	c1.send(protocol.Requeue(m3.ID, time.Hour))
 	for range 3 {
 		c1.message()
 	}
@@ -273,11 +248,11 @@ func metricsScenario(t *testing.T, n *NSQD) (conns int, ephemeralSub *rawConn) {
 	c3.send(protocol.Ready(1))
 	first := c3.message()
 	again := c3.message() // after the 1s msg_timeout
-	if again.id != first.id || again.attempts != 2 {
-		t.Fatalf("c3: want %s redelivered with attempts 2, got %s attempts %d", first.id, again.id, again.attempts)
+	if again.ID != first.ID || again.Attempts != 2 {
+		t.Fatalf("c3: want %s redelivered with attempts 2, got %s attempts %d", first.ID, again.ID, again.Attempts)
 	}
 	c3.send(protocol.Ready(0))
-	c3.send(protocol.Finish(again.id))
+	c3.send(protocol.Finish(again.ID))
 
 	// Topic B: an ephemeral channel receiving a deferred message, which the timer releases.
 	b := dialRaw(t, addr)
@@ -286,7 +261,7 @@ func metricsScenario(t *testing.T, n *NSQD) (conns int, ephemeralSub *rawConn) {
 	b.send(protocol.Ready(1))
 	pub.send(protocol.DeferredPublish("metrics_b", 20*time.Millisecond, []byte("later")))
 	pub.expectOK()
-	b.send(protocol.Finish(b.message().id))
+	b.send(protocol.Finish(b.message().ID))
 
 	// An ephemeral topic with one undelivered message, and a paused topic with no channels.
 	e := dialRaw(t, addr)
@@ -299,22 +274,13 @@ func metricsScenario(t *testing.T, n *NSQD) (conns int, ephemeralSub *rawConn) {
 	must(n.PauseTopic("metrics_p", true))
 
 	testutil.Eventually(t, 5*time.Second, func() bool {
-		a, _ := findChannelStats(n, "metrics_a", "c1")
-		c, _ := findChannelStats(n, "metrics_a", "c3")
-		e, _ := findChannelStats(n, "metrics_b", "e#ephemeral")
+		a, _ := n.ChannelStats("metrics_a", "c1")
+		c, _ := n.ChannelStats("metrics_a", "c3")
+		e, _ := n.ChannelStats("metrics_b", "e#ephemeral")
 		return a.FinishCount == 2 && a.DeferredCount == 1 && a.InFlightCount == 3 &&
 			c.FinishCount == 1 && c.InFlightCount == 0 && e.FinishCount == 1
 	}, "the scenario's FIN and REQ to take effect")
 	return 5, e
-}
-
-func findChannelStats(n *NSQD, topic, channel string) (ChannelStats, bool) {
-	for _, ts := range n.StatsReport(StatsFilter{Topic: topic, Channel: channel}).Topics {
-		for _, cs := range ts.Channels {
-			return cs, true
-		}
-	}
-	return ChannelStats{}, false
 }
 
 // scrapeQuiet scrapes url between two identical snapshots of the daemon, so the scrape saw
@@ -402,7 +368,7 @@ func TestMetricsMatchStats(t *testing.T) {
 		if _, ok := flattenFamilies(t, scrapeText(t, srv.URL), "nsqd_")[key]; !ok {
 			t.Fatalf("%s missing before the client left", key)
 		}
-		ephemeralSub.conn.Close()
+		ephemeralSub.Close()
 		testutil.Eventually(t, 5*time.Second, func() bool {
 			for k := range flattenFamilies(t, scrapeText(t, srv.URL), "nsqd_") {
 				if strings.Contains(k, "metrics_c#ephemeral") {

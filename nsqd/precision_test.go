@@ -1,10 +1,7 @@
 package nsqd
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
-	"net"
 	"slices"
 	"sync"
 	"testing"
@@ -12,6 +9,7 @@ import (
 
 	"github.com/ternmq/tern/internal/protocol"
 	"github.com/ternmq/tern/internal/testutil"
+	"github.com/ternmq/tern/internal/wiretest"
 )
 
 // TestTimersExactWith1000Channels proves the scheduler's promise: with 1,000 channels live,
@@ -55,56 +53,22 @@ func TestTimersExactWith1000Channels(t *testing.T) {
 	ready := make(chan struct{}, topics*perTopic)
 	for ti := range topics {
 		for ci := range perTopic {
-			conn, err := net.Dial("tcp", addr)
+			c, err := wiretest.Dial(addr)
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(func() { conn.Close() })
+			t.Cleanup(func() { c.Close() })
+			c.Timeout, c.AnswerHeartbeats = 30*time.Second, true
 			wg.Go(func() {
-				r := bufio.NewReader(conn)
-				w := bufio.NewWriter(conn)
-				send := func(cmd *protocol.Command) error {
-					if _, err := cmd.WriteTo(w); err != nil {
-						return err
-					}
-					return w.Flush()
-				}
-				read := func() (protocol.FrameType, []byte, error) {
-					for {
-						_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
-						ft, data, err := protocol.ReadFrame(r, 0)
-						if err == nil && ft == protocol.FrameTypeResponse && bytes.Equal(data, []byte("_heartbeat_")) {
-							if err := send(protocol.Nop()); err != nil {
-								return 0, nil, err
-							}
-							continue
-						}
-						return ft, data, err
-					}
-				}
-				identify := map[string]any{"feature_negotiation": true}
+				fields := ""
 				if ci >= 8 {
-					identify["msg_timeout"] = msgTimeout.Milliseconds()
+					fields = fmt.Sprintf(`"msg_timeout":%d`, msgTimeout.Milliseconds())
 				}
-				cmd, _ := protocol.Identify(identify)
-				_, _ = w.WriteString(protocol.MagicV2)
-				if err := send(cmd); err != nil {
-					fail(err)
-					return
-				}
-				if _, _, err := read(); err != nil {
+				if _, err := c.Identify(fields); err != nil {
 					fail(fmt.Errorf("identify: %w", err))
 					return
 				}
-				if err := send(protocol.Subscribe(fmt.Sprintf("prec%03d", ti), fmt.Sprintf("c%d", ci))); err != nil {
-					fail(err)
-					return
-				}
-				if ft, data, err := read(); err != nil || string(data) != "OK" {
-					fail(fmt.Errorf("sub: %v %q %v", ft, data, err))
-					return
-				}
-				if err := send(protocol.Ready(1)); err != nil {
+				if err := c.Subscribe(fmt.Sprintf("prec%03d", ti), fmt.Sprintf("c%d", ci), 1); err != nil {
 					fail(err)
 					return
 				}
@@ -112,41 +76,32 @@ func TestTimersExactWith1000Channels(t *testing.T) {
 
 				var firstAt, reqDue time.Time
 				for {
-					ft, data, err := read()
-					now := time.Now()
+					m, err := c.ExpectMessage()
 					if err != nil {
 						fail(fmt.Errorf("topic %d channel %d: %w", ti, ci, err))
 						return
 					}
-					if ft != protocol.FrameTypeMessage {
-						fail(fmt.Errorf("unexpected frame %v %q", ft, data))
-						return
-					}
-					ts, attempts, id, _, err := protocol.DecodeMessage(data)
-					if err != nil {
-						fail(err)
-						return
-					}
+					now, ts, attempts, id := m.At, m.Timestamp, m.Attempts, m.ID
 					switch {
 					case attempts == 1:
 						firstAt = now
 						record("deferred", now.Sub(time.Unix(0, ts).Add(dpubDelay(ti))))
 						switch {
 						case ci < 5:
-							_ = send(protocol.Finish(id))
+							_ = c.Send(protocol.Finish(id))
 							return
 						case ci < 8:
 							d := reqDelay(ti, ci)
 							reqDue = time.Now().Add(d)
-							_ = send(protocol.Requeue(id, d))
+							_ = c.Send(protocol.Requeue(id, d))
 						}
 					case ci < 8:
 						record("requeue", now.Sub(reqDue))
-						_ = send(protocol.Finish(id))
+						_ = c.Send(protocol.Finish(id))
 						return
 					default:
 						record("timeout", now.Sub(firstAt.Add(msgTimeout)))
-						_ = send(protocol.Finish(id))
+						_ = c.Send(protocol.Finish(id))
 						return
 					}
 				}

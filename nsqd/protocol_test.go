@@ -12,6 +12,7 @@ import (
 
 	"github.com/ternmq/tern/internal/protocol"
 	"github.com/ternmq/tern/internal/testutil"
+	"github.com/ternmq/tern/internal/wiretest"
 	"github.com/ternmq/tern/nsqd"
 )
 
@@ -70,9 +71,9 @@ type badCase struct {
 const unknownID = "0000000000000001"
 
 func badCases() []badCase {
-	sub := wire(protocol.Subscribe("bad", "ch"))
+	sub := wiretest.Wire(protocol.Subscribe("bad", "ch"))
 	long := strings.Repeat("a", 65)
-	identify := func(fields string) []byte { return wire(identifyCmd(fields)) }
+	identify := func(fields string) []byte { return wiretest.Wire(wiretest.IdentifyJSON(fields)) }
 	out := []badCase{
 		// Handshake and command line.
 		{name: "magic V1", magic: protocol.MagicV1, replies: []string{"E_BAD_PROTOCOL"}, fatal: true},
@@ -87,7 +88,7 @@ func badCases() []badCase {
 		{name: "huge line without newline", send: []byte(strings.Repeat("A", 20000)), replies: []string{"E_INVALID"}, fatal: true},
 		{name: "command after a fatal one is not run", send: cat(line("XYZ"), line("PUB bad"), sized("never")), replies: []string{"E_INVALID invalid command XYZ"}, fatal: true},
 		{name: "PUB without topic", send: line("PUB"), replies: []string{"E_INVALID"}, fatal: true},
-		{name: "AUTH", send: wire(protocol.Auth("secret")), replies: []string{"E_AUTH_DISABLED"}, fatal: true},
+		{name: "AUTH", send: wiretest.Wire(protocol.Auth("secret")), replies: []string{"E_AUTH_DISABLED"}, fatal: true},
 
 		// Bodies cut short by the client going away.
 		{name: "truncated PUB body", send: cat(line("PUB bad"), u32(16), []byte("abc")), halfClose: true, replies: []string{"E_BAD_MESSAGE"}, fatal: true},
@@ -154,7 +155,7 @@ func badCases() []badCase {
 		{name: "SUB with heartbeats disabled", send: cat(identify(`{"heartbeat_interval":-1}`), sub), replies: []string{"OK", "E_INVALID"}, fatal: true},
 		{name: "IDENTIFY after SUB", send: cat(sub, identify(`{}`)), replies: []string{"OK", "E_INVALID"}, fatal: true},
 		{name: "IDENTIFY twice", send: cat(identify(`{}`), identify(`{}`)), replies: []string{"OK", "E_INVALID"}, fatal: true},
-		{name: "AUTH after SUB", send: cat(sub, wire(protocol.Auth("secret"))), replies: []string{"OK", "E_INVALID"}, fatal: true},
+		{name: "AUTH after SUB", send: cat(sub, wiretest.Wire(protocol.Auth("secret"))), replies: []string{"OK", "E_INVALID"}, fatal: true},
 		{name: "CLS before SUB", send: line("CLS"), replies: []string{"E_INVALID"}, fatal: true},
 		{name: "IDENTIFY deflate and snappy", send: identify(`{"feature_negotiation":true,"deflate":true,"snappy":true}`), replies: []string{"E_IDENTIFY_FAILED"}, fatal: true},
 	}
@@ -186,19 +187,19 @@ func (bc badCase) run(addr string) error {
 	if magic == "" {
 		magic = protocol.MagicV2
 	}
-	c, err := dialMagic(addr, magic)
+	c, err := wiretest.DialMagic(addr, magic)
 	if err != nil {
 		return err
 	}
-	defer c.close()
+	defer c.Close()
 	// A write error is expected when the daemon rejects a command before reading all of it;
 	// it only matters if the expected answer did not come either.
-	werr := c.write(bc.send)
+	werr := c.Write(bc.send)
 	if bc.halfClose {
-		_ = c.conn.(interface{ CloseWrite() error }).CloseWrite()
+		_ = c.NetConn().(interface{ CloseWrite() error }).CloseWrite()
 	}
 	for _, want := range bc.replies {
-		if err := c.expect(want); err != nil {
+		if err := c.Expect(want); err != nil {
 			if werr != nil {
 				return fmt.Errorf("%w (after %v)", err, werr)
 			}
@@ -206,9 +207,9 @@ func (bc badCase) run(addr string) error {
 		}
 	}
 	if bc.fatal {
-		return c.expectClosed()
+		return c.ExpectClosed()
 	}
-	return c.usable()
+	return c.Usable()
 }
 
 func TestProtocolBadInput(t *testing.T) {
@@ -223,7 +224,7 @@ func TestProtocolBadInput(t *testing.T) {
 		}
 	})
 	// Nothing a bad client sent may have been stored.
-	if ts, ok := topicStats(d, "bad"); ok && ts.MessageCount != 0 {
+	if ts, ok := d.TopicStats("bad"); ok && ts.MessageCount != 0 {
 		t.Errorf("bad input stored %d messages in topic bad", ts.MessageCount)
 	}
 }
@@ -303,7 +304,7 @@ func TestBadClientsDoNotDisturbOthers(t *testing.T) {
 	for name, err := range failures {
 		t.Errorf("bad client %q: %v", name, err)
 	}
-	if ts, ok := topicStats(d, "bad"); ok && ts.MessageCount != 0 {
+	if ts, ok := d.TopicStats("bad"); ok && ts.MessageCount != 0 {
 		t.Errorf("bad input stored %d messages in topic bad", ts.MessageCount)
 	}
 }
@@ -368,7 +369,7 @@ func TestProtocolIdentifyNegotiation(t *testing.T) {
 			t.Parallel()
 			addr, _, _ := startNSQD(t, tc.opts)
 			c := dialRaw(t, addr)
-			resp, err := c.identify(tc.fields)
+			resp, err := c.Identify(tc.fields)
 			must(t, err)
 			want := make(map[string]any, len(defaults))
 			for k, v := range defaults {
@@ -389,13 +390,13 @@ func TestProtocolIdentifyNegotiation(t *testing.T) {
 				}
 			}
 			// The negotiated connection works: publish, and with heartbeats on, subscribe.
-			must(t, c.publish("negotiated", "hello"))
+			must(t, c.Publish("negotiated", "hello"))
 			if !tc.noSub {
-				must(t, c.subscribe("negotiated", "ch", 1))
-				m, err := c.expectMessage()
+				must(t, c.Subscribe("negotiated", "ch", 1))
+				m, err := c.ExpectMessage()
 				must(t, err)
-				if m.body != "hello" {
-					t.Errorf("got %q, want hello", m.body)
+				if m.Body != "hello" {
+					t.Errorf("got %q, want hello", m.Body)
 				}
 			}
 		})
@@ -416,9 +417,9 @@ func TestProtocolIdentifyAcceptsRangeEdges(t *testing.T) {
 	} {
 		t.Run(fields, func(t *testing.T) {
 			c := dialRaw(t, addr)
-			must(t, c.send(identifyCmd(fields)))
-			must(t, c.expectResponse(protocol.OK))
-			must(t, c.usable())
+			must(t, c.Send(wiretest.IdentifyJSON(fields)))
+			must(t, c.ExpectResponse(protocol.OK))
+			must(t, c.Usable())
 		})
 	}
 }
@@ -428,9 +429,9 @@ func TestProtocolIdentifyWithoutNegotiation(t *testing.T) {
 	addr, _, _ := startNSQD(t, nil)
 	c := dialRaw(t, addr)
 	// Compression is only switched on with feature negotiation, so this stays plain text.
-	must(t, c.send(identifyCmd(`{"client_id":"plain","snappy":true}`)))
-	must(t, c.expectResponse(protocol.OK))
-	must(t, c.publish("plain", "x"))
+	must(t, c.Send(wiretest.IdentifyJSON(`{"client_id":"plain","snappy":true}`)))
+	must(t, c.ExpectResponse(protocol.OK))
+	must(t, c.Publish("plain", "x"))
 }
 
 func TestProtocolCompressedStream(t *testing.T) {
@@ -440,20 +441,20 @@ func TestProtocolCompressedStream(t *testing.T) {
 			t.Parallel()
 			addr, d, _ := startNSQD(t, nil)
 			c := dialRaw(t, addr)
-			_, err := c.identify(fields)
+			_, err := c.Identify(fields)
 			must(t, err)
 			// Larger than a snappy block and than the output buffer.
 			big := strings.Repeat("compress me ", 20000)
-			must(t, c.publish("z", big))
-			must(t, c.send(mpubCmd("z", "one", "two", "three")))
-			must(t, c.expectResponse(protocol.OK))
-			must(t, c.subscribe("z", "ch", 100))
+			must(t, c.Publish("z", big))
+			must(t, c.Send(mpubCmd("z", "one", "two", "three")))
+			must(t, c.ExpectResponse(protocol.OK))
+			must(t, c.Subscribe("z", "ch", 100))
 			var got []string
 			for range 4 {
-				m, err := c.expectMessage()
+				m, err := c.ExpectMessage()
 				must(t, err)
-				got = append(got, m.body)
-				must(t, c.send(protocol.Finish(m.id)))
+				got = append(got, m.Body)
+				must(t, c.Send(protocol.Finish(m.ID)))
 			}
 			if got[0] != big || strings.Join(got[1:], ",") != "one,two,three" {
 				t.Errorf("got %d messages starting %.20q, want the big one then one,two,three", len(got), got[0])
@@ -468,13 +469,13 @@ func TestProtocolCompressedStream(t *testing.T) {
 			}
 			// Room for all of them without FIN, so that this goroutine only reads while
 			// another writes: neither side can then block the other on full socket buffers.
-			must(t, c.send(protocol.Ready(n)))
+			must(t, c.Send(protocol.Ready(n)))
 			sent := make(chan error, 1)
-			go func() { sent <- c.send(cmds...) }()
+			go func() { sent <- c.Send(cmds...) }()
 			oks, msgs := 0, map[string]int{}
 			var ids []protocol.MessageID
 			for oks < n || len(msgs) < n {
-				ft, data, err := c.next()
+				ft, data, err := c.Next()
 				must(t, err)
 				switch ft {
 				case protocol.FrameTypeResponse:
@@ -488,12 +489,12 @@ func TestProtocolCompressedStream(t *testing.T) {
 					msgs[string(body)]++
 					ids = append(ids, id)
 				default:
-					t.Fatalf("unexpected %s frame %q", ft, trunc(data))
+					t.Fatalf("unexpected %s frame %q", ft, wiretest.Trunc(data))
 				}
 			}
 			must(t, <-sent)
 			for _, id := range ids {
-				must(t, c.send(protocol.Finish(id)))
+				must(t, c.Send(protocol.Finish(id)))
 			}
 			var want []string
 			for i := range n {
@@ -503,9 +504,9 @@ func TestProtocolCompressedStream(t *testing.T) {
 			testutil.Eventually(t, 5*time.Second, func() bool { return drained(d, "z", "ch") }, "channel drained")
 
 			// Error frames go through the compressor too, and still close the connection.
-			must(t, c.write(line("XYZ")))
-			must(t, c.expectError("E_INVALID invalid command XYZ"))
-			must(t, c.expectClosed())
+			must(t, c.Write(line("XYZ")))
+			must(t, c.ExpectError("E_INVALID invalid command XYZ"))
+			must(t, c.ExpectClosed())
 		})
 	}
 }
@@ -515,19 +516,19 @@ func TestProtocolMessageFrame(t *testing.T) {
 	addr, _, _ := startNSQD(t, nil)
 	c := dialRaw(t, addr)
 	before := time.Now()
-	must(t, c.publish("frame", "body bytes \x00\xff"))
+	must(t, c.Publish("frame", "body bytes \x00\xff"))
 	after := time.Now()
-	must(t, c.subscribe("frame", "ch", 1))
-	m, err := c.expectMessage()
+	must(t, c.Subscribe("frame", "ch", 1))
+	m, err := c.ExpectMessage()
 	must(t, err)
-	if m.body != "body bytes \x00\xff" || m.attempts != 1 {
-		t.Errorf("got body %q attempts %d", m.body, m.attempts)
+	if m.Body != "body bytes \x00\xff" || m.Attempts != 1 {
+		t.Errorf("got body %q attempts %d", m.Body, m.Attempts)
 	}
-	if ts := time.Unix(0, m.timestamp); ts.Before(before.Add(-time.Second)) || ts.After(after.Add(time.Second)) {
+	if ts := time.Unix(0, m.Timestamp); ts.Before(before.Add(-time.Second)) || ts.After(after.Add(time.Second)) {
 		t.Errorf("timestamp %v is not the publish time (%v..%v)", ts, before, after)
 	}
-	if _, ok := m.id.Uint64(); !ok {
-		t.Errorf("message id %q is not 16 lower-case hex digits", m.id[:])
+	if _, ok := m.ID.Uint64(); !ok {
+		t.Errorf("message id %q is not 16 lower-case hex digits", m.ID[:])
 	}
 }
 
@@ -536,8 +537,8 @@ func TestProtocolPipelinedCommands(t *testing.T) {
 	addr, _, _ := startNSQD(t, nil)
 	c := dialRaw(t, addr)
 	// Everything in one write; the answers come back in order.
-	must(t, c.write(wire(
-		identifyCmd(`{"client_id":"pipe"}`),
+	must(t, c.Write(wiretest.Wire(
+		wiretest.IdentifyJSON(`{"client_id":"pipe"}`),
 		protocol.Publish("pipe", []byte("a")),
 		protocol.Nop(),
 		mpubCmd("pipe", "b", "c"),
@@ -546,13 +547,13 @@ func TestProtocolPipelinedCommands(t *testing.T) {
 		protocol.Ready(4),
 	)))
 	for range 5 {
-		must(t, c.expectResponse(protocol.OK))
+		must(t, c.ExpectResponse(protocol.OK))
 	}
 	var got []string
 	for range 4 {
-		m, err := c.expectMessage()
+		m, err := c.ExpectMessage()
 		must(t, err)
-		got = append(got, m.body)
+		got = append(got, m.Body)
 	}
 	if strings.Join(got, "") != "abcd" {
 		t.Errorf("got %v, want a b c d in publish order", got)
@@ -563,35 +564,35 @@ func TestProtocolNonFatalErrorsOnRealMessages(t *testing.T) {
 	t.Parallel()
 	addr, d, _ := startNSQD(t, nil)
 	a, b := dialRaw(t, addr), dialRaw(t, addr)
-	must(t, a.subscribe("own", "ch", 1))
-	must(t, b.subscribe("own", "ch", 0))
+	must(t, a.Subscribe("own", "ch", 1))
+	must(t, b.Subscribe("own", "ch", 0))
 	// Published by the engine: on a subscribed connection the message may overtake the OK.
 	must(t, d.Publish("own", [][]byte{[]byte("first")}, 0))
-	m, err := a.expectMessage()
+	m, err := a.ExpectMessage()
 	must(t, err)
 
 	// Another client of the channel cannot acknowledge a's message.
-	for _, cmd := range []*protocol.Command{protocol.Finish(m.id), protocol.Touch(m.id), protocol.Requeue(m.id, 0)} {
-		must(t, b.send(cmd))
-		must(t, b.expectError("E_"+string(cmd.Name)+"_FAILED"))
+	for _, cmd := range []*protocol.Command{protocol.Finish(m.ID), protocol.Touch(m.ID), protocol.Requeue(m.ID, 0)} {
+		must(t, b.Send(cmd))
+		must(t, b.ExpectError("E_"+string(cmd.Name)+"_FAILED"))
 	}
-	must(t, b.usable())
-	if cs, _ := channelStats(d, "own", "ch"); cs.InFlightCount != 1 || cs.RequeueCount != 0 {
+	must(t, b.Usable())
+	if cs, _ := d.ChannelStats("own", "ch"); cs.InFlightCount != 1 || cs.RequeueCount != 0 {
 		t.Fatalf("in flight %d, requeued %d after another client's FIN/TOUCH/REQ; want 1 and 0", cs.InFlightCount, cs.RequeueCount)
 	}
 
 	// Its owner can; a second FIN of the same message fails without closing the connection.
-	must(t, a.send(protocol.Touch(m.id), protocol.Finish(m.id), protocol.Finish(m.id)))
-	must(t, a.expectError("E_FIN_FAILED FIN "+m.id.String()+" failed"))
-	must(t, a.send(protocol.Requeue(m.id, 0)))
-	must(t, a.expectError("E_REQ_FAILED"))
+	must(t, a.Send(protocol.Touch(m.ID), protocol.Finish(m.ID), protocol.Finish(m.ID)))
+	must(t, a.ExpectError("E_FIN_FAILED FIN "+m.ID.String()+" failed"))
+	must(t, a.Send(protocol.Requeue(m.ID, 0)))
+	must(t, a.ExpectError("E_REQ_FAILED"))
 	must(t, d.Publish("own", [][]byte{[]byte("second")}, 0))
-	m2, err := a.expectMessage()
+	m2, err := a.ExpectMessage()
 	must(t, err)
-	if m2.body != "second" {
-		t.Errorf("got %q after the errors, want second", m2.body)
+	if m2.Body != "second" {
+		t.Errorf("got %q after the errors, want second", m2.Body)
 	}
-	must(t, a.send(protocol.Finish(m2.id)))
+	must(t, a.Send(protocol.Finish(m2.ID)))
 	testutil.Eventually(t, 5*time.Second, func() bool { return drained(d, "own", "ch") }, "channel drained")
 }
 
@@ -599,23 +600,23 @@ func TestProtocolRequeue(t *testing.T) {
 	t.Parallel()
 	addr, d, _ := startNSQD(t, nil)
 	c := dialRaw(t, addr)
-	must(t, c.subscribe("req", "ch", 1))
+	must(t, c.Subscribe("req", "ch", 1))
 	must(t, d.Publish("req", [][]byte{[]byte("x")}, 0))
-	m, err := c.expectMessage()
+	m, err := c.ExpectMessage()
 	must(t, err)
 
 	// REQ 0 requeues at once; the redelivery counts the attempt.
-	must(t, c.send(protocol.Requeue(m.id, 0)))
-	m2, err := c.expectMessage()
+	must(t, c.Send(protocol.Requeue(m.ID, 0)))
+	m2, err := c.ExpectMessage()
 	must(t, err)
-	if m2.id != m.id || m2.attempts != 2 {
-		t.Fatalf("redelivered %s attempts %d, want %s attempts 2", m2.id, m2.attempts, m.id)
+	if m2.ID != m.ID || m2.Attempts != 2 {
+		t.Fatalf("redelivered %s attempts %d, want %s attempts 2", m2.ID, m2.Attempts, m.ID)
 	}
 
 	// A delay above --max-req-timeout is clamped, not refused, however large.
-	must(t, c.send(&protocol.Command{Name: []byte("REQ"), Params: [][]byte{m2.id[:], []byte("999999999999")}}))
-	must(t, c.publish("other", "sync")) // answered only after the REQ was processed
-	cs, _ := channelStats(d, "req", "ch")
+	must(t, c.Send(&protocol.Command{Name: []byte("REQ"), Params: [][]byte{m2.ID[:], []byte("999999999999")}}))
+	must(t, c.Publish("other", "sync")) // answered only after the REQ was processed
+	cs, _ := d.ChannelStats("req", "ch")
 	if cs.DeferredCount != 1 || cs.InFlightCount != 0 || cs.RequeueCount != 2 {
 		t.Errorf("deferred %d, in flight %d, requeued %d; want 1, 0 and 2", cs.DeferredCount, cs.InFlightCount, cs.RequeueCount)
 	}
@@ -630,15 +631,15 @@ func TestProtocolRequeueHugeDelay(t *testing.T) {
 			t.Parallel()
 			addr, d, _ := startNSQD(t, nil)
 			c := dialRaw(t, addr)
-			must(t, c.subscribe("huge", "ch", 1))
+			must(t, c.Subscribe("huge", "ch", 1))
 			must(t, d.Publish("huge", [][]byte{[]byte("x")}, 0))
-			m, err := c.expectMessage()
+			m, err := c.ExpectMessage()
 			must(t, err)
-			must(t, c.send(
-				&protocol.Command{Name: []byte("REQ"), Params: [][]byte{m.id[:], []byte(ms)}},
+			must(t, c.Send(
+				&protocol.Command{Name: []byte("REQ"), Params: [][]byte{m.ID[:], []byte(ms)}},
 				protocol.Publish("other", []byte("sync")), // answered only after the REQ was processed
 			))
-			ft, data, err := c.next()
+			ft, data, err := c.Next()
 			must(t, err)
 			if ft == protocol.FrameTypeMessage {
 				_, attempts, _, _, _ := protocol.DecodeMessage(data)
@@ -647,7 +648,7 @@ func TestProtocolRequeueHugeDelay(t *testing.T) {
 			if ft != protocol.FrameTypeResponse || string(data) != protocol.OK {
 				t.Fatalf("got %s frame %q, want OK", ft, data)
 			}
-			if cs, _ := channelStats(d, "huge", "ch"); cs.DeferredCount != 1 || cs.InFlightCount != 0 {
+			if cs, _ := d.ChannelStats("huge", "ch"); cs.DeferredCount != 1 || cs.InFlightCount != 0 {
 				t.Errorf("REQ %s ms: deferred %d, in flight %d; want 1 and 0 (clamped to --max-req-timeout)", ms, cs.DeferredCount, cs.InFlightCount)
 			}
 		})
@@ -659,49 +660,49 @@ func TestProtocolRdy(t *testing.T) {
 	addr, d, _ := startNSQD(t, nil)
 	c := dialRaw(t, addr)
 	p := dialRaw(t, addr)
-	must(t, c.subscribe("rdy", "ch", 0))
+	must(t, c.Subscribe("rdy", "ch", 0))
 	for i := range 5 {
-		must(t, p.publish("rdy", fmt.Sprint(i)))
+		must(t, p.Publish("rdy", fmt.Sprint(i)))
 	}
 	// Without RDY nothing is delivered; the stats say where every message is.
-	if cs, _ := channelStats(d, "rdy", "ch"); cs.InFlightCount != 0 || cs.Depth != 5 {
+	if cs, _ := d.ChannelStats("rdy", "ch"); cs.InFlightCount != 0 || cs.Depth != 5 {
 		t.Fatalf("before RDY: in flight %d, depth %d; want 0 and 5", cs.InFlightCount, cs.Depth)
 	}
 	// RDY without a count means 1.
-	must(t, c.write(line("RDY")))
-	m, err := c.expectMessage()
+	must(t, c.Write(line("RDY")))
+	m, err := c.ExpectMessage()
 	must(t, err)
 	testutil.Eventually(t, 5*time.Second, func() bool {
-		cs, _ := channelStats(d, "rdy", "ch")
+		cs, _ := d.ChannelStats("rdy", "ch")
 		return cs.InFlightCount == 1 && cs.Depth == 4
 	}, "one message in flight")
 
 	// RDY is a bound on unacknowledged messages, not a credit: RDY 3 with one in flight
 	// delivers two more.
-	must(t, c.send(protocol.Ready(3)))
-	held := []rawMessage{m}
+	must(t, c.Send(protocol.Ready(3)))
+	held := []wiretest.Message{m}
 	for range 2 {
-		m, err := c.expectMessage()
+		m, err := c.ExpectMessage()
 		must(t, err)
 		held = append(held, m)
 	}
 	testutil.Eventually(t, 5*time.Second, func() bool {
-		cs, _ := channelStats(d, "rdy", "ch")
+		cs, _ := d.ChannelStats("rdy", "ch")
 		return cs.InFlightCount == 3 && cs.Depth == 2
 	}, "three messages in flight")
 
 	// RDY 0 stops delivery even as messages are finished.
-	must(t, c.send(protocol.Ready(0)))
+	must(t, c.Send(protocol.Ready(0)))
 	for _, m := range held {
-		must(t, c.send(protocol.Finish(m.id)))
+		must(t, c.Send(protocol.Finish(m.ID)))
 	}
-	must(t, c.publish("other", "sync"))
-	if cs, _ := channelStats(d, "rdy", "ch"); cs.InFlightCount != 0 || cs.Depth != 2 {
+	must(t, c.Publish("other", "sync"))
+	if cs, _ := d.ChannelStats("rdy", "ch"); cs.InFlightCount != 0 || cs.Depth != 2 {
 		t.Fatalf("after RDY 0 and FIN: in flight %d, depth %d; want 0 and 2", cs.InFlightCount, cs.Depth)
 	}
-	must(t, c.send(protocol.Ready(2500)))
+	must(t, c.Send(protocol.Ready(2500)))
 	for range 2 {
-		_, err := c.expectMessage()
+		_, err := c.ExpectMessage()
 		must(t, err)
 	}
 }
@@ -710,29 +711,29 @@ func TestProtocolDeferredPublish(t *testing.T) {
 	t.Parallel()
 	addr, d, _ := startNSQD(t, nil)
 	c := dialRaw(t, addr)
-	must(t, c.subscribe("dpub", "ch", 10))
+	must(t, c.Subscribe("dpub", "ch", 10))
 	const delay = 600 * time.Millisecond
 	sent := time.Now()
-	must(t, c.send(protocol.DeferredPublish("dpub", delay, []byte("later"))))
-	must(t, c.expectResponse(protocol.OK))
+	must(t, c.Send(protocol.DeferredPublish("dpub", delay, []byte("later"))))
+	must(t, c.ExpectResponse(protocol.OK))
 	testutil.Eventually(t, 5*time.Second, func() bool {
-		cs, _ := channelStats(d, "dpub", "ch")
+		cs, _ := d.ChannelStats("dpub", "ch")
 		return cs.DeferredCount == 1
 	}, "message counted as deferred")
 	must(t, d.Publish("dpub", [][]byte{[]byte("now")}, 0))
 
-	first, err := c.expectMessage()
+	first, err := c.ExpectMessage()
 	must(t, err)
-	second, err := c.expectMessage()
+	second, err := c.ExpectMessage()
 	must(t, err)
-	if first.body != "now" || second.body != "later" {
-		t.Fatalf("got %q then %q, want now then later", first.body, second.body)
+	if first.Body != "now" || second.Body != "later" {
+		t.Fatalf("got %q then %q, want now then later", first.Body, second.Body)
 	}
-	if early := sent.Add(delay).Sub(second.at); early > 0 {
+	if early := sent.Add(delay).Sub(second.At); early > 0 {
 		t.Errorf("deferred message delivered %v before its delay", early)
 	}
-	if second.attempts != 1 {
-		t.Errorf("deferred message attempts %d, want 1", second.attempts)
+	if second.Attempts != 1 {
+		t.Errorf("deferred message attempts %d, want 1", second.Attempts)
 	}
 }
 
@@ -740,28 +741,28 @@ func TestProtocolCloseWait(t *testing.T) {
 	t.Parallel()
 	addr, d, _ := startNSQD(t, nil)
 	c := dialRaw(t, addr)
-	must(t, c.subscribe("cls", "ch", 10))
+	must(t, c.Subscribe("cls", "ch", 10))
 	must(t, d.Publish("cls", [][]byte{[]byte("in flight")}, 0))
-	m, err := c.expectMessage()
+	m, err := c.ExpectMessage()
 	must(t, err)
 
-	must(t, c.send(protocol.StartClose()))
-	must(t, c.expectResponse(protocol.CloseWait))
+	must(t, c.Send(protocol.StartClose()))
+	must(t, c.ExpectResponse(protocol.CloseWait))
 	// After CLS the client may still finish what it holds; RDY is ignored, not an error, and
 	// nothing new is delivered.
-	must(t, c.send(protocol.Finish(m.id), protocol.Ready(5)))
-	must(t, c.publish("cls", "not for a closing client"))
-	cs, _ := channelStats(d, "cls", "ch")
+	must(t, c.Send(protocol.Finish(m.ID), protocol.Ready(5)))
+	must(t, c.Publish("cls", "not for a closing client"))
+	cs, _ := d.ChannelStats("cls", "ch")
 	if cs.InFlightCount != 0 || cs.Depth != 1 {
 		t.Errorf("after CLS, FIN and a publish: in flight %d, depth %d; want 0 and 1", cs.InFlightCount, cs.Depth)
 	}
 	// A second client gets the message the closing one was not given.
 	other := dialRaw(t, addr)
-	must(t, other.subscribe("cls", "ch", 1))
-	m2, err := other.expectMessage()
+	must(t, other.Subscribe("cls", "ch", 1))
+	m2, err := other.ExpectMessage()
 	must(t, err)
-	if m2.body != "not for a closing client" {
-		t.Errorf("second client got %q", m2.body)
+	if m2.Body != "not for a closing client" {
+		t.Errorf("second client got %q", m2.Body)
 	}
 }
 
@@ -771,21 +772,21 @@ func TestProtocolSampleRate(t *testing.T) {
 	p := dialRaw(t, addr)
 	const total = 2000
 	for i := 0; i < total; i += 100 {
-		must(t, p.send(mpubCmd("sampled", numbered(fmt.Sprint(i), 100)...)))
-		must(t, p.expectResponse(protocol.OK))
+		must(t, p.Send(mpubCmd("sampled", numbered(fmt.Sprint(i), 100)...)))
+		must(t, p.ExpectResponse(protocol.OK))
 	}
 	c := dialRaw(t, addr)
-	_, err := c.identify(`"sample_rate":50`)
+	_, err := c.Identify(`"sample_rate":50`)
 	must(t, err)
-	must(t, c.subscribe("sampled", "ch", total))
+	must(t, c.Subscribe("sampled", "ch", total))
 	var cs nsqd.ChannelStats
 	testutil.Eventually(t, 10*time.Second, func() bool {
-		cs, _ = channelStats(d, "sampled", "ch")
+		cs, _ = d.ChannelStats("sampled", "ch")
 		return cs.MessageCount == total && cs.Depth == 0
 	}, "channel read everything")
 	got := cs.InFlightCount // nothing is finished, so in flight is what was sent
 	for range got {
-		_, err := c.expectMessage()
+		_, err := c.ExpectMessage()
 		must(t, err)
 	}
 	if lo, hi := total*30/100, total*70/100; got < lo || got > hi {
@@ -801,35 +802,35 @@ func TestProtocolHeartbeats(t *testing.T) {
 	t.Run("answered", func(t *testing.T) {
 		t.Parallel()
 		c := dialRaw(t, addr)
-		_, err := c.identify(`"heartbeat_interval":1000`)
+		_, err := c.Identify(`"heartbeat_interval":1000`)
 		must(t, err)
 		start := time.Now()
 		for beats := 0; beats < 3; {
-			ft, data, err := c.readFrameRaw(3 * time.Second)
+			ft, data, err := c.ReadFrame(3 * time.Second)
 			must(t, err)
 			if ft != protocol.FrameTypeResponse || string(data) != protocol.Heartbeat {
 				t.Fatalf("got %s frame %q, want heartbeats", ft, data)
 			}
 			beats++
-			must(t, c.send(protocol.Nop()))
+			must(t, c.Send(protocol.Nop()))
 		}
 		if el := time.Since(start); el < 2500*time.Millisecond {
 			t.Errorf("three 1s heartbeats in %v", el)
 		}
-		must(t, c.publish("alive", "still connected"))
+		must(t, c.Publish("alive", "still connected"))
 	})
 
 	t.Run("ignored", func(t *testing.T) {
 		t.Parallel()
 		c := dialRaw(t, addr)
-		_, err := c.identify(`"heartbeat_interval":1000`)
+		_, err := c.Identify(`"heartbeat_interval":1000`)
 		must(t, err)
 		start := time.Now()
 		beats := 0
 		for {
-			ft, data, err := c.readFrameRaw(5 * time.Second)
+			ft, data, err := c.ReadFrame(5 * time.Second)
 			if err != nil {
-				if !isClosed(err) {
+				if !wiretest.IsClosed(err) {
 					t.Fatalf("want the connection closed: %v", err)
 				}
 				break
@@ -865,10 +866,10 @@ func TestSilentClientDropped(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			start := time.Now()
-			c, err := dialMagic(addr, tc.magic)
+			c, err := wiretest.DialMagic(addr, tc.magic)
 			must(t, err)
-			defer c.close()
-			must(t, c.expectClosed())
+			defer c.Close()
+			must(t, c.ExpectClosed())
 			if el := time.Since(start); el < timeout*9/10 {
 				t.Errorf("dropped after %v, before the %v client timeout", el, timeout)
 			}
@@ -880,19 +881,19 @@ func TestProtocolDisconnectRequeuesInFlight(t *testing.T) {
 	t.Parallel()
 	addr, d, _ := startNSQD(t, nil)
 	a := dialRaw(t, addr)
-	must(t, a.subscribe("gone", "ch", 1))
+	must(t, a.Subscribe("gone", "ch", 1))
 	must(t, d.Publish("gone", [][]byte{[]byte("orphan")}, 0))
-	m, err := a.expectMessage()
+	m, err := a.ExpectMessage()
 	must(t, err)
 	b := dialRaw(t, addr)
-	must(t, b.subscribe("gone", "ch", 1))
+	must(t, b.Subscribe("gone", "ch", 1))
 	// The holder leaves without FIN: its message goes to the other client (Tern does so at
 	// once; NSQ waits for the message timeout, 60 s here).
-	a.close()
-	m2, err := b.expectMessage()
+	a.Close()
+	m2, err := b.ExpectMessage()
 	must(t, err)
-	if m2.id != m.id || m2.body != "orphan" || m2.attempts != 2 {
-		t.Errorf("got %s %q attempts %d, want %s again with attempts 2", m2.id, m2.body, m2.attempts, m.id)
+	if m2.ID != m.ID || m2.Body != "orphan" || m2.Attempts != 2 {
+		t.Errorf("got %s %q attempts %d, want %s again with attempts 2", m2.ID, m2.Body, m2.Attempts, m.ID)
 	}
 }
 
@@ -900,15 +901,15 @@ func TestProtocolMaxChannelConsumers(t *testing.T) {
 	t.Parallel()
 	addr, _, _ := startNSQD(t, func(o *nsqd.Options) { o.MaxChannelConsumers = 1 })
 	first := dialRaw(t, addr)
-	must(t, first.subscribe("full", "ch", 0))
+	must(t, first.Subscribe("full", "ch", 0))
 	second := dialRaw(t, addr)
-	must(t, second.send(protocol.Subscribe("full", "ch")))
-	must(t, second.expectError("E_SUB_FAILED"))
-	must(t, second.expectClosed())
+	must(t, second.Send(protocol.Subscribe("full", "ch")))
+	must(t, second.ExpectError("E_SUB_FAILED"))
+	must(t, second.ExpectClosed())
 	// Another channel of the topic has room.
 	third := dialRaw(t, addr)
-	must(t, third.subscribe("full", "other", 0))
-	must(t, first.usable())
+	must(t, third.Subscribe("full", "other", 0))
+	must(t, first.Usable())
 }
 
 // frameOrErr is one read from a connection drained by a goroutine.
@@ -921,12 +922,12 @@ type frameOrErr struct {
 
 // readAll reads c's frames into a channel until a read fails, so a test can read with a
 // timeout while it keeps writing. It owns c's reader from then on.
-func readAll(c *rawConn) <-chan frameOrErr {
+func readAll(c *wiretest.Conn) <-chan frameOrErr {
 	out := make(chan frameOrErr, 64)
 	go func() {
 		defer close(out)
 		for {
-			ft, data, err := c.readFrameRaw(30 * time.Second)
+			ft, data, err := c.ReadFrame(30 * time.Second)
 			out <- frameOrErr{ft: ft, data: data, at: time.Now(), err: err}
 			if err != nil {
 				return
@@ -941,9 +942,9 @@ func TestProtocolTouchCappedByMaxMsgTimeout(t *testing.T) {
 	const maxMsgTimeout = 2 * time.Second
 	addr, d, _ := startNSQD(t, func(o *nsqd.Options) { o.MaxMsgTimeout = maxMsgTimeout })
 	c := dialRaw(t, addr)
-	_, err := c.identify(`"msg_timeout":1000`)
+	_, err := c.Identify(`"msg_timeout":1000`)
 	must(t, err)
-	must(t, c.subscribe("capped", "ch", 1))
+	must(t, c.Subscribe("capped", "ch", 1))
 	must(t, d.Publish("capped", [][]byte{[]byte("forever")}, 0))
 	frames := readAll(c)
 
@@ -967,7 +968,7 @@ func TestProtocolTouchCappedByMaxMsgTimeout(t *testing.T) {
 	for {
 		select {
 		case <-tick.C:
-			must(t, c.send(protocol.Touch(id)))
+			must(t, c.Send(protocol.Touch(id)))
 			continue
 		case <-giveUp:
 			t.Fatalf("TOUCH kept the message for more than twice --max-msg-timeout")
@@ -998,9 +999,9 @@ func TestStalledReaderDoesNotBlockOthers(t *testing.T) {
 	// but never reads: the daemon's writes to it block until the write deadline, one
 	// heartbeat interval.
 	stalled := dialRaw(t, addr)
-	must(t, stalled.send(identifyCmd(`{"heartbeat_interval":1000}`)))
-	must(t, stalled.expectResponse(protocol.OK))
-	must(t, stalled.subscribe("stall", "ch", 2500))
+	must(t, stalled.Send(wiretest.IdentifyJSON(`{"heartbeat_interval":1000}`)))
+	must(t, stalled.ExpectResponse(protocol.OK))
+	must(t, stalled.Subscribe("stall", "ch", 2500))
 	stopNOP := make(chan struct{})
 	var nops sync.WaitGroup
 	nops.Go(func() {
@@ -1011,7 +1012,7 @@ func TestStalledReaderDoesNotBlockOthers(t *testing.T) {
 			case <-stopNOP:
 				return
 			case <-tick.C:
-				if stalled.send(protocol.Nop()) != nil {
+				if stalled.Send(protocol.Nop()) != nil {
 					return
 				}
 			}
@@ -1029,7 +1030,7 @@ func TestStalledReaderDoesNotBlockOthers(t *testing.T) {
 		must(t, p.Publish("stall", []byte(b)))
 	}
 	testutil.Eventually(t, 10*time.Second, func() bool {
-		cs, _ := channelStats(d, "stall", "ch")
+		cs, _ := d.ChannelStats("stall", "ch")
 		return cs.ClientCount == 0
 	}, "stalled client dropped")
 

@@ -2,9 +2,7 @@ package nsqd
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -19,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ternmq/tern/internal/protocol"
+	"github.com/ternmq/tern/internal/wiretest"
 )
 
 // The restart and crash tests run nsqd as a child process, the test binary itself re-executed
@@ -131,86 +130,58 @@ func (w *testLogWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// rawConn is a minimal V2 client: exact control over what is in flight is the point of these
-// tests, which a client library hides.
+// rawConn is the shared raw V2 client (package wiretest) failing the test on any error, for
+// the in-package tests that drive it from the test goroutine: exact control over what is in
+// flight is the point of these tests, which a client library hides.
 type rawConn struct {
-	t    testing.TB
-	conn net.Conn
-	r    *bufio.Reader
+	*wiretest.Conn
+	t testing.TB
 }
 
+// dialRaw connects and identifies with a msg_timeout of a minute.
 func dialRaw(t testing.TB, addr string) *rawConn {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	return dialRawMsgTimeout(t, addr, time.Minute)
+}
+
+// dialRawMsgTimeout connects and identifies with msgTimeout, for deliveries that must time
+// out. Heartbeats are answered, so the connection outlives any test.
+func dialRawMsgTimeout(t testing.TB, addr string, msgTimeout time.Duration) *rawConn {
+	t.Helper()
+	c, err := wiretest.Dial(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
-	rc := &rawConn{t: t, conn: conn, r: bufio.NewReader(conn)}
-	if _, err := conn.Write([]byte(protocol.MagicV2)); err != nil {
+	t.Cleanup(func() { c.Close() })
+	c.Timeout, c.AnswerHeartbeats = 20*time.Second, true
+	rc := &rawConn{Conn: c, t: t}
+	if _, err := c.Identify(fmt.Sprintf(`"msg_timeout":%d`, msgTimeout.Milliseconds())); err != nil {
 		t.Fatal(err)
-	}
-	cmd, err := protocol.Identify(map[string]any{"feature_negotiation": true, "msg_timeout": 60000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc.send(cmd)
-	if ft, data := rc.frame(); ft != protocol.FrameTypeResponse || !json.Valid(data) {
-		t.Fatalf("IDENTIFY answered %v %q", ft, data)
 	}
 	return rc
 }
 
 func (rc *rawConn) send(cmd *protocol.Command) {
 	rc.t.Helper()
-	_ = rc.conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	if _, err := cmd.WriteTo(rc.conn); err != nil {
+	if err := rc.Send(cmd); err != nil {
 		rc.t.Fatalf("send %s: %v", cmd.Name, err)
-	}
-}
-
-// frame reads the next frame that is not a heartbeat.
-func (rc *rawConn) frame() (protocol.FrameType, []byte) {
-	rc.t.Helper()
-	for {
-		_ = rc.conn.SetReadDeadline(time.Now().Add(20 * time.Second))
-		ft, data, err := protocol.ReadFrame(rc.r, 0)
-		if err != nil {
-			rc.t.Fatalf("read frame: %v", err)
-		}
-		if ft == protocol.FrameTypeResponse && bytes.Equal(data, []byte("_heartbeat_")) {
-			rc.send(protocol.Nop())
-			continue
-		}
-		return ft, data
 	}
 }
 
 func (rc *rawConn) expectOK() {
 	rc.t.Helper()
-	if ft, data := rc.frame(); ft != protocol.FrameTypeResponse || string(data) != "OK" {
-		rc.t.Fatalf("want OK, got %v %q", ft, data)
+	if err := rc.ExpectResponse(protocol.OK); err != nil {
+		rc.t.Fatal(err)
 	}
 }
 
-type rawMessage struct {
-	id       protocol.MessageID
-	attempts uint16
-	body     string
-	at       time.Time
-}
-
-func (rc *rawConn) message() rawMessage {
+func (rc *rawConn) message() wiretest.Message {
 	rc.t.Helper()
-	ft, data := rc.frame()
-	if ft != protocol.FrameTypeMessage {
-		rc.t.Fatalf("want a message, got %v %q", ft, data)
-	}
-	_, attempts, id, body, err := protocol.DecodeMessage(data)
+	m, err := rc.ExpectMessage()
 	if err != nil {
 		rc.t.Fatal(err)
 	}
-	return rawMessage{id: id, attempts: attempts, body: string(body), at: time.Now()}
+	return m
 }
 
 // TestRestartAfterSIGTERMKeepsDeliveryState stops nsqd with SIGTERM while messages are queued,
@@ -236,7 +207,7 @@ func TestRestartAfterSIGTERMKeepsDeliveryState(t *testing.T) {
 	sub.send(protocol.Subscribe("restart", "ch"))
 	sub.expectOK()
 	sub.send(protocol.Ready(30))
-	var got []rawMessage
+	var got []wiretest.Message
 	for range 30 {
 		got = append(got, sub.message())
 	}
@@ -249,13 +220,13 @@ func TestRestartAfterSIGTERMKeepsDeliveryState(t *testing.T) {
 	for i, m := range got {
 		switch {
 		case i < 10:
-			sub.send(protocol.Finish(m.id))
-			finished[m.body] = true
+			sub.send(protocol.Finish(m.ID))
+			finished[m.Body] = true
 		case i < 20:
-			sub.send(protocol.Requeue(m.id, reqDelay))
-			requeuedDue[m.body] = time.Now().Add(reqDelay)
+			sub.send(protocol.Requeue(m.ID, reqDelay))
+			requeuedDue[m.Body] = time.Now().Add(reqDelay)
 		default:
-			inFlight[m.body] = true
+			inFlight[m.Body] = true
 		}
 	}
 	// A publish on the same connection is answered only after everything before it ran.
@@ -282,34 +253,34 @@ func TestRestartAfterSIGTERMKeepsDeliveryState(t *testing.T) {
 	cons.expectOK()
 	cons.send(protocol.Ready(200))
 	want := 100 - len(finished) + len(deferredDue)
-	seen := map[string]rawMessage{}
+	seen := map[string]wiretest.Message{}
 	for len(seen) < want {
 		m := cons.message()
-		if finished[m.body] {
-			t.Fatalf("%s was finished before the stop and delivered again", m.body)
+		if finished[m.Body] {
+			t.Fatalf("%s was finished before the stop and delivered again", m.Body)
 		}
-		if _, dup := seen[m.body]; dup {
-			t.Fatalf("%s delivered twice after the restart", m.body)
+		if _, dup := seen[m.Body]; dup {
+			t.Fatalf("%s delivered twice after the restart", m.Body)
 		}
-		seen[m.body] = m
-		cons.send(protocol.Finish(m.id))
+		seen[m.Body] = m
+		cons.send(protocol.Finish(m.ID))
 	}
 	for body, due := range requeuedDue {
-		if m := seen[body]; m.at.Before(due) {
-			t.Errorf("requeued %s delivered %v before its due time", body, due.Sub(m.at))
+		if m := seen[body]; m.At.Before(due) {
+			t.Errorf("requeued %s delivered %v before its due time", body, due.Sub(m.At))
 		}
-		if m := seen[body]; m.attempts < 2 {
-			t.Errorf("requeued %s has attempts %d, want >= 2", body, m.attempts)
+		if m := seen[body]; m.Attempts < 2 {
+			t.Errorf("requeued %s has attempts %d, want >= 2", body, m.Attempts)
 		}
 	}
 	for body, due := range deferredDue {
-		if m := seen[body]; m.at.Before(due) {
-			t.Errorf("deferred %s delivered %v before its due time", body, due.Sub(m.at))
+		if m := seen[body]; m.At.Before(due) {
+			t.Errorf("deferred %s delivered %v before its due time", body, due.Sub(m.At))
 		}
 	}
 	for body := range inFlight {
-		if m := seen[body]; m.attempts < 2 {
-			t.Errorf("in-flight %s redelivered with attempts %d, want >= 2", body, m.attempts)
+		if m := seen[body]; m.Attempts < 2 {
+			t.Errorf("in-flight %s redelivered with attempts %d, want >= 2", body, m.Attempts)
 		}
 	}
 	t.Logf("restart to all delivered: %v", time.Since(restarted))
@@ -395,8 +366,8 @@ consume:
 		default:
 		}
 		m := live.message()
-		consumedBefore[m.body] = true
-		live.send(protocol.Finish(m.id))
+		consumedBefore[m.Body] = true
+		live.send(protocol.Finish(m.ID))
 	}
 	if err := child.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
@@ -422,8 +393,8 @@ consume:
 		}
 		for len(missing) > 0 {
 			m := c.message()
-			delete(missing, m.body)
-			c.send(protocol.Finish(m.id))
+			delete(missing, m.Body)
+			c.send(protocol.Finish(m.ID))
 		}
 	}
 	t.Logf("%d acknowledged messages all delivered after SIGKILL", len(want))

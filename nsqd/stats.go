@@ -157,6 +157,26 @@ func (n *NSQD) Stats() []TopicStats {
 	return n.StatsReport(StatsFilter{IncludeClients: true}).Topics
 }
 
+// TopicStats returns a snapshot of one topic with its channels and their clients, and false
+// if there is no such topic.
+func (n *NSQD) TopicStats(topic string) (TopicStats, bool) {
+	t := n.Topic(topic)
+	if t == nil {
+		return TopicStats{}, false
+	}
+	return t.Stats(), true
+}
+
+// ChannelStats returns a snapshot of one channel with its clients, and false if there is no
+// such channel.
+func (n *NSQD) ChannelStats(topic, channel string) (ChannelStats, bool) {
+	_, ch, err := n.channel(topic, channel)
+	if err != nil {
+		return ChannelStats{}, false
+	}
+	return ch.Stats(), true
+}
+
 func (t *Topic) stats(channel string, includeClients bool) TopicStats {
 	s := TopicStats{
 		Name:         t.name,
