@@ -16,17 +16,22 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/ternmq/tern/internal/protocol"
 	"github.com/ternmq/tern/internal/wiretest"
 )
 
+// TestMain runs the tests of package nsqd and its black-box tests (one binary), then fails if
+// any goroutine is left: every daemon a test starts must be gone when its test ends.
+//
 // The restart and crash tests run nsqd as a child process, the test binary itself re-executed
 // with TERN_TEST_NSQD_CHILD set, so SIGTERM and SIGKILL are real signals to a real process.
 func TestMain(m *testing.M) {
 	if os.Getenv("TERN_TEST_NSQD_CHILD") == "1" {
 		os.Exit(runChildNSQD())
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 func runChildNSQD() int {
