@@ -34,7 +34,8 @@ type Options struct {
 	BroadcastHTTPPort int `flag:"broadcast-http-port" toml:"broadcast_http_port"`
 	// LookupdTCPAddresses are the nsqlookupd instances this node registers with.
 	LookupdTCPAddresses []string `flag:"lookupd-tcp-address" toml:"nsqlookupd_tcp_addresses"`
-	// AuthHTTPAddresses are the auth servers consulted for AUTH.
+	// AuthHTTPAddresses are the auth servers consulted for AUTH. Refused by Validate until
+	// AUTH is implemented.
 	AuthHTTPAddresses []string `flag:"auth-http-address" toml:"auth_http_addresses"`
 	// AuthHTTPRequestMethod is get or post.
 	AuthHTTPRequestMethod string `flag:"auth-http-request-method" toml:"auth_http_request_method"`
@@ -109,8 +110,8 @@ type Options struct {
 	// E2EProcessingLatencyWindowTime is the window those quantiles cover.
 	E2EProcessingLatencyWindowTime time.Duration `flag:"e2e-processing-latency-window-time" toml:"e2e_processing_latency_window_time"`
 
-	// TLS settings (TLS arrives with the security issue; until then IDENTIFY answers
-	// tls_v1 false).
+	// TLS settings. TLS arrives with the security work; until then setting any of these
+	// (but TLSMinVersion, which configures nothing on its own) is refused by Validate.
 	TLSCert             string `flag:"tls-cert" toml:"tls_cert"`
 	TLSKey              string `flag:"tls-key" toml:"tls_key"`
 	TLSClientAuthPolicy string `flag:"tls-client-auth-policy" toml:"tls_client_auth_policy"`
@@ -193,6 +194,29 @@ func NewOptions() *Options {
 	}
 }
 
+// unimplementedSecurity names the TLS and auth options that are set. Until nsqd implements
+// TLS and AUTH, accepting them would be failing open: a client told TLS is required would
+// be served in the clear, and an auth server would never be asked.
+func (o *Options) unimplementedSecurity() []string {
+	var set []string
+	for _, opt := range []struct {
+		name string
+		on   bool
+	}{
+		{"--tls-cert", o.TLSCert != ""},
+		{"--tls-key", o.TLSKey != ""},
+		{"--tls-root-ca-file", o.TLSRootCAFile != ""},
+		{"--tls-client-auth-policy", o.TLSClientAuthPolicy != ""},
+		{"--tls-required", o.TLSRequired != "" && o.TLSRequired != "false"},
+		{"--auth-http-address", len(o.AuthHTTPAddresses) > 0},
+	} {
+		if opt.on {
+			set = append(set, opt.name)
+		}
+	}
+	return set
+}
+
 // Validate reports every problem with the options at once.
 func (o *Options) Validate() error {
 	var errs []error
@@ -226,10 +250,9 @@ func (o *Options) Validate() error {
 	default:
 		bad("--tls-required must be true, false or tcp-https, got %q", o.TLSRequired)
 	}
-	if o.TLSRequired == "true" || o.TLSRequired == "tcp-https" || o.TLSClientAuthPolicy != "" {
-		if o.TLSCert == "" || o.TLSKey == "" {
-			bad("TLS is required but --tls-cert and --tls-key are not set")
-		}
+	for _, name := range o.unimplementedSecurity() {
+		bad("%s is not supported yet: Tern's nsqd has no TLS or AUTH until the security work "+
+			"lands, and refuses to start rather than serve in the clear or unauthenticated", name)
 	}
 	positive := []struct {
 		name string

@@ -35,6 +35,15 @@ func TestRun(t *testing.T) {
 		{Name: "unknown flag", Args: []string{"--frobnicate"}, Code: 1, Stderr: "--help for usage"},
 		{Name: "bad config", Args: []string{"--config=" + badConfig}, Code: 1, Stderr: `unknown key "max_rdy"`},
 		{Name: "invalid options", Args: []string{"--max-deflate-level=12", "--node-id=4096"}, Code: 1, Stderr: "--max-deflate-level"},
+		// Until TLS and AUTH are implemented, asking for them must stop start-up, naming the
+		// option, rather than serve in the clear or let unauthenticated clients in.
+		{Name: "tls-required refused", Args: append(loopbackArgs(t), "--tls-required=true"), Code: 1, Stderr: "--tls-required is not supported yet"},
+		{Name: "tls-required tcp-https refused", Args: append(loopbackArgs(t), "--tls-required=tcp-https"), Code: 1, Stderr: "--tls-required is not supported yet"},
+		{Name: "tls-cert refused", Args: append(loopbackArgs(t), "--tls-cert=c.pem", "--tls-key=k.pem"), Code: 1, Stderr: "--tls-key is not supported yet"},
+		{Name: "tls-root-ca-file refused", Args: append(loopbackArgs(t), "--tls-root-ca-file=ca.pem"), Code: 1, Stderr: "--tls-root-ca-file is not supported yet"},
+		{Name: "tls-client-auth-policy refused", Args: append(loopbackArgs(t), "--tls-client-auth-policy=require"), Code: 1, Stderr: "--tls-client-auth-policy is not supported yet"},
+		{Name: "auth-http-address refused", Args: append(loopbackArgs(t), "--auth-http-address=127.0.0.1:4181"), Code: 1, Stderr: "--auth-http-address is not supported yet"},
+		{Name: "tls-required false starts", Args: append(loopbackArgs(t), "--tls-required=false", "--tls-min-version=tls1.2"), Code: 0, Stderr: "msg=starting", Cancelled: true},
 		{Name: "failed start", Args: append(loopbackArgs(t), "--tcp-address="+busy.Addr().String()), Code: 1, Stderr: "nsqd: failed to start:"},
 		{Name: "clean shutdown", Args: append(loopbackArgs(t), "--log-level=debug"), Code: 0, Stderr: "msg=starting", Cancelled: true},
 		{Name: "deprecated flags warn", Args: append(loopbackArgs(t), "--verbose", "--worker-id=3"), Code: 0, Stderr: "flag=--worker-id", Cancelled: true},
