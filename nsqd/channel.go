@@ -18,9 +18,11 @@ import (
 
 // Errors a channel returns to the protocol layer.
 var (
-	// errNotInFlight means FIN, REQ or TOUCH named a message that is not in flight for the
-	// client that sent it.
-	errNotInFlight = errors.New("not in flight")
+	// errNotInFlight means FIN, REQ or TOUCH named a message that is not in flight. Its
+	// text is NSQ's, which clients see after "FIN <id> failed ".
+	errNotInFlight = errors.New("ID not in flight")
+	// errNotOwner means FIN, REQ or TOUCH named a message in flight to another client.
+	errNotOwner = errors.New("client does not own message")
 	// errChannelExiting means the channel is being deleted or the daemon is shutting down.
 	errChannelExiting = errors.New("channel exiting")
 	// errTooManyConsumers means --max-channel-consumers is reached.
@@ -28,6 +30,12 @@ var (
 	// errChannelNotFound means no channel has the name.
 	errChannelNotFound = errors.New("channel not found")
 )
+
+// isDeliveryError reports whether err is a FIN, REQ or TOUCH naming a message the client
+// cannot act on, which NSQ answers with a non-fatal error.
+func isDeliveryError(err error) bool {
+	return errors.Is(err, errNotInFlight) || errors.Is(err, errNotOwner)
+}
 
 // readBatch bounds how many records one take reads from the log at a time.
 const readBatch = 256
@@ -287,13 +295,24 @@ func (p *pending) detachBody(hold int64) {
 	}
 }
 
+// inFlightTo checks that p is a message in flight to c.
+func inFlightTo(p *pending, c *client) error {
+	switch {
+	case p == nil || p.state != stateInFlight:
+		return errNotInFlight
+	case p.owner != c:
+		return errNotOwner
+	}
+	return nil
+}
+
 // finish completes an in-flight message of c.
 func (ch *Channel) finish(c *client, id uint64) error {
 	ch.mu.Lock()
 	p := ch.byID[id]
-	if p == nil || p.state != stateInFlight || p.owner != c {
+	if err := inFlightTo(p, c); err != nil {
 		ch.mu.Unlock()
-		return errNotInFlight
+		return err
 	}
 	heap.Remove(&ch.timers, p.heapIndex)
 	ch.inFlight--
@@ -313,8 +332,8 @@ func (ch *Channel) requeue(c *client, id uint64, delay, now int64) error {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	p := ch.byID[id]
-	if p == nil || p.state != stateInFlight || p.owner != c {
-		return errNotInFlight
+	if err := inFlightTo(p, c); err != nil {
+		return err
 	}
 	ch.inFlight--
 	c.inFlight.Add(-1)
@@ -343,8 +362,8 @@ func (ch *Channel) touch(c *client, id uint64, now, maxMsgTimeout int64) error {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	p := ch.byID[id]
-	if p == nil || p.state != stateInFlight || p.owner != c {
-		return errNotInFlight
+	if err := inFlightTo(p, c); err != nil {
+		return err
 	}
 	due := now + int64(c.msgTimeout)
 	if limit := p.deliveredAt + maxMsgTimeout; due > limit {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"compress/flate"
 	"encoding/binary"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -35,23 +36,23 @@ type client struct {
 	r *bufio.Reader
 
 	wmu     sync.Mutex
-	w       *bufio.Writer
-	flushFn func() error // flushes the compressor under w, if any
-	heldAns bool         // an answer was written without a flush (pipelined commands)
+	out     io.Writer     // where w writes: the socket, or the compressor over it
+	w       *bufio.Writer // buffered output over out
+	flushFn func() error  // flushes the compressor under w, if any
+	heldAns bool          // an answer was written without a flush (pipelined commands)
 
-	// Negotiated by IDENTIFY.
-	clientID            string
-	hostname            string
-	userAgent           string
+	// ident is what /stats shows of the client, replaced whole by IDENTIFY and never
+	// changed in place, so stats read it without a lock while the read loop writes.
+	ident atomic.Pointer[identity]
+
+	// Negotiated by IDENTIFY; owned by the read loop until SUB, when the pump starts reading
+	// them and they stop changing (IDENTIFY is refused after SUB).
 	heartbeatNs         atomic.Int64 // heartbeat interval; 0: disabled. Atomic: the pump reads it before SUB
 	outputBufferSize    int
 	outputBufferTimeout time.Duration // 0: disabled
 	msgTimeout          time.Duration
 	sampleRate          int32
-	deflate, snappy     bool
-	deflateLevel        int
-	identified          bool
-	featureNegotiation  bool
+	compressed          bool // snappy or deflate is on: it cannot be negotiated again
 
 	state    atomic.Int32
 	rdy      atomic.Int64
@@ -74,6 +75,13 @@ type client struct {
 	closeOnce  sync.Once
 }
 
+// identity is a client's self-description and negotiated options, as /stats reports them.
+type identity struct {
+	clientID, hostname, userAgent string
+	sampleRate                    int32
+	deflate, snappy               bool
+}
+
 func newClient(id int64, conn net.Conn, opts *Options) *client {
 	c := &client{
 		id:                  id,
@@ -81,8 +89,8 @@ func newClient(id int64, conn net.Conn, opts *Options) *client {
 		remote:              conn.RemoteAddr().String(),
 		connTime:            time.Now(),
 		r:                   bufio.NewReaderSize(conn, defaultBufferSize),
+		out:                 conn,
 		w:                   bufio.NewWriterSize(conn, defaultBufferSize),
-		clientID:            clientIDFromAddr(conn.RemoteAddr()),
 		outputBufferSize:    defaultBufferSize,
 		outputBufferTimeout: opts.OutputBufferTimeout,
 		msgTimeout:          opts.MsgTimeout,
@@ -90,6 +98,7 @@ func newClient(id int64, conn net.Conn, opts *Options) *client {
 		settingsCh:          make(chan struct{}, 1),
 		exit:                make(chan struct{}),
 	}
+	c.ident.Store(&identity{clientID: clientIDFromAddr(conn.RemoteAddr())})
 	c.heartbeatNs.Store(int64(opts.ClientTimeout / 2))
 	return c
 }
@@ -195,8 +204,8 @@ func (c *client) upgradeSnappy() {
 	defer c.wmu.Unlock()
 	c.r = bufio.NewReaderSize(snappy.NewReader(c.conn), defaultBufferSize)
 	sw := snappy.NewBufferedWriter(c.conn)
+	c.out, c.flushFn = sw, sw.Flush
 	c.w = bufio.NewWriterSize(sw, c.bufferSize())
-	c.flushFn = sw.Flush
 }
 
 func (c *client) upgradeDeflate(level int) error {
@@ -207,8 +216,23 @@ func (c *client) upgradeDeflate(level int) error {
 	if err != nil {
 		return err
 	}
+	c.out, c.flushFn = fw, fw.Flush
 	c.w = bufio.NewWriterSize(fw, c.bufferSize())
-	c.flushFn = fw.Flush
+	return nil
+}
+
+// resizeOutput gives the output buffer the negotiated size, over whatever stream is in
+// use. Nothing is buffered: the read loop calls it between commands, with answers flushed.
+func (c *client) resizeOutput() error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.w.Size() == c.bufferSize() {
+		return nil
+	}
+	if err := c.w.Flush(); err != nil {
+		return err
+	}
+	c.w = bufio.NewWriterSize(c.out, c.bufferSize())
 	return nil
 }
 

@@ -416,7 +416,7 @@ func (s *httpAPI) mpub(w http.ResponseWriter, r *http.Request, _ httprouter.Para
 	}
 	var bodies [][]byte
 	if binaryMode {
-		bodies, err = protocol.ParseMPUBBinary(body, opts.MaxMsgSize)
+		bodies, err = protocol.ParseMPUBBinary(body, opts.MaxMsgSize, opts.MaxBodySize)
 		if err != nil {
 			// NSQ answers the TCP protocol's code without its "E_": BAD_BODY, BAD_MESSAGE.
 			code := httpapi.CodeInternalError
@@ -608,13 +608,11 @@ func pausedMark(paused bool, indent string) string {
 	return indent + "   "
 }
 
-// clientLabel names a client by its IDENTIFY client_id and its port, which tells apart the
-// connections of one host.
+// clientLabel names a client as NSQ's text /stats does: its IDENTIFY hostname, the port it
+// connects from (which tells apart the connections of one host) and its user agent.
 func clientLabel(c ClientStats) string {
-	if _, port, err := net.SplitHostPort(c.RemoteAddress); err == nil {
-		return c.ClientID + ":" + port
-	}
-	return c.ClientID
+	_, port, _ := net.SplitHostPort(c.RemoteAddress)
+	return c.Hostname + ":" + port + " " + c.UserAgent
 }
 
 func connected(now time.Time, c ClientStats) time.Duration {

@@ -161,7 +161,8 @@ func TestHTTPErrors(t *testing.T) {
 		{"mpub binary short", "POST", "/mpub?topic=t&binary=true", bytes.NewReader([]byte{0, 0, 1}), 413, "BAD_BODY"},
 		{"mpub binary zero count", "POST", "/mpub?topic=t&binary=1", bytes.NewReader(binaryMPUB()), 413, "BAD_BODY"},
 		{"mpub binary message too big", "POST", "/mpub?topic=t&binary=true", bytes.NewReader(binaryMPUB("a", big)), 413, "BAD_MESSAGE"},
-		{"mpub binary count too high", "POST", "/mpub?topic=t&binary=true", bytes.NewReader(binaryMPUB("abc", "def")[:12]), 413, "BAD_BODY"},
+		{"mpub binary count beyond body", "POST", "/mpub?topic=t&binary=true", bytes.NewReader(binaryMPUB("abc", "def")[:12]), 413, "BAD_MESSAGE"},
+		{"mpub binary count beyond max body", "POST", "/mpub?topic=t&binary=true", bytes.NewReader(append([]byte{0, 1, 0, 0}, binaryMPUB("abc")[4:]...)), 413, "BAD_BODY"},
 		{"mpub binary truncated", "POST", "/mpub?topic=t&binary=true", bytes.NewReader(binaryMPUB("abcdefgh", "x")[:20]), 413, "BAD_MESSAGE"},
 		{"mpub binary trailing bytes", "POST", "/mpub?topic=t&binary=true", bytes.NewReader(append(binaryMPUB("abc"), 'z')), 413, "BAD_BODY"},
 		{"mpub binary=false is text", "POST", "/mpub?topic=t&binary=false", bytes.NewReader(append(binaryMPUB("abc"), []byte("\n"+big)...)), 413, "MSG_TOO_BIG"},
@@ -770,7 +771,15 @@ func TestHTTPStats(t *testing.T) {
 		if r.status != 200 || r.header.Get("Content-Type") != "text/plain; charset=utf-8" {
 			t.Fatalf("%d %q", r.status, r.header.Get("Content-Type"))
 		}
+		// A client is named as NSQ names it: hostname, port and user agent.
+		cl := stats.Topics[0].Channels[0].Clients[0]
+		_, port, _ := net.SplitHostPort(cl.RemoteAddress)
+		if cl.UserAgent == "" || cl.Hostname == "" {
+			t.Fatalf("go-nsq sent no hostname or user agent: %+v", cl)
+		}
+		consumerLine := fmt.Sprintf("        [V2 %-21s] state: 3 inflt: 0    rdy: ", cl.Hostname+":"+port+" "+cl.UserAgent)
 		for _, want := range []string{
+			consumerLine,
 			"nsqd v1.3.0", "start_time ", "uptime ", "Health: OK", "Memory:", "heap_objects",
 			"   [stats_t        ] depth: 0 ", "p50=", "p99=",
 			"      [c1                       ] depth: 0 ", "   *P [c2                       ]",

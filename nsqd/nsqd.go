@@ -315,8 +315,9 @@ func (n *NSQD) handleConn(ctx context.Context, conn net.Conn) {
 		return
 	}
 	if string(magic[:]) != protocol.MagicV2 {
-		frame := protocol.AppendFrame(nil, protocol.FrameTypeError,
-			fmt.Appendf(nil, "%s client(%s) bad protocol magic '%s'", protocol.ErrBadProtocol, conn.RemoteAddr(), magic[:]))
+		// NSQ's answer is the bare code; what was wrong goes to the log.
+		n.logger.Debug("bad protocol magic", "client", conn.RemoteAddr().String(), "magic", fmt.Sprintf("%q", magic[:]))
+		frame := protocol.AppendFrame(nil, protocol.FrameTypeError, []byte(protocol.ErrBadProtocol))
 		_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
 		_, _ = conn.Write(frame)
 		conn.Close()

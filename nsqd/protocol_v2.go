@@ -1,7 +1,6 @@
 package nsqd
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -157,13 +156,12 @@ func (p *protocolV2) exec(ctx context.Context, c *client, params [][]byte) ([]by
 	return nil, protocol.NewFatalError(protocol.ErrInvalid, "invalid command %s", cmd)
 }
 
+// identify negotiates the connection's settings. As in NSQ it may be sent more than once
+// before SUB, each time replacing the settings; what cannot be undone, a compressed stream,
+// cannot be negotiated a second time.
 func (p *protocolV2) identify(c *client, params [][]byte) ([]byte, error) {
 	if c.state.Load() != stateInit {
 		return nil, protocol.NewFatalError(protocol.ErrInvalid, "cannot IDENTIFY in current state")
-	}
-	if c.identified {
-		// NSQ accepts a second IDENTIFY whose settings never reach the pump; refuse it.
-		return nil, protocol.NewFatalError(protocol.ErrInvalid, "cannot IDENTIFY again")
 	}
 	opts := p.n.getOpts()
 	body, err := protocol.ReadBody(c.r, nil, opts.MaxBodySize, protocol.ErrBadBody, "IDENTIFY")
@@ -218,39 +216,43 @@ func (p *protocolV2) identify(c *client, params [][]byte) ([]byte, error) {
 	default:
 		return nil, protocol.NewFatalError(protocol.ErrBadBody, "IDENTIFY msg timeout (%d) is invalid", req.MsgTimeout)
 	}
-	if req.Deflate && req.Snappy {
+
+	// Compression is negotiated only with feature negotiation, and the level is reported
+	// as NSQ does: 6 unless the client asked for deflate with a level, never above the
+	// server's maximum.
+	deflate := req.FeatureNegotiation && req.Deflate && opts.DeflateEnabled
+	snappyOn := req.FeatureNegotiation && req.Snappy && opts.SnappyEnabled
+	deflateLevel := 6
+	if deflate && req.DeflateLevel > 0 {
+		deflateLevel = req.DeflateLevel
+	}
+	deflateLevel = min(deflateLevel, opts.MaxDeflateLevel)
+	if deflate && snappyOn {
 		return nil, protocol.NewFatalError(protocol.ErrIdentifyFailed, "cannot enable both deflate and snappy compression")
 	}
-	deflateLevel := 0
-	deflate := req.Deflate && opts.DeflateEnabled
-	if deflate {
-		deflateLevel = req.DeflateLevel
-		if deflateLevel <= 0 {
-			deflateLevel = 6
-		}
-		deflateLevel = min(deflateLevel, opts.MaxDeflateLevel)
-	}
-	snappyOn := req.Snappy && opts.SnappyEnabled
-	if !req.FeatureNegotiation {
-		deflate, snappyOn = false, false // compression is only negotiated with feature negotiation
+	if (deflate || snappyOn) && c.compressed {
+		// NSQ would wrap the compressed stream in a second compressor, which no client
+		// reads; the connection cannot continue either way.
+		return nil, protocol.NewFatalError(protocol.ErrIdentifyFailed, "IDENTIFY cannot negotiate compression again")
 	}
 
-	c.identified = true
-	c.clientID = req.ClientID
-	c.hostname = req.Hostname
-	c.userAgent = req.UserAgent
+	old := c.ident.Load()
+	c.ident.Store(&identity{
+		clientID:   req.ClientID,
+		hostname:   req.Hostname,
+		userAgent:  req.UserAgent,
+		sampleRate: req.SampleRate,
+		deflate:    old.deflate || deflate,
+		snappy:     old.snappy || snappyOn,
+	})
 	c.heartbeatNs.Store(int64(heartbeat))
 	c.outputBufferSize = bufSize
 	c.outputBufferTimeout = bufTimeout
 	c.msgTimeout = msgTimeout
 	c.sampleRate = req.SampleRate
-	c.deflate, c.deflateLevel, c.snappy = deflate, deflateLevel, snappyOn
-	c.featureNegotiation = req.FeatureNegotiation
-	c.wmu.Lock()
-	if bufSize > 0 && bufSize != c.w.Size() {
-		c.w = bufio.NewWriterSize(c.conn, bufSize)
+	if err := c.resizeOutput(); err != nil {
+		return nil, err
 	}
-	c.wmu.Unlock()
 	select {
 	case c.settingsCh <- struct{}{}:
 	default:
@@ -273,8 +275,6 @@ func (p *protocolV2) identify(c *client, params [][]byte) ([]byte, error) {
 		AuthRequired:        false,
 		OutputBufferSize:    bufSize,
 		OutputBufferTimeout: bufTimeout.Milliseconds(),
-		TopologyRegion:      opts.TopologyRegion,
-		TopologyZone:        opts.TopologyZone,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("encode IDENTIFY response: %w", err)
@@ -284,9 +284,11 @@ func (p *protocolV2) identify(c *client, params [][]byte) ([]byte, error) {
 	}
 	switch {
 	case snappyOn:
+		c.compressed = true
 		c.upgradeSnappy()
 		return okBytes, nil
 	case deflate:
+		c.compressed = true
 		if err := c.upgradeDeflate(deflateLevel); err != nil {
 			return nil, protocol.NewFatalError(protocol.ErrIdentifyFailed, "IDENTIFY failed %s", err)
 		}
@@ -378,7 +380,7 @@ func (p *protocolV2) parseID(c *client, cmd string, params [][]byte, n int) (uin
 		return 0, protocol.NewFatalError(protocol.ErrInvalid, "%s insufficient number of params", cmd)
 	}
 	if len(params[1]) != protocol.MsgIDLength {
-		return 0, protocol.NewFatalError(protocol.ErrInvalid, "Invalid Message ID")
+		return 0, protocol.NewFatalError(protocol.ErrInvalid, "invalid message ID")
 	}
 	id, ok := protocol.ParseMessageID(params[1])
 	if !ok {
@@ -394,7 +396,7 @@ func (p *protocolV2) fin(c *client, params [][]byte) ([]byte, error) {
 		err = c.channel.finish(c, id)
 	}
 	if err != nil {
-		if errors.Is(err, errNotInFlight) {
+		if isDeliveryError(err) {
 			return nil, protocol.NewClientError(protocol.ErrFinFailed, "FIN %s failed %s", params[1], err)
 		}
 		return nil, err
@@ -406,7 +408,7 @@ func (p *protocolV2) fin(c *client, params [][]byte) ([]byte, error) {
 
 func (p *protocolV2) req(c *client, params [][]byte) ([]byte, error) {
 	id, err := p.parseID(c, "REQ", params, 3)
-	if err != nil && !errors.Is(err, errNotInFlight) {
+	if err != nil && !isDeliveryError(err) {
 		return nil, err
 	}
 	ms, perr := protocol.ParseInt(params[2])
@@ -436,7 +438,7 @@ func (p *protocolV2) touch(c *client, params [][]byte) ([]byte, error) {
 		err = c.channel.touch(c, id, time.Now().UnixNano(), int64(p.n.getOpts().MaxMsgTimeout))
 	}
 	if err != nil {
-		if errors.Is(err, errNotInFlight) {
+		if isDeliveryError(err) {
 			return nil, protocol.NewClientError(protocol.ErrTouchFailed, "TOUCH %s failed %s", params[1], err)
 		}
 		return nil, err

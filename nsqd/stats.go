@@ -243,9 +243,10 @@ func (ch *Channel) stats(includeClients bool) ChannelStats {
 }
 
 func (c *client) stats() ClientStats {
+	id := c.ident.Load()
 	s := ClientStats{
-		ClientID:      c.clientID,
-		Hostname:      c.hostname,
+		ClientID:      id.clientID,
+		Hostname:      id.hostname,
 		Version:       "V2",
 		RemoteAddress: c.remote,
 		State:         c.state.Load(),
@@ -256,10 +257,10 @@ func (c *client) stats() ClientStats {
 		RequeueCount:  c.requeueCount.Load(),
 		TimeoutCount:  c.timeoutCount.Load(),
 		ConnectTime:   c.connTime.Unix(),
-		SampleRate:    c.sampleRate,
-		Deflate:       c.deflate,
-		Snappy:        c.snappy,
-		UserAgent:     c.userAgent,
+		SampleRate:    id.sampleRate,
+		Deflate:       id.deflate,
+		Snappy:        id.snappy,
+		UserAgent:     id.userAgent,
 	}
 	c.pubMu.Lock()
 	for topic, n := range c.pubCounts {

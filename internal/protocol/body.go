@@ -88,10 +88,10 @@ func ParseMPUB(r io.Reader, maxMsgSize, maxBodySize int64) ([][]byte, error) {
 		return nil, wrapFatal(noEOF(err), ErrBadBody, "MPUB failed to read message count")
 	}
 	count := int64(int32(binary.BigEndian.Uint32(hdr[:])))
-	// Each message needs at least 5 bytes (size and one byte of data). The bound from
-	// maxBodySize is NSQ's; the one from bodyLen is the same bound on the actual body, and
-	// stops a small body from claiming a large count before anything is read.
-	if count <= 0 || count > (maxBodySize-4)/5 || count > (bodyLen-4)/5 {
+	// Each message needs at least 5 bytes (size and one byte of data): NSQ's bound, from
+	// maxBodySize. A count the actual body cannot hold fails on the first message that is
+	// missing or empty, with NSQ's message-level error.
+	if count <= 0 || count > (maxBodySize-4)/5 {
 		return nil, NewFatalError(ErrBadBody, "MPUB invalid message count %d", count)
 	}
 	data := make([]byte, bodyLen-4)
@@ -109,22 +109,22 @@ func ParseMPUB(r io.Reader, maxMsgSize, maxBodySize int64) ([][]byte, error) {
 // 1..maxMsgSize bytes, and the messages must fill the body exactly (NSQ ignores trailing
 // bytes). The messages alias body. Errors are fatal [*Error]s; the HTTP handler turns their
 // code into a 413 reason as NSQ does ("E_BAD_MESSAGE" -> "BAD_MESSAGE").
-func ParseMPUBBinary(body []byte, maxMsgSize int64) ([][]byte, error) {
+func ParseMPUBBinary(body []byte, maxMsgSize, maxBodySize int64) ([][]byte, error) {
 	if len(body) < 4 {
 		return nil, NewFatalError(ErrBadBody, "MPUB failed to read message count")
 	}
 	count := int64(int32(binary.BigEndian.Uint32(body)))
-	if count <= 0 || count > int64(len(body)-4)/5 {
+	if count <= 0 || count > (maxBodySize-4)/5 {
 		return nil, NewFatalError(ErrBadBody, "MPUB invalid message count %d", count)
 	}
 	return splitMessages(body[4:], int(count), maxMsgSize, int64(len(body)))
 }
 
 // splitMessages cuts count size-prefixed messages out of data, which must hold exactly
-// them. bodyLen is only for the mismatch error's text. The caller has checked that count
-// messages of the minimum size fit in data, which bounds the slice allocated here.
+// them. bodyLen is only for the mismatch error's text. The slice is sized by what data can
+// hold, never by the count a client claims.
 func splitMessages(data []byte, count int, maxMsgSize, bodyLen int64) ([][]byte, error) {
-	msgs := make([][]byte, 0, count)
+	msgs := make([][]byte, 0, min(count, len(data)/5+1))
 	for i := range count {
 		if len(data) < 4 {
 			return nil, NewFatalError(ErrBadMessage, "MPUB failed to read message(%d) body size", i)

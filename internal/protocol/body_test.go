@@ -124,7 +124,8 @@ func TestParseMPUB(t *testing.T) {
 		{name: "count 0", in: cat(be32(9), be32(0)), errText: "E_BAD_BODY MPUB invalid message count 0"},
 		{name: "count negative", in: cat(be32(9), be32(0xffffffff)), errText: "E_BAD_BODY MPUB invalid message count -1"},
 		{name: "count over max body", in: cat(be32(100), be32(20)), errText: "E_BAD_BODY MPUB invalid message count 20"},
-		{name: "count over body", in: cat(be32(14), be32(3)), errText: "E_BAD_BODY MPUB invalid message count 3"},
+		{name: "count over body", in: withSize(cat(be32(3), be32(1), "a", be32(1), "b")), errText: "E_BAD_MESSAGE MPUB failed to read message(2) body size"},
+		{name: "one empty message", in: withSize(cat(be32(1), be32(0))), errText: "E_BAD_MESSAGE MPUB invalid message(0) body size 0"},
 		{name: "truncated body", in: cat(be32(20), be32(1), be32(5), "hel"),
 			errText: "E_BAD_BODY MPUB failed to read body", errIs: io.ErrUnexpectedEOF},
 		{name: "message size 0", in: withSize(cat(be32(1), be32(0), "xxxx")),
@@ -223,7 +224,9 @@ func TestParseMPUBBinary(t *testing.T) {
 		{name: "short count", body: []byte{0, 0, 1}, errText: "E_BAD_BODY MPUB failed to read message count"},
 		{name: "count 0", body: be32(0), errText: "E_BAD_BODY MPUB invalid message count 0"},
 		{name: "count negative", body: be32(0x80000000), errText: "E_BAD_BODY MPUB invalid message count -2147483648"},
-		{name: "count beyond body", body: cat(be32(2), be32(1), "a"), errText: "E_BAD_BODY MPUB invalid message count 2"},
+		{name: "count beyond body", body: cat(be32(2), be32(1), "a"), errText: "E_BAD_MESSAGE MPUB failed to read message(1) body size"},
+		{name: "count beyond the bound", body: cat(be32(20), be32(1), "a"), errText: "E_BAD_BODY MPUB invalid message count 20"},
+		{name: "one empty message", body: cat(be32(1), be32(0)), errText: "E_BAD_MESSAGE MPUB invalid message(0) body size 0"},
 		{name: "message too big", body: mpubBody("01234567890"), errText: "E_BAD_MESSAGE MPUB message too big 11 > 10"},
 		{name: "message size 0", body: cat(be32(1), be32(0), "x"), errText: "E_BAD_MESSAGE MPUB invalid message(0) body size 0"},
 		{name: "message past end", body: cat(be32(1), be32(3), "ab"), errText: "E_BAD_MESSAGE MPUB failed to read message body"},
@@ -233,7 +236,7 @@ func TestParseMPUBBinary(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			msgs, err := protocol.ParseMPUBBinary(tt.body, 10)
+			msgs, err := protocol.ParseMPUBBinary(tt.body, 10, 100)
 			if tt.errText == "" {
 				if err != nil {
 					t.Fatalf("ParseMPUBBinary error: %v", err)

@@ -345,7 +345,7 @@ func FuzzParseMPUB(f *testing.F) {
 			body := data[4 : 4+bodyLen]
 			checkMPUBMessages(t, msgs, body, maxMsg)
 			// The HTTP form of the same batch must parse the same.
-			bin, err := protocol.ParseMPUBBinary(body, maxMsg)
+			bin, err := protocol.ParseMPUBBinary(body, maxMsg, maxBody)
 			if err != nil || len(bin) != len(msgs) {
 				t.Fatalf("ParseMPUBBinary of an accepted body: (%d messages, %v)", len(bin), err)
 			}
@@ -397,7 +397,7 @@ func FuzzParseMPUBBinary(f *testing.F) {
 	f.Add(be32(0x7fffffff), uint16(10))
 	f.Fuzz(func(t *testing.T, body []byte, maxMsg16 uint16) {
 		maxMsg := int64(maxMsg16)
-		msgs, err := protocol.ParseMPUBBinary(body, maxMsg)
+		msgs, err := protocol.ParseMPUBBinary(body, maxMsg, int64(len(body))+4)
 		if err != nil {
 			wantCode(t, err, protocol.ErrBadBody, protocol.ErrBadMessage)
 			return

@@ -42,7 +42,7 @@ type IdentifyRequest struct {
 }
 
 // IdentifyResponse is the JSON the server answers IDENTIFY with when the client asked for
-// feature negotiation. Timeouts are in milliseconds. go-nsq reads max_rdy_count, tls_v1,
+// feature negotiation: NSQ 1.3's fields exactly. Timeouts are in milliseconds. go-nsq reads max_rdy_count, tls_v1,
 // deflate, snappy and auth_required.
 type IdentifyResponse struct {
 	// MaxRdyCount is the largest RDY the server accepts.
@@ -71,10 +71,6 @@ type IdentifyResponse struct {
 	OutputBufferSize int `json:"output_buffer_size"`
 	// OutputBufferTimeout is the output buffer timeout in force.
 	OutputBufferTimeout int64 `json:"output_buffer_timeout"`
-	// TopologyRegion is the server's region.
-	TopologyRegion string `json:"topology_region"`
-	// TopologyZone is the server's zone.
-	TopologyZone string `json:"topology_zone"`
 }
 
 // ParseIdentify decodes an IDENTIFY body. A body that is not a JSON object of the right

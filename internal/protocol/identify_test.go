@@ -67,7 +67,7 @@ func TestIdentifyJSONNames(t *testing.T) {
 		{"response", protocol.IdentifyResponse{}, []string{
 			"auth_required", "deflate", "deflate_level", "max_deflate_level", "max_msg_timeout",
 			"max_rdy_count", "msg_timeout", "output_buffer_size", "output_buffer_timeout",
-			"sample_rate", "snappy", "tls_v1", "topology_region", "topology_zone", "version"}},
+			"sample_rate", "snappy", "tls_v1", "version"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
