@@ -1,8 +1,10 @@
 package nsqd_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -486,4 +488,40 @@ func TestEngineShutdownDisconnectsClients(t *testing.T) {
 	stop()                   // fails the test if Run errs or hangs
 	must(t, c.ExpectClosed())
 	must(t, idle.ExpectClosed())
+}
+
+// TestShutdownClosesConnectionsWithoutMagic checks that a connection that never sent the
+// protocol magic does not hold shutdown until the client timeout (an hour here): shutdown
+// closes every accepted connection at once.
+func TestShutdownClosesConnectionsWithoutMagic(t *testing.T) {
+	addr, d, stop := startNSQD(t, func(o *nsqd.Options) { o.ClientTimeout = time.Hour })
+	silent, err := net.Dial("tcp", addr)
+	must(t, err)
+	t.Cleanup(func() { silent.Close() })
+	partial, err := net.Dial("tcp", addr)
+	must(t, err)
+	t.Cleanup(func() { partial.Close() })
+	_, err = partial.Write([]byte("  ")) // half a magic
+	must(t, err)
+	// Both are accepted before stop begins: a V2 client connected after them is served.
+	must(t, dialRaw(t, addr).Publish("order", "m"))
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		stop()
+	}()
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run still waits for connections that never sent the magic")
+	}
+	for _, c := range []net.Conn{silent, partial} {
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Read(make([]byte, 1)); !wiretest.IsClosed(err) {
+			t.Errorf("connection not closed by shutdown: %v", err)
+		}
+	}
+	if err := d.Run(context.Background()); !errors.Is(err, nsqd.ErrRunTwice) {
+		t.Errorf("a second Run returned %v, want ErrRunTwice", err)
+	}
 }

@@ -87,9 +87,14 @@ type NSQD struct {
 	mu     sync.RWMutex
 	topics map[string]*Topic
 
+	// clientsMu guards clients and conns. conns holds every accepted connection from the
+	// moment it is accepted, magic read or not, so that shutdown can close them all at once;
+	// clients holds those that became V2 clients.
 	clientsMu sync.Mutex
 	clients   map[int64]*client
-	conns     sync.WaitGroup
+	conns     map[net.Conn]struct{}
+	connWG    sync.WaitGroup // one per accepted connection's goroutine
+	running   atomic.Bool    // Run has been called
 
 	metaMu sync.Mutex
 
@@ -128,6 +133,7 @@ func New(opts *Options, logger *slog.Logger, reg *prometheus.Registry) (*NSQD, e
 		ids:       newIDGenerator(o.NodeID, 0),
 		topics:    make(map[string]*Topic),
 		clients:   make(map[int64]*client),
+		conns:     make(map[net.Conn]struct{}),
 		startTime: time.Now(),
 		ready:     make(chan struct{}),
 	}
@@ -221,8 +227,14 @@ func (n *NSQD) getOpts() *Options { return n.opts.Load() }
 // TCPAddr returns the address the V2 protocol listens on.
 func (n *NSQD) TCPAddr() net.Addr { return n.tcpListener.Addr() }
 
-// Run serves until ctx is cancelled, then shuts down and returns.
+// ErrRunTwice is returned by a second call of Run: a daemon runs once.
+var ErrRunTwice = errors.New("nsqd: Run called twice")
+
+// Run serves until ctx is cancelled, then shuts down and returns. It may be called once.
 func (n *NSQD) Run(ctx context.Context) error {
+	if !n.running.CompareAndSwap(false, true) {
+		return ErrRunTwice
+	}
 	// The scheduler and housekeeping outlive ctx: they stop only after the clients are gone,
 	// so nothing they do races the final checkpoints.
 	bgCtx, stopBackground := context.WithCancel(context.Background())
@@ -274,8 +286,11 @@ func (n *NSQD) Run(ctx context.Context) error {
 	for _, c := range n.clients {
 		c.close()
 	}
+	for conn := range n.conns {
+		_ = conn.Close() // those that never sent the magic, and any client's again
+	}
 	n.clientsMu.Unlock()
-	n.conns.Wait()
+	n.connWG.Wait()
 
 	stopBackground()
 	bg.Wait()
@@ -292,12 +307,26 @@ func (n *NSQD) Run(ctx context.Context) error {
 }
 
 // acceptLoop accepts V2 connections until the listener closes; each connection runs in its
-// own goroutine tracked by n.conns.
+// own goroutine tracked by n.connWG, and is in n.conns until it ends, so that shutdown
+// closes it whatever it is doing.
 func (n *NSQD) acceptLoop(ctx context.Context) {
 	protocol.Accept(ctx, n.tcpListener, n.logger, func(conn net.Conn) bool {
-		n.conns.Add(1)
+		n.clientsMu.Lock()
+		if n.exiting.Load() {
+			n.clientsMu.Unlock()
+			_ = conn.Close()
+			return true
+		}
+		n.conns[conn] = struct{}{}
+		n.connWG.Add(1)
+		n.clientsMu.Unlock()
 		go func() {
-			defer n.conns.Done()
+			defer n.connWG.Done()
+			defer func() {
+				n.clientsMu.Lock()
+				delete(n.conns, conn)
+				n.clientsMu.Unlock()
+			}()
 			n.handleConn(ctx, conn)
 		}()
 		return true
