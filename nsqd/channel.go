@@ -37,15 +37,71 @@ func isDeliveryError(err error) bool {
 	return errors.Is(err, errNotInFlight) || errors.Is(err, errNotOwner)
 }
 
-// readBatch bounds how many records one take reads from the log at a time.
-const readBatch = 256
+const (
+	// readBatch bounds how many records one read of the topic log takes; a read is then
+	// handed out among the channel's subscribers.
+	readBatch = 256
+	// fireBatch bounds how many due messages one call of fire releases, so that a channel
+	// with a flood of due messages cannot hold the scheduler away from the others.
+	fireBatch = 1024
+	// maxDeferredRead bounds how many deferred records one read takes beyond what the
+	// subscribers have room for: they take none.
+	maxDeferredRead = 4 * readBatch
+	// checkpointChunk bounds how many entries a checkpoint encodes per hold of the lock.
+	checkpointChunk = 1024
+)
+
+// subscriber is what a channel needs of a consumer: it is told when the channel may have
+// messages for it, and says how many it may have in flight. The channel never reaches into
+// a connection; a test subscribes anything that implements this.
+type subscriber interface {
+	// wake tells the subscriber to take what the channel has for it; it must not block.
+	wake()
+	// readyCount is how many messages the subscriber may have in flight (its RDY); 0 while
+	// it takes nothing (RDY 0, or closing).
+	readyCount() int64
+	// close disconnects the subscriber: its channel is being deleted.
+	close()
+	// stats describes it in the channel's stats.
+	stats() ClientStats
+}
+
+// subscription is one subscriber's place in a channel: its delivery settings, fixed at
+// subscription, and what the channel holds for it.
+type subscription struct {
+	sub        subscriber
+	msgTimeout int64 // ns a delivery stays in flight without FIN or TOUCH
+	sampleRate int32 // 0: every message; else the percentage delivered
+
+	inFlight atomic.Int64  // written under Channel.mu, read anywhere
+	timeouts atomic.Uint64 // deliveries to it that timed out
+
+	// outbox holds the messages the channel assigned to the subscriber and its pump has not
+	// taken yet. Guarded by Channel.mu, as is gone.
+	outbox []*pending
+	gone   bool
+}
+
+// room is how many more messages the subscriber may be given: its RDY less what it has in
+// flight and in its outbox. Channel.mu is held.
+func (s *subscription) room() int64 {
+	return s.sub.readyCount() - s.inFlight.Load() - int64(len(s.outbox))
+}
 
 // Channel is a cursor into its topic's log plus the delivery state of the messages the cursor
-// has passed: those in flight to a client, those ready for redelivery (requeued, timed out or
-// due), and those deferred until a time. A message leaves the channel when FINished.
+// has passed: those in flight to a subscriber, those assigned to one and not yet taken, those
+// ready for (re)delivery (requeued, timed out or due) and those deferred until a time. A
+// message leaves the channel when FINished.
 //
-// Every field below mu is guarded by it. Lock order: Topic.mu, then Channel.mu, then the
-// scheduler's lock; a client's write lock is never held while taking Channel.mu.
+// Delivery is fair: whatever is ready is handed out among the subscribers with room in
+// proportion to their room (what their RDY leaves free), the remainder round-robin, and each
+// subscriber's pump takes its share; no subscriber takes a whole batch while others wait, and
+// one that stops taking keeps only what it was given.
+//
+// Locks, in this order: readMu, then mu, then the scheduler's and the log's. readMu is held
+// by whoever reads the log for the channel (one subscriber's pump, for everyone) or moves its
+// cursor; mu guards the delivery state and is never held across I/O, so a read from disk or
+// a long checkpoint never delays the scheduler or a FIN.
 type Channel struct {
 	name      string
 	topic     *Topic
@@ -53,36 +109,45 @@ type Channel struct {
 	sched     *scheduler
 	logger    *slog.Logger
 
-	messageCount atomic.Uint64 // records the cursor has passed
 	requeueCount atomic.Uint64
 	timeoutCount atomic.Uint64
 	finishCount  atomic.Uint64
 	e2e          *quantile.Stream // publish-to-FIN latency; nil unless percentiles are configured
-	// mayWait is true while a client may be on the waiting list. take sets it before reading
-	// the log, so a publish that lands after that read sees it and wakes the client; a publish
-	// that sees it false landed before the read and was delivered by it.
+	// mayWait is true while a subscriber may be on the waiting list. A reader sets it before
+	// reading the log, so a publish that lands after that read sees it and wakes the
+	// waiting; a publish that sees it false landed before the read and was delivered by it.
 	mayWait atomic.Bool
 
+	readMu  sync.Mutex
+	reader  *logstore.Reader // guarded by readMu
+	readBuf []logstore.Entry // guarded by readMu
+
 	mu      sync.Mutex
-	reader  *logstore.Reader
+	cursor  logstore.Pos // where the next record read enters the channel
 	byID    map[uint64]*pending
 	order   []*pending // every pending message in cursor order, done ones until popped
 	orderAt int        // index of order's first live element
-	ready   []*pending // FIFO of messages waiting for (re)delivery
+	ready   []*pending // FIFO of messages waiting to be assigned
 	readyAt int
 	timers  pendingHeap // in-flight deadlines and deferred due times
 	slot    schedSlot   // the scheduler's; guarded by its lock
 	schedAt int64       // the earliest wake-up this channel has asked for; 0 if none
 	free    []*pending  // recycled pending structs
 
-	clients  map[int64]*client
-	waiting  []*client // clients with spare RDY that found nothing to deliver
+	subs     []*subscription // in the order they subscribed; assignment rotates over them
+	rr       int             // where the next round-robin remainder starts
+	waiting  []*subscription // subscribers with room that found nothing to take
+	rooms    []int           // scratch for assignReadyLocked
+	shares   []int           // scratch for assignReadyLocked
 	paused   bool
 	exiting  bool
 	inFlight int
 	deferred int
-	readBuf  []logstore.Entry
-	taken    []*pending // scratch for take
+	assigned int // messages in outboxes
+
+	// routedFrom is the log sequence message_count counts from: messages routed into the
+	// channel are those the topic made readable since.
+	routedFrom uint64
 
 	dirty        bool   // state changed since the last checkpoint
 	ckptLowWater uint64 // low-water mark recorded by the last checkpoint written
@@ -96,12 +161,13 @@ func newChannel(t *Topic, name string, start logstore.Pos) *Channel {
 		sched:     t.sched,
 		logger:    t.logger.With("channel", name),
 		byID:      make(map[uint64]*pending),
-		clients:   make(map[int64]*client),
 		slot:      schedSlot{index: -1},
 		dirty:     true,
 	}
 	ch.reader = t.log.NewReader(start)
-	ch.ckptLowWater = start.Seq
+	ch.cursor = ch.reader.Pos()
+	ch.routedFrom = ch.cursor.Seq
+	ch.ckptLowWater = ch.cursor.Seq
 	if o := t.opts(); len(o.E2EProcessingLatencyPercentiles) > 0 {
 		ch.e2e = quantile.New(o.E2EProcessingLatencyWindowTime, o.E2EProcessingLatencyPercentiles)
 	}
@@ -113,156 +179,329 @@ func (ch *Channel) Name() string { return ch.name }
 
 func (ch *Channel) schedSlot() *schedSlot { return &ch.slot }
 
-// addClient subscribes c.
-func (ch *Channel) addClient(c *client, maxConsumers int) error {
+// subscribe adds s with its delivery settings and returns its subscription.
+func (ch *Channel) subscribe(s subscriber, msgTimeout time.Duration, sampleRate int32, maxConsumers int) (*subscription, error) {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	if ch.exiting {
-		return errChannelExiting
+		return nil, errChannelExiting
 	}
-	if maxConsumers > 0 && len(ch.clients) >= maxConsumers {
-		return errTooManyConsumers
+	if maxConsumers > 0 && len(ch.subs) >= maxConsumers {
+		return nil, errTooManyConsumers
 	}
-	ch.clients[c.id] = c
-	return nil
+	sub := &subscription{sub: s, msgTimeout: int64(msgTimeout), sampleRate: sampleRate}
+	ch.subs = append(ch.subs, sub)
+	return sub, nil
 }
 
-// removeClient unsubscribes c and makes its in-flight messages ready for redelivery at once
-// (NSQ leaves them until their timeout). It reports whether the channel is now an ephemeral
-// channel with no clients, which its topic deletes.
-func (ch *Channel) removeClient(c *client) (emptyEphemeral bool) {
+// unsubscribe removes sub and makes what it held ready for redelivery at once: its outbox
+// first, in order, then its in-flight messages (NSQ leaves those until their timeout). It
+// reports whether the channel is now an ephemeral channel with no subscribers, which its
+// topic deletes.
+func (ch *Channel) unsubscribe(sub *subscription) (emptyEphemeral bool) {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
-	if _, ok := ch.clients[c.id]; !ok {
+	if sub.gone {
 		return false
 	}
-	delete(ch.clients, c.id)
-	for i := range ch.waiting {
-		if ch.waiting[i] == c {
-			ch.waiting = append(ch.waiting[:i], ch.waiting[i+1:]...)
-			break
-		}
-	}
-	requeued := false
+	sub.gone = true
+	ch.subs = removeSub(ch.subs, sub)
+	ch.waiting = removeSub(ch.waiting, sub)
+	released := ch.unassignLocked(sub.outbox)
+	clear(sub.outbox)
+	sub.outbox = nil
 	for i := 0; i < len(ch.timers); {
 		p := ch.timers[i]
-		if p.state == stateInFlight && p.owner == c {
+		if p.state == stateInFlight && p.owner == sub {
 			heap.Remove(&ch.timers, i)
 			ch.inFlight--
+			sub.inFlight.Add(-1)
 			p.owner = nil
 			p.state = stateReady
 			ch.pushReady(p)
-			requeued = true
+			released = true
 			continue
 		}
 		i++
 	}
-	if requeued {
+	if released {
 		ch.dirty = true
 		ch.wakeWaitingLocked()
 	}
-	return ch.ephemeral && len(ch.clients) == 0
+	return ch.ephemeral && len(ch.subs) == 0
 }
 
-// take moves up to max messages into flight for c and appends them to dst. It serves ready
-// messages first, then reads the log at the cursor; records whose DPUB time is in the future
-// go to the timer heap instead. When nothing can be delivered c is put on the waiting list and
-// woken when that changes.
-func (ch *Channel) take(c *client, dst []delivery, max int, now int64) []delivery {
+func removeSub(subs []*subscription, sub *subscription) []*subscription {
+	for i, s := range subs {
+		if s == sub {
+			copy(subs[i:], subs[i+1:])
+			subs[len(subs)-1] = nil
+			return subs[:len(subs)-1]
+		}
+	}
+	return subs
+}
+
+// rdyChanged gives back to the channel what sub was assigned beyond its room, once its RDY
+// was lowered or it started closing, so that other subscribers can have it.
+func (ch *Channel) rdyChanged(sub *subscription) {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
-	if ch.paused || ch.exiting || max <= 0 {
-		ch.addWaitingLocked(c)
+	keep := max(0, int(sub.sub.readyCount()-sub.inFlight.Load()))
+	if len(sub.outbox) > keep && ch.unassignLocked(sub.outbox[keep:]) {
+		clear(sub.outbox[keep:])
+		sub.outbox = sub.outbox[:keep]
+		ch.wakeWaitingLocked()
+	}
+}
+
+// unassignLocked puts assigned messages back at the front of the ready queue, in order, and
+// reports whether there were any. The caller empties the outbox they came from.
+func (ch *Channel) unassignLocked(ps []*pending) bool {
+	if len(ps) == 0 {
+		return false
+	}
+	for _, p := range ps {
+		p.state, p.owner = stateReady, nil
+	}
+	ch.assigned -= len(ps)
+	if ch.readyAt >= len(ps) {
+		ch.readyAt -= len(ps)
+		copy(ch.ready[ch.readyAt:], ps)
+	} else {
+		rest := ch.ready[ch.readyAt:]
+		ch.ready = append(append(make([]*pending, 0, len(ps)+len(rest)), ps...), rest...)
+		ch.readyAt = 0
+	}
+	return true
+}
+
+// take moves into flight for sub what the channel has for it, as much as its room allows,
+// and appends the deliveries to dst. What is ready is handed out among all subscribers with
+// room first; when nothing is ready, sub reads the next records of the log for everyone
+// (unless another subscriber is reading, which then hands sub its share). Records whose
+// DPUB time is in the future go to the timer heap instead. A subscriber that gets nothing is
+// put on the waiting list and woken when that may change.
+func (ch *Channel) take(sub *subscription, dst []delivery, now int64) []delivery {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if ch.paused || ch.exiting || sub.gone {
+		ch.addWaitingLocked(sub)
 		return dst
 	}
-	taken := ch.taken[:0]
-	for len(taken) < max && ch.readyAt < len(ch.ready) {
-		p := ch.ready[ch.readyAt]
-		ch.ready[ch.readyAt] = nil
-		ch.readyAt++
-		if p.state == stateReady && ch.sampled(c) {
-			taken = append(taken, p)
-		} else if p.state == stateReady {
-			ch.doneLocked(p)
+	room := int(sub.sub.readyCount() - sub.inFlight.Load())
+	for room > 0 {
+		if len(sub.outbox) == 0 {
+			ch.assignReadyLocked(sub)
+		}
+		if len(sub.outbox) > 0 {
+			n := len(dst)
+			dst = ch.deliverLocked(sub, dst, now, room)
+			room -= len(dst) - n
+			continue
+		}
+		if !ch.readMu.TryLock() {
+			// Another subscriber is reading and hands out what it reads; when it finishes
+			// it wakes the waiting if records remain.
+			if len(dst) == 0 {
+				ch.addWaitingLocked(sub)
+			}
+			return dst
+		}
+		if n, err := ch.readLocked(now); n == 0 {
+			if len(dst) > 0 {
+				return dst
+			}
+			// Nothing to read. A publish that lands from now on sees mayWait, set with the
+			// waiting list, and wakes sub; one that landed since the read shows here.
+			ch.addWaitingLocked(sub)
+			if err != nil || ch.cursor.Seq >= ch.topic.readableSeq() {
+				return dst
+			}
+		}
+	}
+	return dst // a FIN, REQ, timeout or RDY wakes it for more
+}
+
+// readLocked reads the next records of the log into the channel, unlocking mu around the
+// read: records due later go to the timer heap, the others to the ready queue. It is called
+// with readMu and mu held and returns with mu held and readMu released; before releasing it,
+// it wakes the waiting subscribers if more records remain, so that one of them reads next.
+// It returns how many records it read, and the read's error.
+func (ch *Channel) readLocked(now int64) (int, error) {
+	defer func() {
+		if len(ch.waiting) > 0 && ch.cursor.Seq < ch.topic.readableSeq() {
+			ch.wakeWaitingLocked()
+		}
+		ch.readMu.Unlock()
+	}()
+	// Read no more than the subscribers have room for: what is read but not delivered
+	// waits in memory, and a timed-out or requeued message should not queue behind it. A
+	// batch per subscriber keeps each share a batch.
+	want := 0
+	for _, s := range ch.subs {
+		want += int(max(0, s.room()))
+	}
+	want = min(want, readBatch*max(1, len(ch.subs)))
+	if want == 0 {
+		return 0, nil
+	}
+	if limit, ok := ch.topic.readLimit(); ok {
+		if ch.cursor.Seq >= limit {
+			return 0, nil
+		}
+		want = int(min(uint64(want), limit-ch.cursor.Seq))
+	}
+	ch.mayWait.Store(true)
+	ch.mu.Unlock()
+	// Deferred records take no room: read on past them, up to a bound.
+	ents, live := ch.readBuf[:0], 0
+	var err error
+	for live < want && len(ents) < want+maxDeferredRead {
+		n := len(ents)
+		if ents, err = ch.reader.Read(ents, want-live); err != nil || len(ents) == n {
+			break
+		}
+		for i := n; i < len(ents); i++ {
+			if ents[i].DeliverAt <= now {
+				live++
+			}
+		}
+	}
+	ch.mu.Lock()
+	ch.readBuf = ents[:0]
+	if err != nil && !errors.Is(err, logstore.ErrClosed) {
+		ch.logger.Error("read topic log", "error", err)
+	}
+	ch.cursor = ch.reader.Pos()
+	if len(ents) == 0 {
+		return 0, err
+	}
+	ch.dirty = true
+	for i := range ents {
+		p := ch.newPending(&ents[i])
+		deliverAt := ents[i].DeliverAt
+		ents[i] = logstore.Entry{} // drop the body reference held by the read buffer
+		ch.order = append(ch.order, p)
+		ch.byID[p.id] = p
+		if deliverAt > now {
+			p.state = stateDeferred
+			p.due = deliverAt
+			p.detachBody(deliverAt - now)
+			heap.Push(&ch.timers, p)
+			ch.deferred++
+			continue
+		}
+		p.state = stateReady
+		ch.pushReady(p)
+	}
+	ch.scheduleLocked()
+	return len(ents), err
+}
+
+// assignReadyLocked hands the ready queue out among the subscribers with room: each gets a
+// share in proportion to its room, the remainder goes one each round-robin, and what nobody
+// has room for stays ready. Subscribers given something are woken, but for self, whose pump
+// is the caller.
+func (ch *Channel) assignReadyLocked(self *subscription) {
+	avail := len(ch.ready) - ch.readyAt
+	if avail == 0 || ch.paused || ch.exiting {
+		return
+	}
+	rooms, shares := ch.rooms[:0], ch.shares[:0]
+	total := 0
+	for _, s := range ch.subs {
+		r := int(max(0, s.room()))
+		rooms = append(rooms, r)
+		shares = append(shares, 0)
+		total += r
+	}
+	ch.rooms, ch.shares = rooms, shares
+	if total == 0 {
+		return
+	}
+	// Shares in proportion to room, rounded down. Each rounding loses less than one, and
+	// while n < total every share is below its room, so one pass from where the last
+	// remainder stopped places the remainder, one each: single messages rotate.
+	n := min(avail, total)
+	given := 0
+	for i, r := range rooms {
+		shares[i] = n * r / total
+		given += shares[i]
+	}
+	for k := 0; given < n && k < len(rooms); k++ {
+		i := (ch.rr + k) % len(rooms)
+		if shares[i] < rooms[i] {
+			shares[i]++
+			given++
+			ch.rr = (i + 1) % len(rooms)
+		}
+	}
+	for i, s := range ch.subs {
+		got := false
+		for share := shares[i]; share > 0 && ch.readyAt < len(ch.ready); {
+			p := ch.ready[ch.readyAt]
+			ch.ready[ch.readyAt] = nil
+			ch.readyAt++
+			if p.state != stateReady {
+				continue // stale: finished or emptied meanwhile
+			}
+			p.state, p.owner = stateAssigned, s
+			s.outbox = append(s.outbox, p)
+			ch.assigned++
+			share--
+			got = true
+		}
+		if got && s != self {
+			s.sub.wake()
 		}
 	}
 	if ch.readyAt == len(ch.ready) {
 		ch.ready, ch.readyAt = ch.ready[:0], 0
 	}
-	ch.mayWait.Store(true)
-	for len(taken) < max {
-		want := min(max-len(taken), readBatch)
-		if limit, ok := ch.topic.readLimit(); ok {
-			at := ch.reader.Pos().Seq
-			if at >= limit {
-				break
-			}
-			want = int(min(uint64(want), limit-at))
+}
+
+// deliverLocked moves up to room messages of sub's outbox into flight and appends them to
+// dst; the rest of the outbox goes back to the ready queue. Messages its sample_rate leaves
+// out are dropped from the channel, as NSQ drops them.
+func (ch *Channel) deliverLocked(sub *subscription, dst []delivery, now int64, room int) []delivery {
+	out := sub.outbox
+	k := min(room, len(out))
+	deadline := now + sub.msgTimeout
+	taken := 0
+	for _, p := range out[:k] {
+		ch.assigned--
+		if !sampled(sub.sampleRate) {
+			ch.doneLocked(p)
+			continue
 		}
-		ents, err := ch.reader.Read(ch.readBuf[:0], want)
-		ch.readBuf = ents[:0]
-		if err != nil {
-			ch.logger.Error("read topic log", "error", err)
-			break
-		}
-		if len(ents) == 0 {
-			break
-		}
-		ch.messageCount.Add(uint64(len(ents)))
-		ch.dirty = true
-		for i := range ents {
-			p := ch.newPending(&ents[i])
-			deliverAt := ents[i].DeliverAt
-			ents[i] = logstore.Entry{} // drop the body reference held by the read buffer
-			ch.order = append(ch.order, p)
-			ch.byID[p.id] = p
-			if deliverAt > now {
-				p.state = stateDeferred
-				p.due = deliverAt
-				p.detachBody(deliverAt - now)
-				heap.Push(&ch.timers, p)
-				ch.deferred++
-				continue
-			}
-			if !ch.sampled(c) {
-				ch.doneLocked(p)
-				continue
-			}
-			taken = append(taken, p)
-		}
-	}
-	if len(taken) == 0 {
-		ch.addWaitingLocked(c)
-		ch.scheduleLocked()
-		return dst
-	}
-	if len(ch.waiting) == 0 {
-		ch.mayWait.Store(false)
-	}
-	deadline := now + int64(c.msgTimeout)
-	for i, p := range taken {
 		p.state = stateInFlight
 		p.attempts++
-		p.owner = c
 		p.deliveredAt = now
 		p.due = deadline
 		heap.Push(&ch.timers, p)
 		dst = append(dst, delivery{id: p.id, timestamp: p.timestamp, attempts: p.attempts, body: p.body, due: p.releasedDue})
 		p.releasedDue = 0
-		taken[i] = nil
+		taken++
 	}
-	ch.taken = taken[:0]
-	ch.inFlight += len(taken)
-	c.inFlight.Add(int64(len(taken)))
-	ch.dirty = true
-	ch.scheduleLocked()
+	if ch.unassignLocked(out[k:]) {
+		ch.wakeWaitingLocked()
+	}
+	clear(out)
+	sub.outbox = out[:0]
+	if taken > 0 {
+		ch.inFlight += taken
+		sub.inFlight.Add(int64(taken))
+		ch.dirty = true
+		ch.scheduleLocked()
+	}
 	return dst
 }
 
-// sampled reports whether a message goes to c under its sample_rate; NSQ drops the others
-// from the channel, and so does Tern.
-func (ch *Channel) sampled(c *client) bool {
-	return c.sampleRate <= 0 || rand.Int32N(100) <= c.sampleRate
+// sampled reports whether a message goes to a subscriber with the given sample_rate; NSQ
+// drops the others from the channel, and so does Tern.
+func sampled(rate int32) bool {
+	return rate <= 0 || rand.Int32N(100) <= rate
 }
 
 func (ch *Channel) newPending(e *logstore.Entry) *pending {
@@ -295,31 +534,31 @@ func (p *pending) detachBody(hold int64) {
 	}
 }
 
-// inFlightTo checks that p is a message in flight to c.
-func inFlightTo(p *pending, c *client) error {
+// inFlightTo checks that p is a message in flight to sub.
+func inFlightTo(p *pending, sub *subscription) error {
 	switch {
 	case p == nil || p.state != stateInFlight:
 		return errNotInFlight
-	case p.owner != c:
+	case p.owner != sub:
 		return errNotOwner
 	}
 	return nil
 }
 
-// finish completes an in-flight message of c.
-func (ch *Channel) finish(c *client, id uint64) error {
+// finish completes an in-flight message of sub.
+func (ch *Channel) finish(sub *subscription, id uint64) error {
 	ch.mu.Lock()
 	p := ch.byID[id]
-	if err := inFlightTo(p, c); err != nil {
+	if err := inFlightTo(p, sub); err != nil {
 		ch.mu.Unlock()
 		return err
 	}
 	heap.Remove(&ch.timers, p.heapIndex)
 	ch.inFlight--
+	sub.inFlight.Add(-1)
 	published := p.timestamp
 	ch.doneLocked(p)
 	ch.mu.Unlock()
-	c.inFlight.Add(-1)
 	ch.finishCount.Add(1)
 	if ch.e2e != nil {
 		ch.e2e.Observe(float64(time.Now().UnixNano() - published))
@@ -327,16 +566,16 @@ func (ch *Channel) finish(c *client, id uint64) error {
 	return nil
 }
 
-// requeue returns an in-flight message of c to the channel, at once or after delay ns.
-func (ch *Channel) requeue(c *client, id uint64, delay, now int64) error {
+// requeue returns an in-flight message of sub to the channel, at once or after delay ns.
+func (ch *Channel) requeue(sub *subscription, id uint64, delay, now int64) error {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	p := ch.byID[id]
-	if err := inFlightTo(p, c); err != nil {
+	if err := inFlightTo(p, sub); err != nil {
 		return err
 	}
 	ch.inFlight--
-	c.inFlight.Add(-1)
+	sub.inFlight.Add(-1)
 	p.owner = nil
 	ch.requeueCount.Add(1)
 	ch.dirty = true
@@ -356,40 +595,40 @@ func (ch *Channel) requeue(c *client, id uint64, delay, now int64) error {
 	return nil
 }
 
-// touch extends an in-flight message's deadline by c's msg_timeout, never past its delivery
-// time plus maxMsgTimeout.
-func (ch *Channel) touch(c *client, id uint64, now, maxMsgTimeout int64) error {
+// touch extends an in-flight message's deadline by sub's msg_timeout, never past its
+// delivery time plus maxMsgTimeout.
+func (ch *Channel) touch(sub *subscription, id uint64, now, maxMsgTimeout int64) error {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	p := ch.byID[id]
-	if err := inFlightTo(p, c); err != nil {
+	if err := inFlightTo(p, sub); err != nil {
 		return err
 	}
-	due := now + int64(c.msgTimeout)
-	if limit := p.deliveredAt + maxMsgTimeout; due > limit {
-		due = limit
-	}
-	p.due = due
+	p.due = min(now+sub.msgTimeout, p.deliveredAt+maxMsgTimeout)
 	heap.Fix(&ch.timers, p.heapIndex)
 	return nil
 }
 
 // fire is called by the scheduler: it times out overdue in-flight messages and releases due
-// deferred ones.
+// deferred ones to the ready queue, at most fireBatch per call; if more are due it asks to be
+// called again at once, after the scheduler has served the other channels due now.
 func (ch *Channel) fire(now int64) {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	ch.schedAt = 0
-	released := false
-	for len(ch.timers) > 0 && ch.timers[0].due <= now {
+	if ch.exiting {
+		return
+	}
+	released := 0
+	for len(ch.timers) > 0 && ch.timers[0].due <= now && released < fireBatch {
 		p := heap.Pop(&ch.timers).(*pending)
 		switch p.state {
 		case stateInFlight:
 			ch.inFlight--
 			owner := p.owner
 			owner.inFlight.Add(-1)
-			owner.timeoutCount.Add(1)
-			owner.wake()
+			owner.timeouts.Add(1)
+			owner.sub.wake()
 			p.owner = nil
 			ch.timeoutCount.Add(1)
 		case stateDeferred:
@@ -398,9 +637,9 @@ func (ch *Channel) fire(now int64) {
 		p.state = stateReady
 		p.releasedDue = p.due
 		ch.pushReady(p)
-		released = true
+		released++
 	}
-	if released {
+	if released > 0 {
 		ch.dirty = true
 		ch.wakeWaitingLocked()
 	}
@@ -408,9 +647,10 @@ func (ch *Channel) fire(now int64) {
 }
 
 // scheduleLocked registers the earliest timer with the scheduler when it is earlier than what
-// is registered (see scheduler for why later ones are left alone).
+// is registered (see scheduler for why later ones are left alone). A channel that is closing
+// is never registered again: its timers die with it.
 func (ch *Channel) scheduleLocked() {
-	if len(ch.timers) == 0 {
+	if len(ch.timers) == 0 || ch.exiting {
 		return
 	}
 	if at := ch.timers[0].due; ch.schedAt == 0 || at < ch.schedAt {
@@ -478,19 +718,23 @@ func (ch *Channel) lowWaterLocked() uint64 {
 	if ch.orderAt < len(ch.order) {
 		return ch.order[ch.orderAt].pos.Seq
 	}
-	return ch.reader.Pos().Seq
+	return ch.cursor.Seq
 }
 
-func (ch *Channel) addWaitingLocked(c *client) {
+// addWaitingLocked puts sub on the waiting list and sets mayWait, so that the next publish
+// wakes it.
+func (ch *Channel) addWaitingLocked(sub *subscription) {
+	ch.mayWait.Store(true)
 	for _, w := range ch.waiting {
-		if w == c {
+		if w == sub {
 			return
 		}
 	}
-	ch.waiting = append(ch.waiting, c)
+	ch.waiting = append(ch.waiting, sub)
 }
 
-// wakeWaiting wakes every client waiting for messages; the topic calls it after an append.
+// wakeWaiting wakes every subscriber waiting for messages; the topic calls it after an
+// append.
 func (ch *Channel) wakeWaiting() {
 	if !ch.mayWait.Load() {
 		return
@@ -501,18 +745,18 @@ func (ch *Channel) wakeWaiting() {
 }
 
 func (ch *Channel) wakeWaitingLocked() {
-	for i, c := range ch.waiting {
-		c.wake()
+	for i, s := range ch.waiting {
+		s.sub.wake()
 		ch.waiting[i] = nil
 	}
 	ch.waiting = ch.waiting[:0]
 	ch.mayWait.Store(false)
 }
 
-// wakeAll wakes every subscribed client (pause changes, empty).
+// wakeAllLocked wakes every subscriber (pause changes, empty).
 func (ch *Channel) wakeAllLocked() {
-	for _, c := range ch.clients {
-		c.wake()
+	for _, s := range ch.subs {
+		s.sub.wake()
 	}
 }
 
@@ -531,9 +775,11 @@ func (ch *Channel) Paused() bool {
 	return ch.paused
 }
 
-// empty drops every message of the channel: in flight, ready, deferred and unread, moving the
-// cursor to what the topic has made readable.
+// empty drops every message of the channel: in flight, assigned, ready, deferred and unread,
+// moving the cursor to what the topic has made readable.
 func (ch *Channel) empty() {
+	ch.readMu.Lock()
+	defer ch.readMu.Unlock()
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	for _, p := range ch.timers {
@@ -543,47 +789,67 @@ func (ch *Channel) empty() {
 		p.heapIndex = -1
 	}
 	ch.timers = ch.timers[:0]
+	for _, s := range ch.subs {
+		clear(s.outbox)
+		s.outbox = s.outbox[:0]
+	}
 	clear(ch.ready)
 	ch.ready, ch.readyAt = ch.ready[:0], 0
 	for _, p := range ch.order[ch.orderAt:] {
-		p.state = stateDone
+		p.state, p.owner = stateDone, nil
 	}
 	clear(ch.byID)
-	ch.inFlight, ch.deferred = 0, 0
+	ch.inFlight, ch.deferred, ch.assigned = 0, 0, 0
 	ch.advanceOrderLocked()
 	_ = ch.reader.Close()
 	ch.reader = ch.topic.log.NewReader(ch.topic.readablePos())
+	ch.cursor = ch.reader.Pos()
 	ch.dirty = true
 	ch.wakeAllLocked()
 }
 
 // skipTo moves the cursor from one position to another if it stands at the first; an
-// emptied paused topic uses it to drop what it held back.
+// emptied paused topic uses it to drop what it held back, which was never routed to the
+// channel.
 func (ch *Channel) skipTo(from, to logstore.Pos) {
+	ch.readMu.Lock()
+	defer ch.readMu.Unlock()
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
-	if ch.reader.Pos().Seq != from.Seq {
+	ch.routedFrom += to.Seq - from.Seq
+	if ch.cursor.Seq != from.Seq {
 		return
 	}
 	_ = ch.reader.Close()
 	ch.reader = ch.topic.log.NewReader(to)
+	ch.cursor = ch.reader.Pos()
 	ch.dirty = true
 }
 
 // Stats returns a snapshot of the channel with its clients.
 func (ch *Channel) Stats() ChannelStats { return ch.stats(true) }
 
-// depthLocked is NSQ's channel depth: messages ready to be delivered, read or not.
+// depthLocked is NSQ's channel depth: messages waiting to be delivered, read or not.
 func (ch *Channel) depthLocked() int64 {
 	unread := int64(0)
 	limit := ch.topic.readableSeq()
 	// Records below the log's head are gone (an ephemeral topic's memory bound dropped them,
 	// or segments were deleted); the cursor will skip them, so they are not depth.
-	at := max(ch.reader.Pos().Seq, ch.topic.log.Head())
+	at := max(ch.cursor.Seq, ch.topic.log.Head())
 	if limit > at {
 		unread = int64(limit - at)
 	}
-	return unread + int64(len(ch.ready)-ch.readyAt)
+	return unread + int64(len(ch.ready)-ch.readyAt) + int64(ch.assigned)
+}
+
+// messageCountLocked is NSQ's channel message_count: the messages routed into the channel,
+// which for Tern are those the topic made readable since the channel began counting, read by
+// its cursor or not.
+func (ch *Channel) messageCountLocked() uint64 {
+	if readable := ch.topic.readableSeq(); readable > ch.routedFrom {
+		return readable - ch.routedFrom
+	}
+	return 0
 }
 
 // Depth returns the channel's depth.
@@ -593,18 +859,18 @@ func (ch *Channel) Depth() int64 {
 	return ch.depthLocked()
 }
 
-// close stops the channel: clients are disconnected and the scheduler forgets it. Its state
-// stays in memory for a final checkpoint.
-func (ch *Channel) close() []*client {
+// close stops the channel: its subscribers are returned for the caller to disconnect, and
+// the scheduler forgets it for good. Its state stays in memory for a final checkpoint.
+func (ch *Channel) close() []subscriber {
 	ch.mu.Lock()
 	ch.exiting = true
-	clients := make([]*client, 0, len(ch.clients))
-	for _, c := range ch.clients {
-		clients = append(clients, c)
+	subs := make([]subscriber, 0, len(ch.subs))
+	for _, s := range ch.subs {
+		subs = append(subs, s.sub)
 	}
 	ch.mu.Unlock()
 	ch.sched.cancel(ch)
-	return clients
+	return subs
 }
 
 // String is for logs.

@@ -8,6 +8,7 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"sort"
 
 	"github.com/ternmq/tern/nsqd/logstore"
 )
@@ -39,38 +40,75 @@ type checkpointEntry struct {
 	attempts  uint16
 }
 
-// encodeCheckpointLocked serialises the channel's state and returns it with the low-water mark
-// it records.
-func (ch *Channel) encodeCheckpointLocked() ([]byte, uint64) {
-	live := 0
-	for _, p := range ch.order[ch.orderAt:] {
-		if p.state != stateDone {
-			live++
-		}
+// encodeCheckpoint serialises the channel's state and returns it with the low-water mark it
+// records, or ok false when nothing changed since the last checkpoint (unless force).
+//
+// The pending set can be large (a hundred thousand deferred messages), so it is encoded a
+// chunk at a time, releasing the lock in between, and a checkpoint is never a long hold of
+// the lock FINs and the scheduler need. That is consistent because of what a checkpoint
+// promises: every message not finished when the encoding began is in it, or at or after its
+// cursor. The cursor is taken first; messages the cursor passes later are not needed; a
+// message finished during the encoding may or may not be included (a duplicate delivery
+// after a crash, never a loss); and pending messages never move in the order, which is
+// sorted by log position, so each chunk resumes after the last position encoded.
+func (ch *Channel) encodeCheckpoint(force bool) (buf []byte, lowWater uint64, ok bool) {
+	ch.mu.Lock()
+	if !force && (!ch.dirty || ch.exiting) {
+		// An exiting channel is being deleted (its file must stay gone) or closed for
+		// shutdown, which writes its final checkpoint with force.
+		ch.mu.Unlock()
+		return nil, 0, false
 	}
-	buf := make([]byte, 0, len(checkpointMagic)+20+live*checkpointEntrySize+4)
+	cur := ch.cursor
+	lowWater = ch.lowWaterLocked()
+	ch.dirty = false
+	buf = make([]byte, 0, len(checkpointMagic)+20+(len(ch.byID)+1)*checkpointEntrySize+4)
 	buf = append(buf, checkpointMagic...)
-	cur := ch.reader.Pos()
 	buf = binary.BigEndian.AppendUint64(buf, cur.Seq)
 	buf = binary.BigEndian.AppendUint64(buf, uint64(cur.Offset))
-	buf = binary.BigEndian.AppendUint32(buf, uint32(live))
-	for _, p := range ch.order[ch.orderAt:] {
-		if p.state == stateDone {
-			continue
+	countAt := len(buf)
+	buf = binary.BigEndian.AppendUint32(buf, 0) // the count, filled in at the end
+	count := uint32(0)
+	i := ch.orderAt
+	for {
+		n := 0
+		for ; i < len(ch.order) && n < checkpointChunk; i++ {
+			p := ch.order[i]
+			if p.state == stateDone {
+				continue
+			}
+			if p.pos.Seq >= cur.Seq {
+				i = len(ch.order) // read after the encoding began: the cursor covers it
+				break
+			}
+			due := int64(0)
+			if p.state == stateDeferred {
+				due = p.due
+			}
+			buf = binary.BigEndian.AppendUint64(buf, p.id)
+			buf = binary.BigEndian.AppendUint64(buf, p.pos.Seq)
+			buf = binary.BigEndian.AppendUint64(buf, uint64(p.pos.Offset))
+			buf = binary.BigEndian.AppendUint64(buf, uint64(p.timestamp))
+			buf = binary.BigEndian.AppendUint64(buf, uint64(due))
+			buf = binary.BigEndian.AppendUint16(buf, p.attempts)
+			count++
+			n++
 		}
-		due := int64(0)
-		if p.state == stateDeferred {
-			due = p.due
+		if i >= len(ch.order) {
+			break
 		}
-		buf = binary.BigEndian.AppendUint64(buf, p.id)
-		buf = binary.BigEndian.AppendUint64(buf, p.pos.Seq)
-		buf = binary.BigEndian.AppendUint64(buf, uint64(p.pos.Offset))
-		buf = binary.BigEndian.AppendUint64(buf, uint64(p.timestamp))
-		buf = binary.BigEndian.AppendUint64(buf, uint64(due))
-		buf = binary.BigEndian.AppendUint16(buf, p.attempts)
+		last := ch.order[i-1].pos.Seq
+		ch.mu.Unlock()
+		ch.mu.Lock()
+		// The order may have been compacted meanwhile: find the first message after last.
+		i = ch.orderAt + sort.Search(len(ch.order)-ch.orderAt, func(j int) bool {
+			return ch.order[ch.orderAt+j].pos.Seq > last
+		})
 	}
+	ch.mu.Unlock()
+	binary.BigEndian.PutUint32(buf[countAt:], count)
 	buf = binary.BigEndian.AppendUint32(buf, crc32.Checksum(buf, crcTable))
-	return buf, ch.lowWaterLocked()
+	return buf, lowWater, true
 }
 
 func decodeCheckpoint(buf []byte) (logstore.Pos, []checkpointEntry, error) {
@@ -107,17 +145,10 @@ func decodeCheckpoint(buf []byte) (logstore.Pos, []checkpointEntry, error) {
 // always, with force). With sync the file and its directory are fsynced, which the topic asks
 // for before it deletes log segments on the strength of this checkpoint.
 func (ch *Channel) checkpoint(path string, force, sync bool) error {
-	ch.mu.Lock()
-	if !force && (!ch.dirty || ch.exiting) {
-		// An exiting channel is being deleted (its file must stay gone) or closed for
-		// shutdown, which writes its final checkpoint with force.
-		ch.mu.Unlock()
+	buf, lowWater, ok := ch.encodeCheckpoint(force)
+	if !ok {
 		return nil
 	}
-	buf, lowWater := ch.encodeCheckpointLocked()
-	ch.dirty = false
-	ch.mu.Unlock()
-
 	if err := writeFileAtomic(path, buf, sync); err != nil {
 		ch.mu.Lock()
 		ch.dirty = true

@@ -54,16 +54,15 @@ type client struct {
 	sampleRate          int32
 	compressed          bool // snappy or deflate is on: it cannot be negotiated again
 
-	state    atomic.Int32
-	rdy      atomic.Int64
-	inFlight atomic.Int64
-	channel  *Channel // set by SUB, before the pump reads it
-	topic    *Topic
+	state   atomic.Int32
+	rdy     atomic.Int64
+	sub     atomic.Pointer[subscription] // set by SUB, before the pump reads it
+	channel *Channel                     // set by SUB, before the pump reads it
+	topic   *Topic
 
 	messageCount atomic.Uint64
 	finishCount  atomic.Uint64
 	requeueCount atomic.Uint64
-	timeoutCount atomic.Uint64
 
 	published atomic.Bool // has published: listed among /stats producers
 	pubMu     sync.Mutex
@@ -113,7 +112,16 @@ func clientIDFromAddr(a net.Addr) string {
 	return host
 }
 
-// wake tells the pump to look again; it never blocks.
+// readyCount implements subscriber: the client's RDY while it is subscribed, 0 once it sent
+// CLS.
+func (c *client) readyCount() int64 {
+	if c.state.Load() != stateSubscribed {
+		return 0
+	}
+	return c.rdy.Load()
+}
+
+// wake tells the pump to look again; it never blocks. It implements subscriber.
 func (c *client) wake() {
 	select {
 	case c.wakeCh <- struct{}{}:
@@ -121,7 +129,8 @@ func (c *client) wake() {
 	}
 }
 
-// close ends the connection; the read loop sees the error and cleans up.
+// close ends the connection; the read loop sees the error and cleans up. It implements
+// subscriber.
 func (c *client) close() {
 	c.closeOnce.Do(func() {
 		close(c.exit)

@@ -41,6 +41,7 @@ type pendingState uint8
 
 const (
 	stateReady    pendingState = iota // waiting in the ready queue for (re)delivery
+	stateAssigned                     // in a subscriber's outbox, waiting for its pump
 	stateInFlight                     // delivered, waiting for FIN, REQ, TOUCH or timeout
 	stateDeferred                     // waiting in the timer heap until due
 	stateDone                         // finished or dropped; kept only until the order queue passes it
@@ -56,11 +57,11 @@ type pending struct {
 
 	attempts    uint16
 	state       pendingState
-	owner       *client // while in flight
-	deliveredAt int64   // Unix ns of the current delivery, for TOUCH's cap
-	due         int64   // in-flight deadline or deferred due time, Unix ns
-	releasedDue int64   // when a timer released it to the ready queue, the time it was due
-	heapIndex   int     // position in the channel's timer heap, -1 when absent
+	owner       *subscription // while assigned or in flight
+	deliveredAt int64         // Unix ns of the current delivery, for TOUCH's cap
+	due         int64         // in-flight deadline or deferred due time, Unix ns
+	releasedDue int64         // when a timer released it to the ready queue, the time it was due
+	heapIndex   int           // position in the channel's timer heap, -1 when absent
 }
 
 // observe moves the counter past an ID found on disk, so IDs are never handed out twice.

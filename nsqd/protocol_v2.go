@@ -41,8 +41,8 @@ func (p *protocolV2) ioLoop(ctx context.Context, c *client) {
 	defer func() {
 		c.close()
 		<-pumpDone
-		if c.channel != nil {
-			c.topic.clientLeft(c.channel, c)
+		if sub := c.sub.Load(); sub != nil {
+			c.topic.clientLeft(c.channel, sub)
 		}
 		p.n.removeClient(c)
 	}()
@@ -333,13 +333,15 @@ func (p *protocolV2) sub(c *client, params [][]byte) ([]byte, error) {
 		if ch, err = t.getOrCreateChannel(channelName); err != nil {
 			continue
 		}
-		if err = ch.addClient(c, p.n.getOpts().MaxChannelConsumers); err != nil {
+		sub, err := ch.subscribe(c, c.msgTimeout, c.sampleRate, p.n.getOpts().MaxChannelConsumers)
+		if err != nil {
 			if errors.Is(err, errTooManyConsumers) {
 				return nil, protocol.NewFatalError(protocol.ErrSubFailed, "SUB failed %s", err)
 			}
 			continue
 		}
 		c.topic, c.channel = t, ch
+		c.sub.Store(sub)
 		c.state.Store(stateSubscribed)
 		c.wake()
 		return okBytes, nil
@@ -366,7 +368,10 @@ func (p *protocolV2) rdy(c *client, params [][]byte) ([]byte, error) {
 	if maxRdy := p.n.getOpts().MaxRdyCount; count < 0 || count > maxRdy {
 		return nil, protocol.NewFatalError(protocol.ErrInvalid, "RDY count %d out of range 0-%d", count, maxRdy)
 	}
-	c.rdy.Store(count)
+	if old := c.rdy.Swap(count); count < old {
+		// What the channel assigned beyond the new RDY goes to other subscribers.
+		c.channel.rdyChanged(c.sub.Load())
+	}
 	c.wake()
 	return nil, nil
 }
@@ -393,7 +398,7 @@ func (p *protocolV2) parseID(c *client, cmd string, params [][]byte, n int) (uin
 func (p *protocolV2) fin(c *client, params [][]byte) ([]byte, error) {
 	id, err := p.parseID(c, "FIN", params, 2)
 	if err == nil {
-		err = c.channel.finish(c, id)
+		err = c.channel.finish(c.sub.Load(), id)
 	}
 	if err != nil {
 		if isDeliveryError(err) {
@@ -422,7 +427,7 @@ func (p *protocolV2) req(c *client, params [][]byte) ([]byte, error) {
 		delay = time.Duration(ms) * time.Millisecond
 	}
 	if err == nil {
-		err = c.channel.requeue(c, id, int64(delay), time.Now().UnixNano())
+		err = c.channel.requeue(c.sub.Load(), id, int64(delay), time.Now().UnixNano())
 	}
 	if err != nil {
 		return nil, protocol.NewClientError(protocol.ErrReqFailed, "REQ %s failed %s", params[1], err)
@@ -435,7 +440,7 @@ func (p *protocolV2) req(c *client, params [][]byte) ([]byte, error) {
 func (p *protocolV2) touch(c *client, params [][]byte) ([]byte, error) {
 	id, err := p.parseID(c, "TOUCH", params, 2)
 	if err == nil {
-		err = c.channel.touch(c, id, time.Now().UnixNano(), int64(p.n.getOpts().MaxMsgTimeout))
+		err = c.channel.touch(c.sub.Load(), id, time.Now().UnixNano(), int64(p.n.getOpts().MaxMsgTimeout))
 	}
 	if err != nil {
 		if isDeliveryError(err) {
@@ -451,6 +456,8 @@ func (p *protocolV2) cls(c *client) ([]byte, error) {
 		return nil, protocol.NewFatalError(protocol.ErrInvalid, "cannot CLS in current state")
 	}
 	c.state.Store(stateClosing)
+	// Closing, the client takes nothing more: what it was assigned goes to the others.
+	c.channel.rdyChanged(c.sub.Load())
 	c.wake()
 	return closeWaitBytes, nil
 }
@@ -568,8 +575,8 @@ func (p *protocolV2) pump(c *client) {
 
 	for {
 		if c.state.Load() == stateSubscribed {
-			if room := c.rdy.Load() - c.inFlight.Load(); room > 0 {
-				batch = c.channel.take(c, batch[:0], int(room), time.Now().UnixNano())
+			if sub := c.sub.Load(); c.rdy.Load() > sub.inFlight.Load() {
+				batch = c.channel.take(sub, batch[:0], time.Now().UnixNano())
 				if len(batch) > 0 {
 					c.wmu.Lock()
 					_ = c.conn.SetWriteDeadline(c.writeDeadline())
@@ -577,7 +584,7 @@ func (p *protocolV2) pump(c *client) {
 					scratch, err = c.writeMessagesLocked(batch, scratch)
 					// Flush when the client can take no more (it is waiting for these), when
 					// output is unbuffered; otherwise hold for output_buffer_timeout.
-					if err == nil && (c.outputBufferSize <= 0 || c.outputBufferTimeout <= 0 || c.inFlight.Load() >= c.rdy.Load()) {
+					if err == nil && (c.outputBufferSize <= 0 || c.outputBufferTimeout <= 0 || sub.inFlight.Load() >= c.rdy.Load()) {
 						err = c.flushLocked()
 					} else if err == nil && flushC == nil {
 						flush.Reset(c.outputBufferTimeout)

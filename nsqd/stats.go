@@ -217,27 +217,27 @@ func (ch *Channel) stats(includeClients bool) ChannelStats {
 		Depth:         ch.depthLocked(),
 		InFlightCount: ch.inFlight,
 		DeferredCount: ch.deferred,
-		MessageCount:  ch.messageCount.Load(),
+		MessageCount:  ch.messageCountLocked(),
 		RequeueCount:  ch.requeueCount.Load(),
 		TimeoutCount:  ch.timeoutCount.Load(),
 		FinishCount:   ch.finishCount.Load(),
-		ClientCount:   len(ch.clients),
+		ClientCount:   len(ch.subs),
 		Paused:        ch.paused,
 		Ephemeral:     ch.ephemeral,
 	}
-	var clients []*client
+	var subs []subscriber
 	if includeClients {
-		clients = make([]*client, 0, len(ch.clients))
-		for _, c := range ch.clients {
-			clients = append(clients, c)
+		subs = make([]subscriber, 0, len(ch.subs))
+		for _, sub := range ch.subs {
+			subs = append(subs, sub.sub)
 		}
 	}
 	ch.mu.Unlock()
 	s.BackendDepth = ch.topic.backendDepth(s.Depth)
 	s.E2eProcessingLatency = ch.e2e.Result()
-	slices.SortFunc(clients, func(a, b *client) int { return int(a.id - b.id) })
-	for _, c := range clients {
-		s.Clients = append(s.Clients, c.stats())
+	// Subscribers are listed in the order they subscribed, as NSQ lists clients by ID.
+	for _, sub := range subs {
+		s.Clients = append(s.Clients, sub.stats())
 	}
 	return s
 }
@@ -251,16 +251,18 @@ func (c *client) stats() ClientStats {
 		RemoteAddress: c.remote,
 		State:         c.state.Load(),
 		ReadyCount:    c.rdy.Load(),
-		InFlightCount: c.inFlight.Load(),
 		MessageCount:  c.messageCount.Load(),
 		FinishCount:   c.finishCount.Load(),
 		RequeueCount:  c.requeueCount.Load(),
-		TimeoutCount:  c.timeoutCount.Load(),
 		ConnectTime:   c.connTime.Unix(),
 		SampleRate:    id.sampleRate,
 		Deflate:       id.deflate,
 		Snappy:        id.snappy,
 		UserAgent:     id.userAgent,
+	}
+	if sub := c.sub.Load(); sub != nil {
+		s.InFlightCount = sub.inFlight.Load()
+		s.TimeoutCount = sub.timeouts.Load()
 	}
 	c.pubMu.Lock()
 	for topic, n := range c.pubCounts {

@@ -262,6 +262,8 @@ func (t *Topic) restoreChannel(name string, paused bool) error {
 	}
 	ch := newChannel(t, name, start)
 	ch.paused = paused
+	// As NSQ's, message_count counts from the start of this process.
+	ch.routedFrom = max(ch.routedFrom, t.readableSeq())
 	if lost := ch.restore(entries, time.Now().UnixNano()); lost > 0 {
 		t.logger.Error("unfinished messages missing from the log after restart", "channel", name, "count", lost)
 	}
@@ -326,8 +328,8 @@ func (t *Topic) startPos() logstore.Pos {
 
 // clientLeft is called when a subscribed client disconnects; an ephemeral channel goes with
 // its last client.
-func (t *Topic) clientLeft(ch *Channel, c *client) {
-	if ch.removeClient(c) {
+func (t *Topic) clientLeft(ch *Channel, sub *subscription) {
+	if ch.unsubscribe(sub) {
 		if err := t.deleteChannel(ch.name); err != nil && !errors.Is(err, errChannelNotFound) {
 			t.logger.Error("delete ephemeral channel", "channel", ch.name, "error", err)
 		}
@@ -485,7 +487,7 @@ func (t *Topic) retain() error {
 // synced and the log is closed.
 func (t *Topic) close() error {
 	t.exiting.Store(true)
-	var clients []*client
+	var clients []subscriber
 	for _, ch := range t.Channels() {
 		clients = append(clients, ch.close()...)
 	}

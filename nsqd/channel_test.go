@@ -1,0 +1,399 @@
+package nsqd
+
+import (
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ternmq/tern/internal/testutil"
+)
+
+// The channel's state machine, driven directly: fake subscribers stand in for connections,
+// and the test plays each subscriber's pump by calling take.
+
+// fakeSub is a subscriber with a settable RDY that counts its wake-ups.
+type fakeSub struct {
+	name   string
+	rdy    atomic.Int64
+	wakes  atomic.Int64
+	closed atomic.Bool
+}
+
+func (f *fakeSub) wake()              { f.wakes.Add(1) }
+func (f *fakeSub) readyCount() int64  { return f.rdy.Load() }
+func (f *fakeSub) close()             { f.closed.Store(true) }
+func (f *fakeSub) stats() ClientStats { return ClientStats{ClientID: f.name} }
+
+// nopHooks is a topic's daemon that does nothing.
+type nopHooks struct{}
+
+func (nopHooks) metadataChanged()                    {}
+func (nopHooks) ephemeralTopicEmpty(*Topic)          {}
+func (nopHooks) storageResult(error)                 {}
+func (nopHooks) channelChanged(string, string, bool) {}
+
+// testChannel is a channel of a topic whose log lives in a temporary directory, with a
+// scheduler that is not running unless the test runs it.
+type testChannel struct {
+	*Channel
+	t     *Topic
+	sched *scheduler
+}
+
+func newTestChannel(t *testing.T, mutate func(*Options)) testChannel {
+	t.Helper()
+	opts := NewOptions()
+	if mutate != nil {
+		mutate(opts)
+	}
+	sched := newScheduler()
+	tp, err := openTopic("chantest", t.TempDir(), func() *Options { return opts }, newIDGenerator(1, 0), sched, nopHooks{}, testutil.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tp.close() })
+	ch, err := tp.getOrCreateChannel("ch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return testChannel{Channel: ch, t: tp, sched: sched}
+}
+
+// subscribe adds a fake subscriber with RDY rdy and a minute's msg_timeout.
+func (tc testChannel) subscribe(t *testing.T, name string, rdy int64) (*fakeSub, *subscription) {
+	t.Helper()
+	f := &fakeSub{name: name}
+	f.rdy.Store(rdy)
+	sub, err := tc.Channel.subscribe(f, time.Minute, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, sub
+}
+
+// publish appends n messages as one batch, named prefix-0, prefix-1, ...
+func (tc testChannel) publish(t *testing.T, prefix string, n int) {
+	t.Helper()
+	bodies := make([][]byte, n)
+	for i := range bodies {
+		bodies[i] = fmt.Appendf(nil, "%s-%d", prefix, i)
+	}
+	if err := tc.t.publish(bodies, 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// drain plays the pump of sub until take gives nothing more, and returns the bodies taken.
+func (tc testChannel) drain(sub *subscription) []string {
+	var got []string
+	for {
+		ds := tc.take(sub, nil, time.Now().UnixNano())
+		if len(ds) == 0 {
+			return got
+		}
+		for _, d := range ds {
+			got = append(got, string(d.body))
+		}
+	}
+}
+
+func TestChannelSharesABatchInProportionToRoom(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		rdy  []int64
+		msgs int
+		want []int
+	}{
+		{"equal room", []int64{1000, 1000, 1000, 1000}, 400, []int{100, 100, 100, 100}},
+		{"unequal room", []int64{300, 100}, 400, []int{300, 100}},
+		{"more messages than room", []int64{10, 30}, 400, []int{10, 30}},
+		{"remainder spread", []int64{1000, 1000, 1000}, 10, []int{4, 3, 3}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ch := newTestChannel(t, nil)
+			subs := make([]*subscription, len(tc.rdy))
+			fakes := make([]*fakeSub, len(tc.rdy))
+			for i, rdy := range tc.rdy {
+				fakes[i], subs[i] = ch.subscribe(t, fmt.Sprint("s", i), rdy)
+			}
+			ch.publish(t, "m", tc.msgs)
+			// The first pump reads the batch and hands it out; the others are woken for
+			// their shares.
+			got := make([]int, len(subs))
+			got[0] = len(ch.drain(subs[0]))
+			for i := 1; i < len(subs); i++ {
+				if fakes[i].wakes.Load() == 0 && tc.want[i] > 0 {
+					t.Errorf("subscriber %d was given messages but not woken", i)
+				}
+				got[i] = len(ch.drain(subs[i]))
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("shares %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestChannelSingleMessagesRotate publishes one message at a time: each goes to the next
+// subscriber, whichever pump asks.
+func TestChannelSingleMessagesRotate(t *testing.T) {
+	ch := newTestChannel(t, nil)
+	subs := make([]*subscription, 4)
+	for i := range subs {
+		_, subs[i] = ch.subscribe(t, fmt.Sprint("s", i), 1000)
+	}
+	counts := make([]int, len(subs))
+	for i := range 40 {
+		ch.publish(t, fmt.Sprint("single", i), 1)
+		// The same pump asks every time; the message still rotates.
+		counts[0] += len(ch.drain(subs[0]))
+		for j := 1; j < len(subs); j++ {
+			counts[j] += len(ch.drain(subs[j]))
+		}
+	}
+	if !slices.Equal(counts, []int{10, 10, 10, 10}) {
+		t.Errorf("40 single messages went %v, want 10 each", counts)
+	}
+}
+
+// TestChannelStuckSubscriberDoesNotStarveOthers gives one subscriber RDY 10 and never lets it
+// finish: once its room is used up, everything goes to the others.
+func TestChannelStuckSubscriberDoesNotStarveOthers(t *testing.T) {
+	ch := newTestChannel(t, nil)
+	_, stuck := ch.subscribe(t, "stuck", 10)
+	_, a := ch.subscribe(t, "a", 1000)
+	_, b := ch.subscribe(t, "b", 1000)
+	ch.publish(t, "m", 400)
+	got := len(ch.drain(stuck)) // it reads for everyone, and takes its share
+	gotA, gotB := ch.drainFin(t, a), ch.drainFin(t, b)
+	if got > 10 || got+gotA+gotB != 400 {
+		t.Fatalf("stuck %d, a %d, b %d: want at most 10 for stuck and 400 in all", got, gotA, gotB)
+	}
+	// Its share is in proportion to its room, so it fills up over a few batches, and then
+	// the others get everything.
+	for round := range 20 {
+		ch.publish(t, fmt.Sprint("more", round), 100)
+		n := len(ch.drain(stuck))
+		if got += n; got > 10 {
+			t.Fatalf("the stuck subscriber holds %d, over its RDY of 10", got)
+		}
+		if others := ch.drainFin(t, a) + ch.drainFin(t, b); others != 100-n {
+			t.Fatalf("round %d: the others got %d of %d", round, others, 100-n)
+		}
+	}
+	if got != 10 {
+		t.Fatalf("after 20 batches the stuck subscriber holds %d, want its RDY of 10", got)
+	}
+}
+
+// TestChannelLoweredRDYGivesBackItsShare checks that what a subscriber was assigned beyond a
+// lowered RDY goes to the others, in order.
+func TestChannelLoweredRDYGivesBackItsShare(t *testing.T) {
+	ch := newTestChannel(t, nil)
+	_, a := ch.subscribe(t, "a", 100)
+	fb, b := ch.subscribe(t, "b", 100)
+	ch.publish(t, "m", 100)
+	if n := len(ch.drain(a)); n != 50 {
+		t.Fatalf("a got %d, want 50", n)
+	}
+	fb.rdy.Store(0)
+	ch.rdyChanged(b)
+	if n := len(ch.drain(b)); n != 0 {
+		t.Fatalf("b got %d with RDY 0", n)
+	}
+	if ch.Depth() != 50 {
+		t.Fatalf("depth %d, want the 50 b gave back", ch.Depth())
+	}
+	// a finishes what it holds and takes what b gave back.
+	for _, id := range inFlightIDs(ch.Channel, a) {
+		if err := ch.finish(a, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := ch.drain(a)
+	if len(got) != 50 || got[0] != "m-50" {
+		t.Fatalf("a then got %d starting %v, want b's 50 starting m-50", len(got), got[:min(1, len(got))])
+	}
+}
+
+// drainFin is drain by a subscriber that finishes each message as it takes it.
+func (tc testChannel) drainFin(t *testing.T, sub *subscription) int {
+	t.Helper()
+	n := 0
+	for {
+		ds := tc.take(sub, nil, time.Now().UnixNano())
+		if len(ds) == 0 {
+			return n
+		}
+		for _, d := range ds {
+			if err := tc.finish(sub, d.id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n += len(ds)
+	}
+}
+
+// inFlightIDs lists the IDs of the messages in flight to sub.
+func inFlightIDs(ch *Channel, sub *subscription) []uint64 {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	var ids []uint64
+	for _, p := range ch.timers {
+		if p.state == stateInFlight && p.owner == sub {
+			ids = append(ids, p.id)
+		}
+	}
+	return ids
+}
+
+// TestChannelUnsubscribeRequeuesAtOnce checks that a leaving subscriber's assigned and
+// in-flight messages are ready again at once.
+func TestChannelUnsubscribeRequeuesAtOnce(t *testing.T) {
+	ch := newTestChannel(t, nil)
+	_, a := ch.subscribe(t, "a", 5)
+	_, b := ch.subscribe(t, "b", 5)
+	ch.publish(t, "m", 10)
+	if n := len(ch.drain(a)); n != 5 {
+		t.Fatalf("a got %d, want 5", n)
+	}
+	// b was assigned its 5 and never took them; a leaves with 5 in flight.
+	ch.unsubscribe(a)
+	ch.unsubscribe(b)
+	if d := ch.Depth(); d != 10 {
+		t.Fatalf("depth %d after both left, want 10", d)
+	}
+	_, c := ch.subscribe(t, "c", 100)
+	got := ch.drain(c)
+	slices.Sort(got)
+	want := make([]string, 10)
+	for i := range want {
+		want[i] = fmt.Sprint("m-", i)
+	}
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("c got %v, want every message once", got)
+	}
+}
+
+func TestChannelFinishErrors(t *testing.T) {
+	ch := newTestChannel(t, nil)
+	_, a := ch.subscribe(t, "a", 1)
+	_, b := ch.subscribe(t, "b", 0)
+	ch.publish(t, "m", 1)
+	ch.drain(a)
+	id := inFlightIDs(ch.Channel, a)[0]
+	if err := ch.finish(b, id); err != errNotOwner {
+		t.Errorf("FIN of another's message: %v, want %v", err, errNotOwner)
+	}
+	if err := ch.touch(b, id, time.Now().UnixNano(), int64(time.Hour)); err != errNotOwner {
+		t.Errorf("TOUCH of another's message: %v, want %v", err, errNotOwner)
+	}
+	if err := ch.requeue(a, id+1, 0, 0); err != errNotInFlight {
+		t.Errorf("REQ of an unknown message: %v, want %v", err, errNotInFlight)
+	}
+	if err := ch.finish(a, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.finish(a, id); err != errNotInFlight {
+		t.Errorf("second FIN: %v, want %v", err, errNotInFlight)
+	}
+}
+
+// TestChannelClosedIsNeverScheduled checks that a channel being deleted is never registered
+// with the scheduler again, by a REQ racing the deletion or by a fire already under way.
+func TestChannelClosedIsNeverScheduled(t *testing.T) {
+	ch := newTestChannel(t, nil)
+	_, a := ch.subscribe(t, "a", 2)
+	ch.publish(t, "m", 2)
+	ch.drain(a)
+	ids := inFlightIDs(ch.Channel, a)
+	ch.close()
+	if err := ch.requeue(a, ids[0], int64(time.Millisecond), time.Now().UnixNano()); err != nil {
+		t.Fatal(err)
+	}
+	ch.fire(time.Now().Add(time.Hour).UnixNano())
+	ch.sched.mu.Lock()
+	scheduled := ch.slot.index >= 0 || len(ch.sched.items) > 0
+	ch.sched.mu.Unlock()
+	if scheduled {
+		t.Fatal("a closed channel was registered with the scheduler")
+	}
+}
+
+// TestChannelFireIsBounded checks that one fire releases at most fireBatch messages and asks
+// to be called again at once for the rest.
+func TestChannelFireIsBounded(t *testing.T) {
+	ch := newTestChannel(t, nil)
+	now := time.Now().UnixNano()
+	n := fireBatch + 500
+	bodies := make([][]byte, n)
+	for i := range bodies {
+		bodies[i] = []byte("d")
+	}
+	if err := ch.t.publish(bodies, int64(time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	_, a := ch.subscribe(t, "a", 1)
+	ch.take(a, nil, now) // reads the deferred messages into the timer heap
+	ch.mu.Lock()
+	deferred := ch.deferred
+	ch.mu.Unlock()
+	if deferred == 0 {
+		t.Fatal("nothing deferred")
+	}
+	later := now + int64(time.Second)
+	ch.fire(later)
+	ch.mu.Lock()
+	released, again := len(ch.ready)-ch.readyAt, ch.schedAt
+	ch.mu.Unlock()
+	if released != fireBatch {
+		t.Errorf("one fire released %d, want %d", released, fireBatch)
+	}
+	if again == 0 || again > later {
+		t.Errorf("after a bounded fire the channel asked to be called at %d, want now (%d) or earlier", again, later)
+	}
+	ch.fire(later)
+	ch.mu.Lock()
+	released = len(ch.ready) - ch.readyAt
+	ch.mu.Unlock()
+	if released != n {
+		t.Errorf("two fires released %d, want all %d", released, n)
+	}
+}
+
+// TestCheckpointEncodingInChunks checks that a checkpoint of more pending messages than one
+// chunk lists every one of them, and nothing the cursor has not passed.
+func TestCheckpointEncodingInChunks(t *testing.T) {
+	ch := newTestChannel(t, nil)
+	n := 3*checkpointChunk + 17
+	bodies := make([][]byte, n)
+	for i := range bodies {
+		bodies[i] = fmt.Appendf(nil, "%d", i)
+	}
+	if err := ch.t.publish(bodies, int64(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	_, a := ch.subscribe(t, "a", 1)
+	for ch.Channel.cursor.Seq < uint64(n) {
+		ch.take(a, nil, time.Now().UnixNano())
+	}
+	buf, _, ok := ch.encodeCheckpoint(true)
+	if !ok {
+		t.Fatal("nothing encoded")
+	}
+	cur, entries, err := decodeCheckpoint(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cur.Seq != uint64(n) || len(entries) != n {
+		t.Fatalf("checkpoint cursor %d with %d entries, want %d and %d", cur.Seq, len(entries), n, n)
+	}
+	for i, e := range entries {
+		if e.pos.Seq != uint64(i) || e.due == 0 {
+			t.Fatalf("entry %d: %+v", i, e)
+		}
+	}
+}
