@@ -112,7 +112,8 @@ type Channel struct {
 	requeueCount atomic.Uint64
 	timeoutCount atomic.Uint64
 	finishCount  atomic.Uint64
-	e2e          *quantile.Stream // publish-to-FIN latency; nil unless percentiles are configured
+	e2e          *quantile.Stream  // publish-to-FIN latency; nil unless percentiles are configured
+	lateness     latenessHistogram // how late this channel's timer-released messages were written
 	// mayWait is true while a subscriber may be on the waiting list. A reader sets it before
 	// reading the log, so a publish that lands after that read sees it and wakes the
 	// waiting; a publish that sees it false landed before the read and was delivered by it.

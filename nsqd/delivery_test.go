@@ -203,3 +203,21 @@ func TestChannelMessageCountIsRouted(t *testing.T) {
 			ts.MessageCount, c.MessageCount)
 	}
 }
+
+// TestIdleMessageIsNotHeldInTheOutputBuffer checks that a message the pump has no company for
+// is flushed at once, whatever the output buffer timeout: with RDY 100 and a 20 s timeout,
+// a single message still arrives well within the timeout.
+func TestIdleMessageIsNotHeldInTheOutputBuffer(t *testing.T) {
+	addr, _, _ := startNSQD(t, nil)
+	c := dialRaw(t, addr)
+	_, err := c.Identify(`"output_buffer_timeout":20000`)
+	must(t, err)
+	must(t, c.Subscribe("idle", "ch", 100))
+	c.Timeout = 10 * time.Second // half the buffer timeout: a held message fails the read
+	for i := range 3 {
+		must(t, dialRaw(t, addr).Publish("idle", fmt.Sprint("m", i)))
+		m, err := c.ExpectMessage()
+		must(t, err)
+		must(t, c.Send(protocol.Finish(m.ID)))
+	}
+}

@@ -46,6 +46,17 @@ type TimerLateness struct {
 	Buckets []uint64
 }
 
+// over reports how many observations were above bound, which must be one of latenessBounds.
+func (s TimerLateness) over(bound time.Duration) uint64 {
+	n := uint64(0)
+	for i, b := range s.Buckets {
+		if i == len(s.Bounds) || s.Bounds[i] > bound {
+			n += b
+		}
+	}
+	return n
+}
+
 func (h *latenessHistogram) snapshot() TimerLateness {
 	s := TimerLateness{Count: h.count.Load(), Sum: time.Duration(h.sum.Load()), Max: time.Duration(h.max.Load()), Bounds: latenessBounds}
 	for i := range h.buckets {

@@ -545,6 +545,11 @@ func (p *protocolV2) dpub(c *client, params [][]byte) ([]byte, error) {
 // pump delivers messages to a subscribed client while its in-flight count is below its RDY,
 // sends heartbeats and flushes buffered output. It is the connection's second goroutine,
 // started by ioLoop, and it exits when the client is closed.
+//
+// Messages are flushed as soon as the pump has nothing more to send, or the client can take
+// no more: output_buffer_size and output_buffer_timeout only bound how long a busy stream is
+// buffered, and never hold back a message the pump has no company for. (NSQ holds it until
+// the timeout, 250 ms by default, whenever the client's RDY is above its in-flight count.)
 func (p *protocolV2) pump(c *client) {
 	var (
 		batch      []delivery
@@ -553,6 +558,7 @@ func (p *protocolV2) pump(c *client) {
 		heartbeatC <-chan time.Time
 		flush      = time.NewTimer(time.Hour)
 		flushC     <-chan time.Time
+		held       bool // messages written to the buffer and not flushed
 	)
 	flush.Stop()
 	defer flush.Stop()
@@ -572,6 +578,14 @@ func (p *protocolV2) pump(c *client) {
 			heartbeat.Stop()
 		}
 	}()
+	flushHeld := func() error {
+		held, flushC = false, nil
+		flush.Stop()
+		c.wmu.Lock()
+		defer c.wmu.Unlock()
+		_ = c.conn.SetWriteDeadline(c.writeDeadline())
+		return c.flushLocked()
+	}
 
 	for {
 		if c.state.Load() == stateSubscribed {
@@ -582,13 +596,18 @@ func (p *protocolV2) pump(c *client) {
 					_ = c.conn.SetWriteDeadline(c.writeDeadline())
 					var err error
 					scratch, err = c.writeMessagesLocked(batch, scratch)
-					// Flush when the client can take no more (it is waiting for these), when
-					// output is unbuffered; otherwise hold for output_buffer_timeout.
+					// Flush when the client can take no more (it is waiting for these) or
+					// output is unbuffered; otherwise look for more first, for at most
+					// output_buffer_timeout.
 					if err == nil && (c.outputBufferSize <= 0 || c.outputBufferTimeout <= 0 || sub.inFlight.Load() >= c.rdy.Load()) {
 						err = c.flushLocked()
-					} else if err == nil && flushC == nil {
-						flush.Reset(c.outputBufferTimeout)
-						flushC = flush.C
+						held = false
+					} else if err == nil {
+						held = true
+						if flushC == nil {
+							flush.Reset(c.outputBufferTimeout)
+							flushC = flush.C
+						}
 					}
 					c.wmu.Unlock()
 					c.messageCount.Add(uint64(len(batch)))
@@ -597,6 +616,7 @@ func (p *protocolV2) pump(c *client) {
 						for i := range batch {
 							if due := batch[i].due; due > 0 {
 								p.n.timerLateness.observe(time.Duration(now - due))
+								c.channel.lateness.observe(time.Duration(now - due))
 							}
 						}
 					}
@@ -607,6 +627,13 @@ func (p *protocolV2) pump(c *client) {
 					}
 					continue
 				}
+			}
+		}
+		if held {
+			// Nothing more to send now: what is buffered goes out before the pump sleeps.
+			if err := flushHeld(); err != nil {
+				c.close()
+				return
 			}
 		}
 		select {
@@ -621,12 +648,7 @@ func (p *protocolV2) pump(c *client) {
 				return
 			}
 		case <-flushC:
-			flushC = nil
-			c.wmu.Lock()
-			_ = c.conn.SetWriteDeadline(c.writeDeadline())
-			err := c.flushLocked()
-			c.wmu.Unlock()
-			if err != nil {
+			if err := flushHeld(); err != nil {
 				c.close()
 				return
 			}
