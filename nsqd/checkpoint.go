@@ -62,12 +62,8 @@ func (ch *Channel) encodeCheckpoint(force bool) (buf []byte, lowWater uint64, ok
 	cur := ch.cursor
 	lowWater = ch.lowWaterLocked()
 	ch.dirty = false
-	buf = make([]byte, 0, len(checkpointMagic)+20+(len(ch.byID)+1)*checkpointEntrySize+4)
-	buf = append(buf, checkpointMagic...)
-	buf = binary.BigEndian.AppendUint64(buf, cur.Seq)
-	buf = binary.BigEndian.AppendUint64(buf, uint64(cur.Offset))
-	countAt := len(buf)
-	buf = binary.BigEndian.AppendUint32(buf, 0) // the count, filled in at the end
+	buf = appendCheckpointHeader(make([]byte, 0, len(checkpointMagic)+20+(len(ch.byID)+1)*checkpointEntrySize+4), cur)
+	countAt := len(buf) - 4 // the count, filled in at the end
 	count := uint32(0)
 	i := ch.orderAt
 	for {
@@ -81,16 +77,11 @@ func (ch *Channel) encodeCheckpoint(force bool) (buf []byte, lowWater uint64, ok
 				i = len(ch.order) // read after the encoding began: the cursor covers it
 				break
 			}
-			due := int64(0)
+			e := checkpointEntry{id: p.id, pos: p.pos, timestamp: p.timestamp, attempts: p.attempts}
 			if p.state == stateDeferred {
-				due = p.due
+				e.due = p.due
 			}
-			buf = binary.BigEndian.AppendUint64(buf, p.id)
-			buf = binary.BigEndian.AppendUint64(buf, p.pos.Seq)
-			buf = binary.BigEndian.AppendUint64(buf, uint64(p.pos.Offset))
-			buf = binary.BigEndian.AppendUint64(buf, uint64(p.timestamp))
-			buf = binary.BigEndian.AppendUint64(buf, uint64(due))
-			buf = binary.BigEndian.AppendUint16(buf, p.attempts)
+			buf = appendCheckpointEntry(buf, e)
 			count++
 			n++
 		}
@@ -107,8 +98,29 @@ func (ch *Channel) encodeCheckpoint(force bool) (buf []byte, lowWater uint64, ok
 	}
 	ch.mu.Unlock()
 	binary.BigEndian.PutUint32(buf[countAt:], count)
-	buf = binary.BigEndian.AppendUint32(buf, crc32.Checksum(buf, crcTable))
-	return buf, lowWater, true
+	return appendCheckpointSum(buf), lowWater, true
+}
+
+// appendCheckpointHeader appends the magic, the cursor and a count of zero.
+func appendCheckpointHeader(buf []byte, cur logstore.Pos) []byte {
+	buf = append(buf, checkpointMagic...)
+	buf = binary.BigEndian.AppendUint64(buf, cur.Seq)
+	buf = binary.BigEndian.AppendUint64(buf, uint64(cur.Offset))
+	return binary.BigEndian.AppendUint32(buf, 0)
+}
+
+func appendCheckpointEntry(buf []byte, e checkpointEntry) []byte {
+	buf = binary.BigEndian.AppendUint64(buf, e.id)
+	buf = binary.BigEndian.AppendUint64(buf, e.pos.Seq)
+	buf = binary.BigEndian.AppendUint64(buf, uint64(e.pos.Offset))
+	buf = binary.BigEndian.AppendUint64(buf, uint64(e.timestamp))
+	buf = binary.BigEndian.AppendUint64(buf, uint64(e.due))
+	return binary.BigEndian.AppendUint16(buf, e.attempts)
+}
+
+// appendCheckpointSum appends the CRC-32C of everything before it.
+func appendCheckpointSum(buf []byte) []byte {
+	return binary.BigEndian.AppendUint32(buf, crc32.Checksum(buf, crcTable))
 }
 
 func decodeCheckpoint(buf []byte) (logstore.Pos, []checkpointEntry, error) {

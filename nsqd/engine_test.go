@@ -1,7 +1,9 @@
 package nsqd
 
 import (
+	"bytes"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -150,5 +152,86 @@ func TestPausedStatePersists(t *testing.T) {
 	}
 	if m := c.message(); m.Body != "during" {
 		t.Fatalf("got %q after unpausing, want the message published during the pause", m.Body)
+	}
+}
+
+// TestUnreadableCheckpointRedeliversChannel damages a channel's checkpoint the ways a power
+// cut can leave it (empty, torn, garbage): nsqd still starts, moves the file aside, logs an
+// error, and delivers the channel from the oldest retained message, so nothing unfinished is
+// lost (finished ones may come again).
+func TestUnreadableCheckpointRedeliversChannel(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		damage func(good []byte) []byte
+	}{
+		{"empty", func([]byte) []byte { return nil }},
+		{"torn", func(good []byte) []byte { return good[:len(good)/2] }},
+		{"garbage", func(good []byte) []byte { return bytes.Repeat([]byte{0xff}, len(good)) }},
+		{"bad checksum", func(good []byte) []byte {
+			bad := bytes.Clone(good)
+			bad[len(bad)-1] ^= 1
+			return bad
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			n, stop := startTestDaemon(t, dir, nil)
+			if _, err := n.CreateTopic("ck"); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := n.CreateChannel("ck", "c"); err != nil {
+				t.Fatal(err)
+			}
+			var bodies [][]byte
+			for i := range 6 {
+				bodies = append(bodies, fmt.Appendf(nil, "m%d", i))
+			}
+			if err := n.Publish("ck", bodies, 0); err != nil {
+				t.Fatal(err)
+			}
+			c := dialRaw(t, n.TCPAddr().String())
+			c.send(protocol.Subscribe("ck", "c"))
+			c.expectOK()
+			c.send(protocol.Ready(6))
+			for range 3 { // m0, m1 and m2 finished; m3-m5 in flight at shutdown
+				c.send(protocol.Finish(c.message().ID))
+			}
+			for range 3 {
+				c.message()
+			}
+			c.Close()
+			if err := stop(); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, "topics", "ck", "channels", "c.ckpt")
+			good, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, tc.damage(good), 0o644); err != nil {
+				t.Fatal(err)
+			}
+
+			n, _ = startTestDaemon(t, dir, nil)
+			aside, _ := filepath.Glob(path + ".corrupt-*")
+			if len(aside) != 1 {
+				t.Errorf("the unreadable checkpoint was not moved aside: %v", aside)
+			}
+			c = dialRaw(t, n.TCPAddr().String())
+			c.send(protocol.Subscribe("ck", "c"))
+			c.expectOK()
+			c.send(protocol.Ready(10))
+			got := map[string]bool{}
+			for range 6 { // every retained message, from the log's head
+				m := c.message()
+				got[m.Body] = true
+				c.send(protocol.Finish(m.ID))
+			}
+			for _, b := range bodies {
+				if !got[string(b)] {
+					t.Errorf("%s was not delivered after the restart", b)
+				}
+			}
+		})
 	}
 }

@@ -248,7 +248,15 @@ func (t *Topic) restoreChannel(name string, paused bool) error {
 		case err == nil:
 			cur, es, derr := decodeCheckpoint(buf)
 			if derr != nil {
-				return fmt.Errorf("restore channel %q: %w", name, derr)
+				// Periodic checkpoints are not fsynced, so a power cut can leave one empty
+				// or torn. Start anyway: from the log's head, which retention never passes
+				// while the channel still needs it, so everything unfinished is delivered
+				// again (with duplicates) and nothing is lost.
+				start = t.log.HeadPos()
+				aside := t.quarantineCheckpoint(name)
+				t.logger.Error("unreadable channel checkpoint; redelivering the channel from the oldest retained message",
+					"channel", name, "error", derr, "bytes", len(buf), "moved_to", aside, "from_seq", start.Seq)
+				break
 			}
 			start, entries = cur, es
 		case errors.Is(err, os.ErrNotExist):
@@ -272,6 +280,19 @@ func (t *Topic) restoreChannel(name string, paused bool) error {
 	t.channels[name] = ch
 	t.mu.Unlock()
 	return nil
+}
+
+// quarantineCheckpoint moves a channel's unreadable checkpoint aside, for an operator to look
+// at, and returns where it went ("" if it could not be moved, which the next checkpoint then
+// overwrites).
+func (t *Topic) quarantineCheckpoint(channel string) string {
+	path := t.checkpointPath(channel)
+	aside := fmt.Sprintf("%s.corrupt-%d", path, time.Now().UnixNano())
+	if err := os.Rename(path, aside); err != nil {
+		t.logger.Error("move unreadable checkpoint aside", "channel", channel, "error", err)
+		return ""
+	}
+	return filepath.Base(aside)
 }
 
 // deleteChannel removes a channel, disconnecting its clients.
