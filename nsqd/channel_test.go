@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ternmq/tern/internal/testutil"
+	"github.com/ternmq/tern/nsqd/logstore"
 )
 
 // The channel's state machine, driven directly: fake subscribers stand in for connections,
@@ -49,7 +50,15 @@ func newTestChannel(t *testing.T, mutate func(*Options)) testChannel {
 		mutate(opts)
 	}
 	sched := newScheduler()
-	tp, err := openTopic("chantest", t.TempDir(), func() *Options { return opts }, newIDGenerator(1, 0), sched, nopHooks{}, testutil.Logger(t))
+	tp, err := openTopic("chantest", topicEnv{
+		dataPath: t.TempDir(),
+		opts:     func() *Options { return opts },
+		ids:      newIDGenerator(1, 0),
+		sched:    sched,
+		hooks:    nopHooks{},
+		logger:   testutil.Logger(t),
+		budget:   logstore.NewBudget(opts.MemQueueBytes),
+	})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,6 +50,21 @@ func startCounter(t *testing.T, addr, topic, channel string, rdy int, hold bool)
 	return k
 }
 
+// subscribedWithRDY reports whether a channel has want subscribers, each with its RDY
+// applied (RDY has no answer, so only stats show that nsqd has read it).
+func subscribedWithRDY(d *nsqd.NSQD, topic, channel string, want int) bool {
+	cs, ok := d.ChannelStats(topic, channel)
+	if !ok || len(cs.Clients) != want {
+		return false
+	}
+	for _, c := range cs.Clients {
+		if c.ReadyCount == 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // fairnessCase publishes 400 messages to a channel with four consumers at RDY 1000 and
 // checks that each receives 100 ± 25.
 func fairnessCase(t *testing.T, publish func(t *testing.T, pub *wiretest.Conn, topic string, n int)) {
@@ -59,10 +74,8 @@ func fairnessCase(t *testing.T, publish func(t *testing.T, pub *wiretest.Conn, t
 	for i := range ks {
 		ks[i] = startCounter(t, addr, "fair", "ch", 1000, false)
 	}
-	testutil.Eventually(t, 5*time.Second, func() bool {
-		cs, ok := d.ChannelStats("fair", "ch")
-		return ok && cs.ClientCount == consumers
-	}, "consumers subscribed")
+	testutil.Eventually(t, 5*time.Second, func() bool { return subscribedWithRDY(d, "fair", "ch", consumers) },
+		"consumers subscribed")
 	publish(t, dialRaw(t, addr), "fair", total)
 	sum := func() (s int64) {
 		for _, k := range ks {
@@ -126,10 +139,8 @@ func TestDeliveryStuckConsumerDoesNotStarveOthers(t *testing.T) {
 		startCounter(t, addr, "stuck", "ch", 1000, false),
 		startCounter(t, addr, "stuck", "ch", 1000, false),
 	}
-	testutil.Eventually(t, 5*time.Second, func() bool {
-		cs, ok := d.ChannelStats("stuck", "ch")
-		return ok && cs.ClientCount == 4
-	}, "consumers subscribed")
+	testutil.Eventually(t, 5*time.Second, func() bool { return subscribedWithRDY(d, "stuck", "ch", 4) },
+		"consumers subscribed")
 	pub := dialRaw(t, addr)
 	const rounds, perRound = 10, 100
 	for i := range rounds {

@@ -235,3 +235,49 @@ func TestUnreadableCheckpointRedeliversChannel(t *testing.T) {
 		})
 	}
 }
+
+// TestMemQueueBytesBoundsManyTopics publishes 64 KiB messages to 200 topics under a 2 MiB
+// --mem-queue-bytes: what they hold in memory together never passes it, a consumer that
+// comes later reads every message (from disk), and what every channel has read is let go.
+func TestMemQueueBytesBoundsManyTopics(t *testing.T) {
+	const limit, topics, perTopic = 2 << 20, 200, 4
+	n, _ := startTestDaemon(t, t.TempDir(), func(o *Options) { o.MemQueueBytes = limit })
+	body := bytes.Repeat([]byte("m"), 64<<10)
+	for i := range topics {
+		topic := fmt.Sprintf("many%03d", i)
+		if _, err := n.CreateTopic(topic); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.CreateChannel(topic, "c"); err != nil {
+			t.Fatal(err)
+		}
+		for range perTopic {
+			if err := n.Publish(topic, [][]byte{body}, 0); err != nil {
+				t.Fatal(err)
+			}
+			if used := n.memBudget.Used(); used > limit {
+				t.Fatalf("topics hold %d bytes in memory, over --mem-queue-bytes %d", used, limit)
+			}
+		}
+	}
+	if n.memBudget.Used() < limit/2 {
+		t.Errorf("only %d of %d bytes used: the budget should be put to use", n.memBudget.Used(), limit)
+	}
+
+	// Read the first and the last topic: one in memory, one from disk.
+	for _, topic := range []string{"many000", fmt.Sprintf("many%03d", topics-1)} {
+		c := dialRaw(t, n.TCPAddr().String())
+		c.send(protocol.Subscribe(topic, "c"))
+		c.expectOK()
+		c.send(protocol.Ready(perTopic))
+		for range perTopic {
+			if m := c.message(); len(m.Body) != len(body) {
+				t.Fatalf("%s: a message of %d bytes, want %d", topic, len(m.Body), len(body))
+			}
+		}
+		n.Topic(topic).dropConsumedHot()
+		if hot := n.Topic(topic).log.HotBytes(); hot != 0 {
+			t.Errorf("%s keeps %d bytes in memory its only channel has read", topic, hot)
+		}
+	}
+}

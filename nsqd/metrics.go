@@ -40,7 +40,7 @@ func (n *NSQD) registerMetrics(reg *prometheus.Registry) error {
 //	nsqd_channel_backend_depth{topic,channel}    gauge    the part of depth only on disk
 //	nsqd_channel_in_flight_messages{...}         gauge    delivered, not yet finished
 //	nsqd_channel_deferred_messages{...}          gauge    waiting for a deferral or requeue delay
-//	nsqd_channel_messages_total{...}             counter  messages taken from the topic
+//	nsqd_channel_messages_total{...}             counter  messages routed into the channel
 //	nsqd_channel_requeues_total{...}             counter  REQs
 //	nsqd_channel_timeouts_total{...}             counter  deliveries that timed out
 //	nsqd_channel_finished_total{...}             counter  deliveries completed with FIN
@@ -51,6 +51,8 @@ func (n *NSQD) registerMetrics(reg *prometheus.Registry) error {
 //	nsqd_client_connections                      gauge    open TCP (V2) connections
 //	nsqd_producer_connections                    gauge    of those, the ones that have published
 //	nsqd_healthy                                 gauge    1 while storage works (GET /ping says OK)
+//	nsqd_mem_queue_bytes                         gauge    bytes of messages the topics hold in memory
+//	nsqd_mem_queue_limit_bytes                   gauge    the bound on that (--mem-queue-bytes)
 //	nsqd_build_info{version,tern_version}        gauge    always 1
 //	nsqd_timer_lateness_seconds                  histogram how late timer-released messages
 //	                                                       (deferred, delayed requeues, timeouts)
@@ -73,7 +75,7 @@ type metricsCollector struct {
 	channelRequeues, channelTimeouts, channelFinished, channelClients, channelPaused,
 	channelE2E *prometheus.Desc
 
-	clientConns, producerConns, healthy, buildInfo, lateness, latenessMax *prometheus.Desc
+	clientConns, producerConns, healthy, memQueue, memQueueLimit, buildInfo, lateness, latenessMax *prometheus.Desc
 }
 
 func newMetricsCollector(n *NSQD) *metricsCollector {
@@ -111,7 +113,7 @@ func newMetricsCollector(n *NSQD) *metricsCollector {
 	c.channelDeferred = desc("channel_deferred_messages",
 		"Messages of the channel waiting for a deferral or a requeue delay to pass.", channel...)
 	c.channelMessages = desc("channel_messages_total",
-		"Messages the channel has taken from its topic for delivery (NSQ's message_count).", channel...)
+		"Messages routed into the channel by its topic, delivered or not (NSQ's message_count).", channel...)
 	c.channelRequeues = desc("channel_requeues_total", "Messages requeued on the channel (REQ).", channel...)
 	c.channelTimeouts = desc("channel_timeouts_total",
 		"Deliveries on the channel that timed out before FIN, REQ or TOUCH.", channel...)
@@ -127,6 +129,9 @@ func newMetricsCollector(n *NSQD) *metricsCollector {
 	c.producerConns = desc("producer_connections",
 		"Open TCP connections that have published (NSQ's producers).")
 	c.healthy = desc("healthy", "1 while the daemon's storage works (GET /ping answers OK), else 0.")
+	c.memQueue = desc("mem_queue_bytes",
+		"Bytes of messages the topics hold in memory (their hot tails and ephemeral topics), counted against --mem-queue-bytes.")
+	c.memQueueLimit = desc("mem_queue_limit_bytes", "The bound on what the topics hold in memory, --mem-queue-bytes.")
 	c.buildInfo = desc("build_info",
 		"Always 1; version is the NSQ release Tern is compatible with, tern_version Tern's own.",
 		"version", "tern_version")
@@ -181,6 +186,8 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.clientConns, float64(clients))
 	gauge(c.producerConns, float64(producers))
 	gauge(c.healthy, boolFloat(c.n.Health() == nil))
+	gauge(c.memQueue, float64(c.n.memBudget.Used()))
+	gauge(c.memQueueLimit, float64(c.n.memBudget.Limit()))
 	gauge(c.buildInfo, 1, version.Binary, version.Tern)
 
 	lat := c.n.TimerLateness()

@@ -116,7 +116,7 @@ func flattenFamilies(t *testing.T, mfs map[string]*dto.MetricFamily, prefix stri
 }
 
 // wantSeries is the specification of /metrics: what each field of a stats snapshot becomes.
-func wantSeries(r StatsReport, lat TimerLateness, clients, producers int, healthy bool) metricSeries {
+func wantSeries(n *NSQD, r StatsReport, lat TimerLateness, clients, producers int, healthy bool) metricSeries {
 	b := func(v bool) float64 {
 		if v {
 			return 1
@@ -165,6 +165,8 @@ func wantSeries(r StatsReport, lat TimerLateness, clients, producers int, health
 	want.add("nsqd_client_connections", float64(clients))
 	want.add("nsqd_producer_connections", float64(producers))
 	want.add("nsqd_healthy", b(healthy))
+	want.add("nsqd_mem_queue_bytes", float64(n.memBudget.Used()))
+	want.add("nsqd_mem_queue_limit_bytes", float64(n.getOpts().MemQueueBytes))
 	want.add("nsqd_build_info", 1, "version", version.Binary, "tern_version", version.Tern)
 	var cum uint64
 	for i, bound := range lat.Bounds {
@@ -309,7 +311,7 @@ func TestMetricsMatchStats(t *testing.T) {
 
 	conns, ephemeralSub := metricsScenario(t, n)
 	got, r, lat := scrapeQuiet(t, n, srv.URL)
-	want := wantSeries(r, lat, conns, len(r.Producers), n.Health() == nil)
+	want := wantSeries(n, r, lat, conns, len(r.Producers), n.Health() == nil)
 	for _, d := range diffSeries(got, want) {
 		t.Error(d)
 	}
@@ -399,7 +401,7 @@ func TestMetricsServedByDaemon(t *testing.T) {
 		}
 	}
 	got, r, lat := scrapeQuiet(t, n, base+"/metrics")
-	for _, d := range diffSeries(got, wantSeries(r, lat, 1, len(r.Producers), true)) {
+	for _, d := range diffSeries(got, wantSeries(n, r, lat, 1, len(r.Producers), true)) {
 		t.Error(d)
 	}
 
@@ -419,7 +421,7 @@ func TestMetricsServedByDaemon(t *testing.T) {
 	inJSON := regexp.MustCompile(`^nsqd_(topic_(depth|backend_depth|messages_total|message_bytes_total|paused|channels)|` +
 		`channel_(depth|backend_depth|in_flight_messages|deferred_messages|messages_total|requeues_total|timeouts_total|clients|paused)){`)
 	checked := 0
-	for k, w := range wantSeries(fromHTTP, lat, 1, 1, true) {
+	for k, w := range wantSeries(n, fromHTTP, lat, 1, 1, true) {
 		if !inJSON.MatchString(k) {
 			continue
 		}

@@ -24,6 +24,7 @@ import (
 	"github.com/ternmq/tern/internal/logging"
 	"github.com/ternmq/tern/internal/protocol"
 	"github.com/ternmq/tern/internal/version"
+	"github.com/ternmq/tern/nsqd/logstore"
 )
 
 // Errors of the engine-level administration calls.
@@ -76,6 +77,7 @@ type NSQD struct {
 	lock         *os.File
 	sched        *scheduler
 	ids          *idGenerator
+	memBudget    *logstore.Budget // --mem-queue-bytes, shared by every topic's hot tail
 	proto        *protocolV2
 	startTime    time.Time
 
@@ -131,6 +133,7 @@ func New(opts *Options, logger *slog.Logger, reg *prometheus.Registry) (*NSQD, e
 		logLevel:  logLevel,
 		sched:     newScheduler(),
 		ids:       newIDGenerator(o.NodeID, 0),
+		memBudget: logstore.NewBudget(o.MemQueueBytes),
 		topics:    make(map[string]*Topic),
 		clients:   make(map[int64]*client),
 		conns:     make(map[net.Conn]struct{}),
@@ -389,6 +392,7 @@ func (n *NSQD) housekeeping(ctx context.Context) {
 						t.logger.Error("sync topic log", "error", err)
 					}
 				}
+				t.dropConsumedHot()
 				var err error
 				if retainDue {
 					err = t.retain()
@@ -445,7 +449,7 @@ func (n *NSQD) getOrCreateTopic(name string) (*Topic, error) {
 		n.mu.Unlock()
 		return t, nil
 	}
-	t, err := openTopic(name, n.getOpts().DataPath, n.getOpts, n.ids, n.sched, n, n.logger)
+	t, err := openTopic(name, n.topicEnv())
 	if err != nil {
 		n.mu.Unlock()
 		return nil, err
@@ -458,6 +462,19 @@ func (n *NSQD) getOrCreateTopic(name string) (*Topic, error) {
 		n.metadataChanged()
 	}
 	return t, nil
+}
+
+// topicEnv is what every topic of the daemon shares.
+func (n *NSQD) topicEnv() topicEnv {
+	return topicEnv{
+		dataPath: n.getOpts().DataPath,
+		opts:     n.getOpts,
+		ids:      n.ids,
+		sched:    n.sched,
+		hooks:    n,
+		logger:   n.logger,
+		budget:   n.memBudget,
+	}
 }
 
 // CreateTopic returns the named topic, creating it if needed.
@@ -693,13 +710,12 @@ func (n *NSQD) loadMetadata() error {
 	if err := json.Unmarshal(buf, &md); err != nil {
 		return fmt.Errorf("decode metadata %s: %w", n.metadataPath(), err)
 	}
-	opts := n.getOpts()
 	for _, tm := range md.Topics {
 		if !protocol.IsValidTopicName(tm.Name) || protocol.IsEphemeral(tm.Name) {
 			n.logger.Warn("skipping invalid topic in metadata", "topic", tm.Name)
 			continue
 		}
-		t, err := openTopic(tm.Name, opts.DataPath, n.getOpts, n.ids, n.sched, n, n.logger)
+		t, err := openTopic(tm.Name, n.topicEnv())
 		if err != nil {
 			return err
 		}

@@ -51,6 +51,13 @@ type Options struct {
 	// MemQueueSize is how many of a topic's newest messages stay in memory, and the bound of
 	// an ephemeral topic or channel.
 	MemQueueSize int64 `flag:"mem-queue-size" toml:"mem_queue_size"`
+	// MemQueueBytes bounds the bytes of messages all topics together keep in memory (their
+	// hot tails, and the messages of ephemeral topics). A topic that publishes while it is
+	// spent keeps its newest messages on disk only, and consumers that lag read them from
+	// there; an ephemeral topic drops them, as NSQ drops what overflows its memory queue.
+	// The default is an eighth of the memory available (the cgroup's limit in a container).
+	// A Tern extension.
+	MemQueueBytes int64 `flag:"mem-queue-bytes" toml:"mem_queue_bytes"`
 	// MaxBytesPerFile is the size at which a topic log rolls to a new segment.
 	MaxBytesPerFile int64 `flag:"max-bytes-per-file" toml:"max_bytes_per_file"`
 	// SyncEvery is how many messages may be written between fsyncs.
@@ -154,6 +161,7 @@ func NewOptions() *Options {
 		HTTPClientRequestTimeout: 5 * time.Second,
 
 		MemQueueSize:    10000,
+		MemQueueBytes:   defaultMemQueueBytes(),
 		MaxBytesPerFile: 100 * 1024 * 1024,
 		SyncEvery:       2500,
 		SyncTimeout:     2 * time.Second,
@@ -261,6 +269,7 @@ func (o *Options) Validate() error {
 		{"--max-msg-size", o.MaxMsgSize},
 		{"--max-body-size", o.MaxBodySize},
 		{"--max-bytes-per-file", o.MaxBytesPerFile},
+		{"--mem-queue-bytes", o.MemQueueBytes},
 		{"--max-rdy-count", o.MaxRdyCount},
 		{"--max-output-buffer-size", o.MaxOutputBufferSize},
 		{"--sync-every", o.SyncEvery},

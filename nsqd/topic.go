@@ -65,28 +65,42 @@ type Topic struct {
 	start logstore.Pos
 }
 
-func openTopic(name, dataPath string, opts func() *Options, ids *idGenerator, sched *scheduler, hooks topicHooks, logger *slog.Logger) (*Topic, error) {
-	o := opts()
+// topicEnv is what a daemon gives each of its topics: where they keep their files, the
+// settings, and the parts all topics share. A topic reaches its daemon only through hooks.
+type topicEnv struct {
+	dataPath string
+	opts     func() *Options
+	ids      *idGenerator
+	sched    *scheduler
+	hooks    topicHooks
+	logger   *slog.Logger
+	budget   *logstore.Budget // the memory all hot tails share
+}
+
+func openTopic(name string, env topicEnv) (*Topic, error) {
+	o := env.opts()
 	t := &Topic{
 		name:      name,
 		ephemeral: protocol.IsEphemeral(name),
-		ids:       ids,
-		sched:     sched,
-		hooks:     hooks,
-		logger:    logger.With("topic", name),
-		opts:      opts,
+		ids:       env.ids,
+		sched:     env.sched,
+		hooks:     env.hooks,
+		logger:    env.logger.With("topic", name),
+		opts:      env.opts,
 		channels:  make(map[string]*Channel),
 	}
 	lo := logstore.Options{
 		SegmentBytes: o.MaxBytesPerFile,
 		MaxBodyBytes: int(o.MaxMsgSize),
 		MemRecords:   int(max(o.MemQueueSize, 1)),
+		MemBytes:     o.MemQueueBytes, // no bound of its own: the shared budget is the bound
+		Budget:       env.budget,
 		SyncEvery:    o.SyncEvery,
 		FsyncAlways:  o.FsyncAlways,
 		Logger:       t.logger,
 	}
 	if !t.ephemeral {
-		t.dir = filepath.Join(dataPath, "topics", name)
+		t.dir = filepath.Join(env.dataPath, "topics", name)
 		lo.Dir = filepath.Join(t.dir, "log")
 		if err := os.MkdirAll(filepath.Join(t.dir, "channels"), 0o755); err != nil {
 			return nil, fmt.Errorf("open topic %q: %w", name, err)
@@ -97,7 +111,7 @@ func openTopic(name, dataPath string, opts func() *Options, ids *idGenerator, sc
 		return nil, fmt.Errorf("open topic %q: %w", name, err)
 	}
 	t.log = l
-	ids.observe(l.LastID())
+	env.ids.observe(l.LastID())
 	t.start = l.HeadPos()
 	if t.dir != "" {
 		if pos, ok := readStartFile(filepath.Join(t.dir, "start")); ok && pos.Seq >= l.Head() && pos.Seq <= l.Tail() {
@@ -105,6 +119,25 @@ func openTopic(name, dataPath string, opts func() *Options, ids *idGenerator, sc
 		}
 	}
 	return t, nil
+}
+
+// dropConsumedHot lets the hot tail forget the records every channel has read past: what is
+// in flight or requeued keeps its own reference, and nobody will read them from memory again,
+// so the memory budget goes to records still to be read. A topic without channels keeps its
+// backlog for its first channel.
+func (t *Topic) dropConsumedHot() {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if len(t.channels) == 0 {
+		return
+	}
+	below := t.log.Tail()
+	for _, ch := range t.channels {
+		ch.mu.Lock()
+		below = min(below, ch.cursor.Seq)
+		ch.mu.Unlock()
+	}
+	t.log.DropHot(below)
 }
 
 // Name returns the topic's name.

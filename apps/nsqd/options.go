@@ -50,6 +50,7 @@ var flagUsage = map[string]string{
 
 	"data-path":          "path to store topic logs and metadata; empty means the current directory",
 	"mem-queue-size":     "number of a topic's newest messages kept in memory (and the bound of ephemeral topics and channels)",
+	"mem-queue-bytes":    "bytes of messages all topics together keep in memory; the default is an eighth of the memory available (Tern extension)",
 	"max-bytes-per-file": "number of bytes per topic log segment before rolling",
 	"sync-every":         "number of messages written between fsyncs",
 	"sync-timeout":       "longest time written data waits for an fsync",

@@ -32,7 +32,7 @@ var nsqFlags = []string{
 }
 
 // ternFlags are Tern's additions; each is documented in the README.
-var ternFlags = []string{"fsync-always"}
+var ternFlags = []string{"fsync-always", "mem-queue-bytes"}
 
 func TestFlagNamesMatchNSQ(t *testing.T) {
 	fs := newFlagSet(nsqd.NewOptions(), &cmdLine{})
@@ -332,14 +332,15 @@ func TestExampleConfig(t *testing.T) {
 		t.Fatalf("the example does not parse strictly: %v", err)
 	}
 	want := nsqd.NewOptions()
-	// The example leaves these two commented out, because their defaults are derived from
-	// the host name and any value written down would differ from the default elsewhere.
-	for _, key := range []string{"id", "broadcast_address"} {
+	// The example leaves these commented out, because their defaults are derived from the
+	// host name or its memory and any value written down would differ from the default
+	// elsewhere.
+	for _, key := range []string{"id", "broadcast_address", "mem_queue_bytes"} {
 		if !strings.Contains(string(data), "\n# "+key+" = ") {
 			t.Errorf("the example does not show the commented-out key %q", key)
 		}
 	}
-	got.NodeID, got.BroadcastAddress = want.NodeID, want.BroadcastAddress
+	got.NodeID, got.BroadcastAddress, got.MemQueueBytes = want.NodeID, want.BroadcastAddress, want.MemQueueBytes
 	assertOptions(t, got, want)
 }
 

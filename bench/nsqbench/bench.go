@@ -46,8 +46,11 @@ type config struct {
 	NSQDBin string
 	// NSQDFlags are passed to the started nsqd after the tool's own flags.
 	NSQDFlags []string
-	// Topic and Channel are where the load goes.
+	// Topic and Channel are where the load goes. With Topics above 1 the load is spread over
+	// that many topics, named Topic-0, Topic-1, ..., batch by batch in turn, and each topic
+	// is drained by its own consumers.
 	Topic, Channel string
+	Topics         int
 	// Count is the number of messages, Size each body's length, Batch the messages per MPUB.
 	Count, Size, Batch int
 	// Publishers and Consumers are the numbers of connections of each phase.
@@ -69,6 +72,7 @@ func defaultConfig() config {
 		NSQDBin:      "bin/nsqd",
 		Topic:        "bench",
 		Channel:      "ch",
+		Topics:       1,
 		Count:        1_000_000,
 		Size:         100,
 		Batch:        200,
@@ -80,11 +84,22 @@ func defaultConfig() config {
 	}
 }
 
+// topicName is the name of the i-th topic of the load.
+func (c config) topicName(i int) string {
+	if c.Topics <= 1 {
+		return c.Topic
+	}
+	return fmt.Sprintf("%s-%d", c.Topic, i)
+}
+
+// consumers is the number of consuming connections: at least one per topic.
+func (c config) consumers() int { return max(c.Consumers, c.Topics) }
+
 // validate reports every problem with the config at once.
 func (c config) validate() error {
 	var errs []error
-	if !protocol.IsValidTopicName(c.Topic) {
-		errs = append(errs, fmt.Errorf("invalid --topic %q", c.Topic))
+	if !protocol.IsValidTopicName(c.topicName(max(c.Topics, 1) - 1)) {
+		errs = append(errs, fmt.Errorf("invalid --topic %q (with --topics %d)", c.Topic, c.Topics))
 	}
 	if !protocol.IsValidChannelName(c.Channel) {
 		errs = append(errs, fmt.Errorf("invalid --channel %q", c.Channel))
@@ -94,6 +109,7 @@ func (c config) validate() error {
 		val, min int
 	}{
 		{"count", c.Count, 1},
+		{"topics", c.Topics, 1},
 		{"size", c.Size, seqLen},
 		{"batch", c.Batch, 1},
 		{"publishers", c.Publishers, 1},
@@ -158,8 +174,9 @@ type result struct {
 	FinFailed int
 	// Stalled says the consume phase ended because no new message came for StallTimeout.
 	Stalled bool
-	// PeakRSS is the started nsqd's VmHWM in bytes, or -1 for an external nsqd.
-	PeakRSS int64
+	// PeakRSS is the started nsqd's VmHWM in bytes, or -1 for an external nsqd;
+	// PublishPeakRSS is the same at the end of the publish phase.
+	PeakRSS, PublishPeakRSS int64
 }
 
 // ok reports whether every message was published and then consumed exactly once.
@@ -171,7 +188,7 @@ func (r result) ok() bool {
 // cfg.NSQDTCPAddress or one it starts. It returns what it measured even when it fails, so
 // the caller can print the phases that completed.
 func run(ctx context.Context, cfg config, logger *slog.Logger) (res result, err error) {
-	res.PeakRSS = -1
+	res.PeakRSS, res.PublishPeakRSS = -1, -1
 	if err := cfg.validate(); err != nil {
 		return res, err
 	}
@@ -190,15 +207,20 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) (res result, err 
 	}
 
 	logger.Info("publishing", "nsqd", addr, "count", cfg.Count, "size", cfg.Size,
-		"batch", cfg.Batch, "publishers", cfg.Publishers)
+		"batch", cfg.Batch, "publishers", cfg.Publishers, "topics", cfg.Topics)
 	elapsed, err := publish(ctx, cfg, addr)
 	if err != nil {
 		return res, fmt.Errorf("publish: %w", err)
 	}
 	res.Published, res.PublishElapsed = cfg.Count, elapsed
+	if d != nil {
+		if rss, err := d.peakRSS(); err == nil {
+			res.PublishPeakRSS = rss
+		}
+	}
 
 	logger.Info("consuming", "topic", cfg.Topic, "channel", cfg.Channel, "rdy", cfg.RDY,
-		"consumers", cfg.Consumers)
+		"consumers", cfg.consumers())
 	tr := newTracker(cfg.Count, cfg.Size)
 	cs, err := consume(ctx, cfg, addr, tr, logger)
 	res.ConsumeRan = cs.ran
@@ -293,6 +315,11 @@ func publish(ctx context.Context, cfg config, addr string) (time.Duration, error
 			return 0, err
 		}
 	}
+	// The command line of each topic; the payload after it is the same for all.
+	lines := make([][]byte, cfg.Topics)
+	for i := range lines {
+		lines[i] = fmt.Appendf(nil, "MPUB %s\n", cfg.topicName(i))
+	}
 
 	pubs := make([]*publisher, 0, cfg.Publishers)
 	defer func() {
@@ -305,7 +332,7 @@ func publish(ctx context.Context, cfg config, addr string) (time.Duration, error
 		if err != nil {
 			return 0, err
 		}
-		pubs = append(pubs, &publisher{conn: conn, r: r, full: full.clone(), tail: tail})
+		pubs = append(pubs, &publisher{conn: conn, r: r, full: full.clone(), tail: tail, lines: lines})
 	}
 	// Closing the connections is what interrupts publishers blocked on the network.
 	stop := context.AfterFunc(ctx, func() {
@@ -343,9 +370,11 @@ func publish(ctx context.Context, cfg config, addr string) (time.Duration, error
 }
 
 // mpub is an MPUB command in wire form whose message bodies are rewritten in place, so a
-// publisher sends batch after batch without building or allocating anything.
+// publisher sends batch after batch without building or allocating anything. wire is the
+// command line followed by the payload, which starts at payload.
 type mpub struct {
-	wire []byte
+	wire    []byte
+	payload int
 	// first is the offset of the first body in wire; each next body is stride further on.
 	first, stride, n int
 }
@@ -365,7 +394,8 @@ func newMPUB(topic string, n, size int) (*mpub, error) {
 	wire := cmd.AppendTo(nil)
 	// The command ends with [4-byte body size][4-byte count]([4-byte size][body])*n, the
 	// last part being cmd.Body.
-	m := &mpub{wire: wire, first: len(wire) - len(cmd.Body) + 4 + 4, stride: 4 + size, n: n}
+	payload := len(wire) - len(cmd.Body) - 4
+	m := &mpub{wire: wire, payload: payload, first: payload + 4 + 4 + 4, stride: 4 + size, n: n}
 	if got := binary.BigEndian.Uint32(wire[m.first-4:]); int(got) != size {
 		return nil, fmt.Errorf("unexpected MPUB layout: first message size %d, want %d", got, size)
 	}
@@ -393,6 +423,8 @@ type publisher struct {
 	full *mpub
 	// tail is shared but used by the one publisher that takes the last batch.
 	tail *mpub
+	// lines are the MPUB command lines of the topics, used in turn.
+	lines [][]byte
 }
 
 // run takes batch numbers from next until there are none left, sending each as one MPUB
@@ -408,7 +440,8 @@ func (p *publisher) run(next *atomic.Int64, batches int64, batchSize int) error 
 			m = p.tail
 		}
 		m.number(uint64(b) * uint64(batchSize))
-		if _, err := p.conn.Write(m.wire); err != nil {
+		wire := net.Buffers{p.lines[b%int64(len(p.lines))], m.wire[m.payload:]}
+		if _, err := wire.WriteTo(p.conn); err != nil {
 			return fmt.Errorf("send MPUB: %w", err)
 		}
 		if err := expectOK(p.conn, p.r); err != nil {
@@ -535,15 +568,15 @@ type consumeStats struct {
 // RDY to the last new message.
 func consume(ctx context.Context, cfg config, addr string, tr *tracker, logger *slog.Logger) (consumeStats, error) {
 	var cs consumeStats
-	cons := make([]*consumer, 0, cfg.Consumers)
+	cons := make([]*consumer, 0, cfg.consumers())
 	defer func() {
 		for _, c := range cons {
 			_ = c.conn.Close()
 		}
 	}()
 	rdy := cfg.RDY
-	for range cfg.Consumers {
-		c, maxRdy, err := dialConsumer(ctx, cfg, addr, tr)
+	for i := range cfg.consumers() {
+		c, maxRdy, err := dialConsumer(ctx, cfg, cfg.topicName(i%cfg.Topics), addr, tr)
 		if err != nil {
 			return cs, err
 		}
@@ -620,12 +653,12 @@ watch:
 
 // dialConsumer connects, identifies and subscribes; it returns the server's max_rdy_count,
 // 0 if unknown.
-func dialConsumer(ctx context.Context, cfg config, addr string, tr *tracker) (*consumer, int64, error) {
+func dialConsumer(ctx context.Context, cfg config, topic, addr string, tr *tracker) (*consumer, int64, error) {
 	conn, r, resp, err := handshakeSized(ctx, addr, protocol.IdentifyRequest{HeartbeatInterval: heartbeatMs}, consumerReadBuffer)
 	if err != nil {
 		return nil, 0, err
 	}
-	if _, err := protocol.Subscribe(cfg.Topic, cfg.Channel).WriteTo(conn); err != nil {
+	if _, err := protocol.Subscribe(topic, cfg.Channel).WriteTo(conn); err != nil {
 		_ = conn.Close()
 		return nil, 0, fmt.Errorf("send SUB: %w", err)
 	}

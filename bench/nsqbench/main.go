@@ -117,6 +117,7 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	fs.Var(nsqdFlags, "nsqd-flag", "flag passed to the started nsqd, e.g. --nsqd-flag=--mem-queue-size=100000 (repeatable)")
 	fs.StringVar(&cfg.Topic, "topic", cfg.Topic, "topic to publish to")
 	fs.StringVar(&cfg.Channel, "channel", cfg.Channel, "channel to consume")
+	fs.IntVar(&cfg.Topics, "topics", cfg.Topics, "spread the load over this many topics, --topic-0, --topic-1, ... (each drained by its own consumers)")
 	fs.IntVar(&cfg.Count, "count", cfg.Count, "number of messages")
 	fs.IntVar(&cfg.Size, "size", cfg.Size, "message size in bytes (at least 8, for the sequence number)")
 	fs.IntVar(&cfg.Batch, "batch", cfg.Batch, "messages per MPUB")
@@ -144,6 +145,9 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 func writeResult(w io.Writer, cfg config, res result) {
 	if res.PublishElapsed > 0 {
 		fmt.Fprintf(w, "publish: %s\n", rateLine(res.Published, cfg.Size, res.PublishElapsed))
+		if cfg.Topics > 1 && res.PublishPeakRSS >= 0 {
+			fmt.Fprintf(w, "peak RSS publishing to %d topics: %d MiB\n", cfg.Topics, (res.PublishPeakRSS+1<<19)>>20)
+		}
 	}
 	if res.ConsumeElapsed > 0 {
 		fmt.Fprintf(w, "consume: %s\n", rateLine(res.Consumed, cfg.Size, res.ConsumeElapsed))

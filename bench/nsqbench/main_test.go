@@ -35,18 +35,11 @@ func startNSQD(tb testing.TB, configure func(*nsqd.Options)) *nsqd.NSQD {
 // channelStats returns the stats of one channel, failing the test if it does not exist.
 func channelStats(t *testing.T, d *nsqd.NSQD, topic, channel string) nsqd.ChannelStats {
 	t.Helper()
-	for _, ts := range d.Stats() {
-		if ts.Name != topic {
-			continue
-		}
-		for _, cs := range ts.Channels {
-			if cs.Name == channel {
-				return cs
-			}
-		}
+	cs, ok := d.ChannelStats(topic, channel)
+	if !ok {
+		t.Fatalf("no channel %s/%s", topic, channel)
 	}
-	t.Fatalf("no channel %s/%s", topic, channel)
-	return nsqd.ChannelStats{}
+	return cs
 }
 
 func TestRun(t *testing.T) {
@@ -55,11 +48,13 @@ func TestRun(t *testing.T) {
 		name                       string
 		count, size, batch         int
 		publishers, consumers, rdy int
+		topics                     int
 	}{
 		{name: "issue shape", count: 20_000, size: 100, batch: 200, publishers: 4, consumers: 1, rdy: 2500},
 		{name: "short last batch", count: 10_007, size: 8, batch: 100, publishers: 3, consumers: 1, rdy: 50},
 		{name: "two consumers", count: 5_000, size: 64, batch: 50, publishers: 2, consumers: 2, rdy: 100},
 		{name: "one message", count: 1, size: 100, batch: 200, publishers: 4, consumers: 1, rdy: 1},
+		{name: "three topics", count: 3_000, size: 100, batch: 100, publishers: 2, consumers: 1, rdy: 50, topics: 3},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -68,6 +63,7 @@ func TestRun(t *testing.T) {
 			cfg.Topic = "bench" + strconv.Itoa(i)
 			cfg.Count, cfg.Size, cfg.Batch = tt.count, tt.size, tt.batch
 			cfg.Publishers, cfg.Consumers, cfg.RDY = tt.publishers, tt.consumers, tt.rdy
+			cfg.Topics = max(tt.topics, 1)
 			cfg.Timeout = time.Minute
 
 			ctx, cancel := context.WithTimeout(testutil.Context(t), cfg.Timeout)
@@ -93,11 +89,14 @@ func TestRun(t *testing.T) {
 			if res.Stalled || res.FinFailed != 0 {
 				t.Errorf("stalled %v, fin_failed %d; want a clean run", res.Stalled, res.FinFailed)
 			}
-			// Every FIN the tool sent must have reached the daemon.
-			testutil.Eventually(t, 10*time.Second, func() bool {
-				cs := channelStats(t, d, cfg.Topic, cfg.Channel)
-				return cs.InFlightCount == 0 && cs.Depth == 0
-			}, "channel %s drained and nothing in flight", cfg.Topic)
+			// Every FIN the tool sent must have reached the daemon, and the load was spread.
+			for i := range cfg.Topics {
+				topic := cfg.topicName(i)
+				testutil.Eventually(t, 10*time.Second, func() bool {
+					cs := channelStats(t, d, topic, cfg.Channel)
+					return cs.InFlightCount == 0 && cs.Depth == 0 && cs.FinishCount == uint64(tt.count/cfg.Topics)
+				}, "channel %s drained, nothing in flight, its share finished", topic)
+			}
 		})
 	}
 }

@@ -81,6 +81,9 @@ type Options struct {
 	// MemBytes is the hot tail's byte budget, counting encoded record sizes. 0 means
 	// DefaultMemBytes.
 	MemBytes int64
+	// Budget, when not nil, is a byte budget this log's hot tail shares with other logs'.
+	// For a memory-only log, records evicted to keep within it are dropped.
+	Budget *Budget
 	// SyncEvery fsyncs after this many records appended since the last sync; 0 syncs only on
 	// Sync and Close.
 	SyncEvery int64
@@ -205,7 +208,7 @@ func Open(opts Options) (*Log, error) {
 		return nil, fmt.Errorf("open log: %w", err)
 	}
 	l := &Log{opts: o, logger: o.Logger, dir: o.Dir}
-	l.ring = ring{max: o.MemRecords, maxBytes: o.MemBytes}
+	l.ring = ring{max: o.MemRecords, maxBytes: o.MemBytes, budget: o.Budget}
 	if l.dir == "" {
 		return l, nil
 	}
@@ -448,6 +451,27 @@ func (l *Log) removeSegments(segs []*segment) error {
 		return err
 	}
 	return nil
+}
+
+// DropHot evicts the hot tail's records below seq, which no reader needs in memory any more,
+// so that the budget goes to records still to be read. It does nothing to a memory-only log,
+// whose hot tail is all it has.
+func (l *Log) DropHot(seq uint64) {
+	if l.dir == "" {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.closed {
+		l.ring.dropBelow(min(seq, l.tail), l.tail)
+	}
+}
+
+// HotBytes returns the bytes of records the hot tail holds.
+func (l *Log) HotBytes() int64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.ring.bytes
 }
 
 // Empty drops every record: afterwards Head == Tail, and seqs keep counting from Tail.

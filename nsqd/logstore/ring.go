@@ -1,11 +1,14 @@
 package logstore
 
+import "sync/atomic"
+
 // ring is the hot tail: the newest records of the log, in seq order, so that readers that
 // keep up copy entries instead of reading files. It always ends at the log's tail: every
-// published record enters it, and the oldest leave when the record or byte bound is passed.
-// Bodies alias the buffer the records were encoded into, which is never written again.
+// published record enters it, and the oldest leave when the record or byte bound is passed,
+// or when the budget the ring shares with other logs' rings is. Bodies alias the buffer the
+// records were encoded into, which is never written again.
 //
-// A ring is guarded by Log.mu.
+// A ring is guarded by Log.mu; its share of the budget is an atomic the other rings read.
 type ring struct {
 	buf      []Entry // len is zero or a power of two; grows on demand up to the record bound
 	head     uint64  // seq of the oldest entry (the tail when empty)
@@ -13,6 +16,37 @@ type ring struct {
 	bytes    int64   // encoded size of the entries held
 	max      int     // record bound; 0 disables the ring
 	maxBytes int64   // byte bound
+	budget   *Budget // shared bound, or nil
+}
+
+// Budget bounds the bytes that the hot tails of many logs hold together: memory stays bounded
+// however many topics there are. A log that appends while the budget is spent evicts its own
+// oldest records, down to the record just appended if need be, so readers that fall out of
+// the budget read the segment files. A Budget is safe for concurrent use.
+type Budget struct {
+	limit int64
+	used  atomic.Int64
+}
+
+// NewBudget returns a budget of limit bytes of encoded records.
+func NewBudget(limit int64) *Budget { return &Budget{limit: limit} }
+
+// Limit returns the budget's bound in bytes.
+func (b *Budget) Limit() int64 { return b.limit }
+
+// Used returns the bytes the hot tails hold now.
+func (b *Budget) Used() int64 { return b.used.Load() }
+
+func (r *ring) account(delta int64) {
+	r.bytes += delta
+	if r.budget != nil {
+		r.budget.used.Add(delta)
+	}
+}
+
+// over reports whether the ring must give up its oldest entry.
+func (r *ring) over() bool {
+	return r.n > r.max || r.bytes > r.maxBytes || r.budget != nil && r.budget.used.Load() > r.budget.limit
 }
 
 // minRingSlots is the ring's first allocation, so that a log that holds few records does not
@@ -37,8 +71,8 @@ func (r *ring) push(e Entry) {
 	}
 	*r.at(e.Pos.Seq) = e
 	r.n++
-	r.bytes += int64(recordSize(len(e.Body)))
-	for r.n > 0 && (r.n > r.max || r.bytes > r.maxBytes) {
+	r.account(int64(recordSize(len(e.Body))))
+	for r.n > 0 && r.over() {
 		r.pop()
 	}
 }
@@ -62,7 +96,7 @@ func (r *ring) grow() {
 // pop drops the oldest entry, clearing its slot so the body's buffer can be collected.
 func (r *ring) pop() {
 	e := r.at(r.head)
-	r.bytes -= int64(recordSize(len(e.Body)))
+	r.account(-int64(recordSize(len(e.Body))))
 	*e = Entry{}
 	r.head++
 	r.n--
@@ -82,7 +116,8 @@ func (r *ring) dropBelow(seq, tail uint64) {
 // reset empties the ring and starts it at tail.
 func (r *ring) reset(tail uint64) {
 	clear(r.buf)
-	r.head, r.n, r.bytes = tail, 0, 0
+	r.account(-r.bytes)
+	r.head, r.n = tail, 0
 }
 
 // copyFrom appends up to k entries starting at seq (which must be held) to dst and returns
