@@ -309,14 +309,16 @@ func (ch *Channel) take(sub *subscription, dst []delivery, now int64) []delivery
 			}
 			return dst
 		}
-		if n, err := ch.readLocked(now); n == 0 {
+		if n, atTail := ch.readLocked(now); n == 0 {
 			if len(dst) > 0 {
 				return dst
 			}
 			// Nothing to read. A publish that lands from now on sees mayWait, set with the
-			// waiting list, and wakes sub; one that landed since the read shows here.
+			// waiting list, and wakes sub; one that landed since a read that found the
+			// tail shows here, and is read. Anything else that stopped the read (no room
+			// left, a paused topic, an error) is not retried here.
 			ch.addWaitingLocked(sub)
-			if err != nil || ch.cursor.Seq >= ch.topic.readableSeq() {
+			if !atTail || ch.cursor.Seq >= ch.topic.readableSeq() {
 				return dst
 			}
 		}
@@ -328,8 +330,9 @@ func (ch *Channel) take(sub *subscription, dst []delivery, now int64) []delivery
 // read: records due later go to the timer heap, the others to the ready queue. It is called
 // with readMu and mu held and returns with mu held and readMu released; before releasing it,
 // it wakes the waiting subscribers if more records remain, so that one of them reads next.
-// It returns how many records it read, and the read's error.
-func (ch *Channel) readLocked(now int64) (int, error) {
+// It returns how many records it read and, when none, whether that is because the read
+// found the end of the log (rather than no room, a pause or an error).
+func (ch *Channel) readLocked(now int64) (n int, atTail bool) {
 	defer func() {
 		if len(ch.waiting) > 0 && ch.cursor.Seq < ch.topic.readableSeq() {
 			ch.wakeWaitingLocked()
@@ -345,11 +348,11 @@ func (ch *Channel) readLocked(now int64) (int, error) {
 	}
 	want = min(want, readBatch*max(1, len(ch.subs)))
 	if want == 0 {
-		return 0, nil
+		return 0, false
 	}
 	if limit, ok := ch.topic.readLimit(); ok {
 		if ch.cursor.Seq >= limit {
-			return 0, nil
+			return 0, false
 		}
 		want = int(min(uint64(want), limit-ch.cursor.Seq))
 	}
@@ -376,7 +379,7 @@ func (ch *Channel) readLocked(now int64) (int, error) {
 	}
 	ch.cursor = ch.reader.Pos()
 	if len(ents) == 0 {
-		return 0, err
+		return 0, err == nil
 	}
 	ch.dirty = true
 	for i := range ents {
@@ -397,7 +400,7 @@ func (ch *Channel) readLocked(now int64) (int, error) {
 		ch.pushReady(p)
 	}
 	ch.scheduleLocked()
-	return len(ents), err
+	return len(ents), false
 }
 
 // assignReadyLocked hands the ready queue out among the subscribers with room: each gets a

@@ -14,16 +14,24 @@ import (
 // The channel's state machine, driven directly: fake subscribers stand in for connections,
 // and the test plays each subscriber's pump by calling take.
 
-// fakeSub is a subscriber with a settable RDY that counts its wake-ups.
+// fakeSub is a subscriber with a settable RDY that counts its wake-ups. With closeAfter set,
+// its RDY drops to 0 after that many reads of it, as when CLS arrives during a take.
 type fakeSub struct {
-	name   string
-	rdy    atomic.Int64
-	wakes  atomic.Int64
-	closed atomic.Bool
+	name       string
+	rdy        atomic.Int64
+	wakes      atomic.Int64
+	closed     atomic.Bool
+	closeAfter atomic.Int64
+	reads      atomic.Int64
 }
 
-func (f *fakeSub) wake()              { f.wakes.Add(1) }
-func (f *fakeSub) readyCount() int64  { return f.rdy.Load() }
+func (f *fakeSub) wake() { f.wakes.Add(1) }
+func (f *fakeSub) readyCount() int64 {
+	if n := f.closeAfter.Load(); n > 0 && f.reads.Add(1) > n {
+		return 0
+	}
+	return f.rdy.Load()
+}
 func (f *fakeSub) close()             { f.closed.Store(true) }
 func (f *fakeSub) stats() ClientStats { return ClientStats{ClientID: f.name} }
 
@@ -404,5 +412,24 @@ func TestCheckpointEncodingInChunks(t *testing.T) {
 		if e.pos.Seq != uint64(i) || e.due == 0 {
 			t.Fatalf("entry %d: %+v", i, e)
 		}
+	}
+}
+
+// TestChannelTakeStopsWhenRDYDropsMidway has a subscriber's RDY drop to 0 while its pump is
+// in take, with records left to read: take must return, not spin (it did, holding shutdown).
+func TestChannelTakeStopsWhenRDYDropsMidway(t *testing.T) {
+	ch := newTestChannel(t, nil)
+	f, sub := ch.subscribe(t, "closing", 5)
+	ch.publish(t, "m", 10)
+	f.closeAfter.Store(1) // the take sees RDY 5 once, then 0
+	done := make(chan []delivery, 1)
+	go func() { done <- ch.take(sub, nil, time.Now().UnixNano()) }()
+	select {
+	case got := <-done:
+		if len(got) != 0 {
+			t.Errorf("took %d with RDY 0", len(got))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("take spins when the subscriber's RDY drops to 0 during it")
 	}
 }
