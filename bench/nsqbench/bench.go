@@ -23,15 +23,13 @@ import (
 const seqLen = 8
 
 const (
-	// heartbeatMs is the consumers' heartbeat interval. A heartbeat is what wakes a consumer
-	// blocked on a quiet connection once the run is over, so it bounds how long the end of
-	// the consume phase takes with several consumers or after a stall; it is not part of
-	// the measured time.
-	heartbeatMs = 2000
 	// drainTimeout bounds the wait for CLOSE_WAIT after CLS.
 	drainTimeout = 10 * time.Second
-	// consumerReadBuffer is large so that one read syscall brings in hundreds of messages.
-	consumerReadBuffer = 1 << 20
+	// consumerReadBuffer is large so that one read syscall brings in hundreds of messages;
+	// with many consumers they share consumerReadBuffers instead, down to minReadBuffer.
+	consumerReadBuffer  = 1 << 20
+	consumerReadBuffers = 64 << 20
+	minReadBuffer       = 64 << 10
 	// consumerWriteBuffer holds the pending FINs between flushes.
 	consumerWriteBuffer = 64 << 10
 	// maxControlFrame bounds every frame that is not a message: IDENTIFY's JSON, errors.
@@ -61,6 +59,12 @@ type config struct {
 	Timeout time.Duration
 	// StallTimeout ends the consume phase when no new message arrived for that long.
 	StallTimeout time.Duration
+	// Heartbeat is the consumers' heartbeat interval. A heartbeat is what wakes a consumer
+	// blocked on a quiet connection once the run is over, so it bounds how long the end of
+	// the consume phase takes with several consumers or after a stall; it is not part of
+	// the measured time. nsqd drops a consumer silent for two of them, and gives up a write
+	// to it after one, so a heavy load on many connections needs a longer one.
+	Heartbeat time.Duration
 	// CPUProfile, when set, is where main writes the tool's own CPU profile.
 	CPUProfile string
 }
@@ -81,6 +85,7 @@ func defaultConfig() config {
 		Consumers:    1,
 		Timeout:      5 * time.Minute,
 		StallTimeout: 15 * time.Second,
+		Heartbeat:    2 * time.Second,
 	}
 }
 
@@ -122,6 +127,9 @@ func (c config) validate() error {
 	}
 	if c.Timeout <= 0 {
 		errs = append(errs, fmt.Errorf("--timeout %v must be positive", c.Timeout))
+	}
+	if c.Heartbeat < time.Second || c.Heartbeat > time.Minute {
+		errs = append(errs, fmt.Errorf("--heartbeat-interval %v must be within [1s, 1m]", c.Heartbeat))
 	}
 	if c.StallTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--stall-timeout %v must be positive", c.StallTimeout))
@@ -654,7 +662,9 @@ watch:
 // dialConsumer connects, identifies and subscribes; it returns the server's max_rdy_count,
 // 0 if unknown.
 func dialConsumer(ctx context.Context, cfg config, topic, addr string, tr *tracker) (*consumer, int64, error) {
-	conn, r, resp, err := handshakeSized(ctx, addr, protocol.IdentifyRequest{HeartbeatInterval: heartbeatMs}, consumerReadBuffer)
+	readBuf := max(minReadBuffer, min(consumerReadBuffer, consumerReadBuffers/cfg.consumers()))
+	heartbeat := protocol.IdentifyRequest{HeartbeatInterval: int(cfg.Heartbeat.Milliseconds())}
+	conn, r, resp, err := handshakeSized(ctx, addr, heartbeat, readBuf)
 	if err != nil {
 		return nil, 0, err
 	}

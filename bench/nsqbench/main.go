@@ -127,6 +127,8 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	fs.DurationVar(&cfg.Timeout, "timeout", cfg.Timeout, "overall time limit")
 	fs.DurationVar(&cfg.StallTimeout, "stall-timeout", cfg.StallTimeout,
 		"end the consume phase when no new message arrives for this long")
+	fs.DurationVar(&cfg.Heartbeat, "heartbeat-interval", cfg.Heartbeat,
+		"consumers' heartbeat interval; nsqd gives up a write to a consumer after one")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write the tool's own CPU profile to this file")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err

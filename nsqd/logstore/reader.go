@@ -168,6 +168,11 @@ func (r *Reader) readSegment(dst []Entry, max int, v view) ([]Entry, error) {
 	}
 	r.failures = 0
 	r.pos = Pos{Seq: seq, Offset: off}
+	if off >= r.chunkOff+int64(len(r.chunk)) {
+		// Every record of the chunk has been handed out: the bodies keep it alive as long
+		// as they are held, and the reader need not. A new chunk is read next anyway.
+		r.chunk = nil
+	}
 	if off >= v.limit && seq < v.next {
 		// The segment's bytes end before the records that the next base implies (a sealed
 		// segment damaged outside this process, or a position that does not belong here).
