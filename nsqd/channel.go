@@ -98,10 +98,10 @@ func (s *subscription) room() int64 {
 // subscriber's pump takes its share; no subscriber takes a whole batch while others wait, and
 // one that stops taking keeps only what it was given.
 //
-// Locks, in this order: readMu, then mu, then the scheduler's and the log's. readMu is held
-// by whoever reads the log for the channel (one subscriber's pump, for everyone) or moves its
-// cursor; mu guards the delivery state and is never held across I/O, so a read from disk or
-// a long checkpoint never delays the scheduler or a FIN.
+// Locks (the daemon's order is in doc.go): readMu, then mu, then the scheduler's and the
+// log's. readMu is held by whoever reads the log for the channel (one subscriber's pump, for
+// everyone) or moves its cursor; mu guards the delivery state and is never held across I/O,
+// so a read from disk or a long checkpoint never delays the scheduler or a FIN.
 type Channel struct {
 	name      string
 	topic     *Topic

@@ -15,4 +15,28 @@
 //     (metrics.go) and the statsd push (statsd.go) all report from.
 //   - lookup.go keeps one connection per nsqlookupd, registering topics and channels as they
 //     come and go, without ever holding up a publish.
+//
+// # Locks
+//
+// Where a goroutine holds more than one lock it takes them in this order, and never the
+// other way round:
+//
+//	NSQD.metaMu        writing nsqd.dat (it reads the topics and channels below)
+//	NSQD.mu            the topic map
+//	Topic.diskMu       the topic's files: checkpoints, the pause file, emptying or deleting the log
+//	Topic.mu           the channel map, the pause point, where a first channel starts
+//	Channel.readMu     the channel's log reader: one reader at a time, for every subscriber
+//	Channel.mu         the channel's delivery state
+//	scheduler.mu       the timer heap (Channel.mu -> scheduler.mu when a channel registers)
+//	logstore.Log       wmu, then qmu or mu: see package logstore
+//
+// Leaf locks, taken with nothing else inside them: NSQD.clientsMu (connections and clients),
+// client.wmu (a connection's output; never held while taking a channel's lock), client.pubMu,
+// the lookupd peers' locks, the HTTP /config lock, quantile streams' locks.
+//
+// No file I/O happens under NSQD.mu, Topic.mu or Channel.mu: a topic's log is opened outside
+// NSQD.mu (others asking for the same topic wait for that one opening), pause files and
+// emptying happen under Topic.diskMu, log reads under Channel.readMu, and checkpoints are
+// encoded a chunk at a time and written with no lock held. The scheduler calls a channel's
+// fire with its own lock released.
 package nsqd

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -278,6 +279,48 @@ func TestMemQueueBytesBoundsManyTopics(t *testing.T) {
 		n.Topic(topic).dropConsumedHot()
 		if hot := n.Topic(topic).log.HotBytes(); hot != 0 {
 			t.Errorf("%s keeps %d bytes in memory its only channel has read", topic, hot)
+		}
+	}
+}
+
+// TestConcurrentTopicCreation has many publishers create the same topics at once: each topic
+// is opened once, everyone gets the same one, and every message is in it.
+func TestConcurrentTopicCreation(t *testing.T) {
+	n, _ := startTestDaemon(t, t.TempDir(), nil)
+	const workers, topics = 16, 4
+	got := make([][]*Topic, workers)
+	errs := make(chan error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range topics {
+				name := fmt.Sprint("race", i)
+				tp, err := n.getOrCreateTopic(name)
+				if err == nil {
+					err = tp.publish([][]byte{[]byte("m")}, 0)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+				got[w] = append(got[w], tp)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for i := range topics {
+		want := n.Topic(fmt.Sprint("race", i))
+		for w := range workers {
+			if got[w][i] != want {
+				t.Fatalf("worker %d got a different topic race%d", w, i)
+			}
+		}
+		if d := want.Depth(); d != workers {
+			t.Errorf("race%d holds %d messages, want %d", i, d, workers)
 		}
 	}
 }

@@ -86,8 +86,9 @@ type NSQD struct {
 	timerLateness latenessHistogram
 	healthErr     atomic.Pointer[error]
 
-	mu     sync.RWMutex
-	topics map[string]*Topic
+	mu       sync.RWMutex
+	topics   map[string]*Topic
+	creating map[string]*topicCreation // topics being opened, outside mu
 
 	// clientsMu guards clients and conns. conns holds every accepted connection from the
 	// moment it is accepted, magic read or not, so that shutdown can close them all at once;
@@ -135,6 +136,7 @@ func New(opts *Options, logger *slog.Logger, reg *prometheus.Registry) (*NSQD, e
 		ids:       newIDGenerator(o.NodeID, 0),
 		memBudget: logstore.NewBudget(o.MemQueueBytes),
 		topics:    make(map[string]*Topic),
+		creating:  make(map[string]*topicCreation),
 		clients:   make(map[int64]*client),
 		conns:     make(map[net.Conn]struct{}),
 		startTime: time.Now(),
@@ -432,7 +434,10 @@ func (n *NSQD) Topic(name string) *Topic {
 	return n.topics[name]
 }
 
-// getOrCreateTopic returns the named topic, creating it (and its log) if needed.
+// getOrCreateTopic returns the named topic, creating it (and its log) if needed. Opening a
+// log is file I/O (a recovery scan, for a topic that existed before), so it happens outside
+// n.mu: the name is marked as being created, and whoever asks for it meanwhile waits for
+// that creation rather than the whole daemon waiting for the disk.
 func (n *NSQD) getOrCreateTopic(name string) (*Topic, error) {
 	n.mu.RLock()
 	t := n.topics[name]
@@ -440,22 +445,61 @@ func (n *NSQD) getOrCreateTopic(name string) (*Topic, error) {
 	if t != nil {
 		return t, nil
 	}
-	n.mu.Lock()
-	if n.exiting.Load() {
+	for {
+		n.mu.Lock()
+		if n.exiting.Load() {
+			n.mu.Unlock()
+			return nil, ErrExiting
+		}
+		if t = n.topics[name]; t != nil {
+			n.mu.Unlock()
+			return t, nil
+		}
+		c, creating := n.creating[name]
+		if !creating {
+			c = &topicCreation{done: make(chan struct{})}
+			n.creating[name] = c
+		}
 		n.mu.Unlock()
-		return nil, ErrExiting
+		if creating {
+			<-c.done
+			if c.err != nil {
+				return nil, c.err
+			}
+			continue // it is in the map now, unless deleted at once: look again
+		}
+		return n.createTopic(name, c)
 	}
-	if t = n.topics[name]; t != nil {
-		n.mu.Unlock()
-		return t, nil
-	}
+}
+
+// topicCreation is a topic being opened; done is closed when it is in the topic map, or has
+// failed with err.
+type topicCreation struct {
+	done chan struct{}
+	err  error
+}
+
+// createTopic opens the named topic for the creation c, which getOrCreateTopic registered,
+// and adds it to the topic map.
+func (n *NSQD) createTopic(name string, c *topicCreation) (*Topic, error) {
 	t, err := openTopic(name, n.topicEnv())
+	n.mu.Lock()
+	delete(n.creating, name)
+	if err == nil && n.exiting.Load() {
+		err = ErrExiting
+	}
+	if err == nil {
+		n.topics[name] = t
+	}
+	c.err = err
+	n.mu.Unlock()
+	close(c.done)
 	if err != nil {
-		n.mu.Unlock()
+		if t != nil {
+			_ = t.close()
+		}
 		return nil, err
 	}
-	n.topics[name] = t
-	n.mu.Unlock()
 	n.logger.Info("topic created", "topic", name)
 	n.registrationChanged(registration{topic: name, added: true})
 	if !t.ephemeral {

@@ -391,20 +391,26 @@ func (t *Topic) clientLeft(ch *Channel, sub *subscription) {
 }
 
 // setPaused pauses or resumes the topic: while paused, channels deliver what they had read
-// before the pause and nothing published after it.
+// before the pause and nothing published after it. The pause file is written under diskMu,
+// not mu: publishes and new channels never wait for the disk.
 func (t *Topic) setPaused(paused bool) {
+	t.diskMu.Lock()
 	t.mu.Lock()
-	if paused && !t.paused.Load() {
-		pos := t.log.TailPos()
-		t.pausePos.Store(&pos)
-		t.paused.Store(true)
-		t.writePauseFile(&pos)
-	} else if !paused && t.paused.Load() {
-		t.paused.Store(false)
-		t.pausePos.Store(nil)
-		t.writePauseFile(nil)
+	changed := paused != t.paused.Load()
+	var pos *logstore.Pos
+	if changed {
+		if paused {
+			p := t.log.TailPos()
+			pos = &p
+		}
+		t.pausePos.Store(pos)
+		t.paused.Store(paused)
 	}
 	t.mu.Unlock()
+	if changed {
+		t.writePauseFile(pos)
+	}
+	t.diskMu.Unlock()
 	t.hooks.metadataChanged()
 	if !paused {
 		t.wakeChannels()
@@ -412,9 +418,9 @@ func (t *Topic) setPaused(paused bool) {
 }
 
 // writePauseFile records where a pause froze the topic, so a restart does not release what was
-// published during the pause; nil removes the record.
+// published during the pause; nil removes the record. diskMu is held.
 func (t *Topic) writePauseFile(pos *logstore.Pos) {
-	if t.dir == "" {
+	if t.dir == "" || t.exiting.Load() {
 		return
 	}
 	path := filepath.Join(t.dir, "paused")
@@ -448,25 +454,48 @@ func (t *Topic) restorePause() {
 func (t *Topic) Paused() bool { return t.paused.Load() }
 
 // empty drops the topic's own backlog, NSQ's "messages not yet given to a channel": all of it
-// when there is no channel, and what was published since the pause when paused.
+// when there is no channel, and what was published since the pause when paused. The log and
+// the pause file change under diskMu, not mu.
 func (t *Topic) empty() error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if len(t.channels) == 0 {
+	t.diskMu.Lock()
+	defer t.diskMu.Unlock()
+	t.mu.RLock()
+	noChannels := len(t.channels) == 0
+	t.mu.RUnlock()
+	if noChannels {
+		// A channel created meanwhile starts below the new head and skips to it.
 		if err := t.log.Empty(); err != nil {
 			return fmt.Errorf("empty topic %q: %w", t.name, err)
 		}
+		t.mu.Lock()
 		t.start = t.log.TailPos()
+		pos := t.start
+		paused := t.paused.Load()
+		if paused {
+			t.pausePos.Store(&pos)
+		}
+		t.mu.Unlock()
+		if paused {
+			t.writePauseFile(&pos)
+		}
 		return nil
 	}
-	if p := t.pausePos.Load(); t.paused.Load() && p != nil {
-		old := *p
-		pos := t.log.TailPos()
-		t.pausePos.Store(&pos)
-		t.writePauseFile(&pos)
-		for _, ch := range t.channels {
-			ch.skipTo(old, pos)
-		}
+	t.mu.Lock()
+	p := t.pausePos.Load()
+	if !t.paused.Load() || p == nil {
+		t.mu.Unlock()
+		return nil
+	}
+	old, pos := *p, t.log.TailPos()
+	t.pausePos.Store(&pos)
+	chans := make([]*Channel, 0, len(t.channels))
+	for _, ch := range t.channels {
+		chans = append(chans, ch)
+	}
+	t.mu.Unlock()
+	t.writePauseFile(&pos)
+	for _, ch := range chans {
+		ch.skipTo(old, pos)
 	}
 	return nil
 }
