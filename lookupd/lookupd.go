@@ -91,11 +91,11 @@ func New(opts *Options, logger *slog.Logger, reg *prometheus.Registry) (*Lookupd
 		counters: newCounters(),
 		conns:    make(map[uint64]net.Conn),
 	}
-	tl, err := net.Listen("tcp", opts.TCPAddress)
+	tl, err := protocol.Listen(opts.TCPAddress)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", opts.TCPAddress, err)
 	}
-	hl, err := net.Listen("tcp", opts.HTTPAddress)
+	hl, err := protocol.Listen(opts.HTTPAddress)
 	if err != nil {
 		_ = tl.Close()
 		return nil, fmt.Errorf("listen on %s: %w", opts.HTTPAddress, err)

@@ -29,7 +29,7 @@ func TestNewErrors(t *testing.T) {
 		{"invalid options", func(o *Options) { o.TombstoneLifetime = 0 }, "--tombstone-lifetime must be positive"},
 		{"TCP port taken", func(o *Options) { o.TCPAddress = busy.Addr().String() }, "listen on " + busy.Addr().String()},
 		{"HTTP port taken", func(o *Options) { o.TCPAddress, o.HTTPAddress = free, busy.Addr().String() }, "listen on " + busy.Addr().String()},
-		{"bad address", func(o *Options) { o.HTTPAddress = "nonsense" }, "listen on nonsense"},
+		{"bad address", func(o *Options) { o.HTTPAddress = "127.0.0.1:nonsense" }, "listen on 127.0.0.1:nonsense"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

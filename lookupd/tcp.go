@@ -239,8 +239,8 @@ func (c *v1Conn) identify() ([]byte, error) {
 	resp, err := json.Marshal(identifyResponse{
 		BroadcastAddress: c.l.opts.BroadcastAddress,
 		Hostname:         c.l.hostname,
-		HTTPPort:         port(c.l.HTTPAddr()),
-		TCPPort:          port(c.l.TCPAddr()),
+		HTTPPort:         protocol.ListenPort(c.l.HTTPAddr()),
+		TCPPort:          protocol.ListenPort(c.l.TCPAddr()),
 		Version:          version.Binary,
 	})
 	if err != nil {
@@ -251,14 +251,6 @@ func (c *v1Conn) identify() ([]byte, error) {
 }
 
 func validPort(p int) bool { return p > 0 && p <= 65535 }
-
-// port returns a TCP address's port, or 0.
-func port(a net.Addr) int {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.Port
-	}
-	return 0
-}
 
 func (c *v1Conn) register(params [][]byte) ([]byte, error) {
 	if c.peer == nil {

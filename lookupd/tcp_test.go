@@ -27,8 +27,8 @@ func TestV1RegisterAndUnregister(t *testing.T) {
 	want := identifyResponse{
 		BroadcastAddress: "127.0.0.1",
 		Hostname:         l.hostname,
-		HTTPPort:         port(l.HTTPAddr()),
-		TCPPort:          port(l.TCPAddr()),
+		HTTPPort:         protocol.ListenPort(l.HTTPAddr()),
+		TCPPort:          protocol.ListenPort(l.TCPAddr()),
 		Version:          version.Binary,
 	}
 	if resp != want {

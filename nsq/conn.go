@@ -136,7 +136,7 @@ func dial(ctx context.Context, addr string, cfg *Config, h connHandler) (*conn, 
 		logger = slog.New(slog.DiscardHandler)
 	}
 	d := net.Dialer{Timeout: cfg.DialTimeout}
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	nc, err := d.DialContext(ctx, protocol.Network(addr), addr)
 	if err != nil {
 		return nil, fmt.Errorf("nsq: dial %s: %w", addr, err)
 	}

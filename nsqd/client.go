@@ -85,7 +85,7 @@ func newClient(id int64, conn net.Conn, opts *Options) *client {
 	c := &client{
 		id:                  id,
 		conn:                conn,
-		remote:              conn.RemoteAddr().String(),
+		remote:              addrString(conn.RemoteAddr()),
 		connTime:            time.Now(),
 		r:                   bufio.NewReaderSize(conn, defaultBufferSize),
 		out:                 conn,
@@ -104,10 +104,12 @@ func newClient(id int64, conn net.Conn, opts *Options) *client {
 
 func (c *client) heartbeatInterval() time.Duration { return time.Duration(c.heartbeatNs.Load()) }
 
+// clientIDFromAddr is a client's ID until it IDENTIFYs: its host, or for a unix socket
+// connection whatever the socket's address says (usually nothing).
 func clientIDFromAddr(a net.Addr) string {
-	host, _, err := net.SplitHostPort(a.String())
+	host, _, err := net.SplitHostPort(addrString(a))
 	if err != nil {
-		return a.String()
+		return addrString(a)
 	}
 	return host
 }

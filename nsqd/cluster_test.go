@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -16,6 +18,7 @@ import (
 
 	gonsq "github.com/nsqio/go-nsq"
 
+	"github.com/ternmq/tern/internal/protocol"
 	"github.com/ternmq/tern/internal/testutil"
 	"github.com/ternmq/tern/lookupd"
 )
@@ -294,8 +297,8 @@ func startClusterNode(t testing.TB, id int64, lookupds ...string) *clusterNode {
 	}, nil)
 	return &clusterNode{
 		n:    n,
-		addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(listenPort(n.TCPAddr()))),
-		http: net.JoinHostPort("127.0.0.1", strconv.Itoa(listenPort(n.HTTPAddr()))),
+		addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(protocol.ListenPort(n.TCPAddr()))),
+		http: net.JoinHostPort("127.0.0.1", strconv.Itoa(protocol.ListenPort(n.HTTPAddr()))),
 		stop: stop,
 	}
 }
@@ -349,8 +352,8 @@ func TestCluster(t *testing.T) {
 				if got := slices.Sorted(slices.Values(node.Topics)); !slices.Equal(got, want) {
 					t.Errorf("%s /nodes: node %d has topics %v, want %v", cl.http, i, got, want)
 				}
-				if node.HTTPPort != listenPort(nodes[i].n.HTTPAddr()) {
-					t.Errorf("%s /nodes: node %d http_port %d, want %d", cl.http, i, node.HTTPPort, listenPort(nodes[i].n.HTTPAddr()))
+				if node.HTTPPort != protocol.ListenPort(nodes[i].n.HTTPAddr()) {
+					t.Errorf("%s /nodes: node %d http_port %d, want %d", cl.http, i, node.HTTPPort, protocol.ListenPort(nodes[i].n.HTTPAddr()))
 				}
 			}
 		})
@@ -509,4 +512,20 @@ func TestCluster(t *testing.T) {
 			t.Errorf("the stopped node was listed for %v", d)
 		}
 	})
+}
+
+// TestRegistrationOverUnixSocket has an nsqd register with a lookupd whose TCP side is a unix
+// socket, as NSQ 1.2+ allows.
+func TestRegistrationOverUnixSocket(t *testing.T) {
+	dir, err := os.MkdirTemp("", "tern-lk") // short: a socket path is limited to 108 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	cl := startClusterLookupd(t, filepath.Join(dir, "lookupd.sock"))
+	node := startClusterNode(t, 1, cl.tcpAddr)
+	if _, err := node.n.CreateTopic("unix_reg"); err != nil {
+		t.Fatal(err)
+	}
+	cl.lookupIs(t, 10*time.Second, "unix_reg", node.addr)
 }

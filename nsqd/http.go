@@ -205,7 +205,7 @@ func (s *httpAPI) info(http.ResponseWriter, *http.Request, httprouter.Params) (a
 		return nil, fmt.Errorf("hostname: %w", err)
 	}
 	opts := s.n.getOpts()
-	tcpPort, httpPort := addrPort(s.n.TCPAddr()), addrPort(s.n.HTTPAddr())
+	tcpPort, httpPort := protocol.ListenPort(s.n.TCPAddr()), protocol.ListenPort(s.n.HTTPAddr())
 	if opts.BroadcastTCPPort != 0 {
 		tcpPort = opts.BroadcastTCPPort
 	}
@@ -226,18 +226,6 @@ func (s *httpAPI) info(http.ResponseWriter, *http.Request, httprouter.Params) (a
 		TopologyZone:           opts.TopologyZone,
 		TopologyRegion:         opts.TopologyRegion,
 	}, nil
-}
-
-// addrPort is a listener's port as /info reports it: -1 for a unix socket, as NSQ, and 0 for
-// a listener that is not there.
-func addrPort(a net.Addr) int {
-	switch a := a.(type) {
-	case nil:
-		return 0
-	case *net.TCPAddr:
-		return a.Port
-	}
-	return -1
 }
 
 // query parses the query string, NSQ's only source of parameters; a body never carries them.

@@ -99,14 +99,6 @@ func (n *NSQD) lookupdAddressesChanged() { n.lookupState().addressesChanged() }
 // lookupState returns the daemon's lookupd peers.
 func (n *NSQD) lookupState() *lookupPeers { return &n.lookup }
 
-// listenPort returns the port of a TCP listener address, or 0 for nil or another kind.
-func listenPort(a net.Addr) int {
-	if tcp, ok := a.(*net.TCPAddr); ok {
-		return tcp.Port
-	}
-	return 0
-}
-
 // lookupIdentity is the IDENTIFY body nsqd sends to nsqlookupd; the JSON names are NSQ's.
 type lookupIdentity struct {
 	Version          string `json:"version"`
@@ -159,11 +151,11 @@ func (n *NSQD) lookupIdentity() lookupIdentity {
 	o := n.getOpts()
 	tcpPort := o.BroadcastTCPPort
 	if tcpPort == 0 {
-		tcpPort = listenPort(n.TCPAddr())
+		tcpPort = protocol.ListenPort(n.TCPAddr())
 	}
 	httpPort := o.BroadcastHTTPPort
 	if httpPort == 0 {
-		httpPort = listenPort(n.HTTPAddr())
+		httpPort = protocol.ListenPort(n.HTTPAddr())
 	}
 	// A host without a name still registers: lookupd identifies it by its broadcast address.
 	hostname, _ := os.Hostname()
@@ -458,7 +450,7 @@ func (p *lookupPeer) connect(ctx context.Context) (connected bool, err error) {
 		dialTimeout = p.tuning.ioTimeout
 	}
 	d := net.Dialer{Timeout: dialTimeout}
-	conn, err := d.DialContext(ctx, "tcp", p.addr)
+	conn, err := d.DialContext(ctx, protocol.Network(p.addr), p.addr)
 	if err != nil {
 		return false, fmt.Errorf("dial: %w", err)
 	}

@@ -377,8 +377,8 @@ func TestLookupConnectIdentifiesAndRegistersEverything(t *testing.T) {
 		{
 			name:     "real ports",
 			mutate:   func(o *Options) {},
-			wantTCP:  func(n *NSQD) int { return listenPort(n.TCPAddr()) },
-			wantHTTP: func(n *NSQD) int { return listenPort(n.HTTPAddr()) },
+			wantTCP:  func(n *NSQD) int { return protocol.ListenPort(n.TCPAddr()) },
+			wantHTTP: func(n *NSQD) int { return protocol.ListenPort(n.HTTPAddr()) },
 		},
 		{
 			name: "broadcast ports and topology",

@@ -163,7 +163,7 @@ func New(opts *Options, logger *slog.Logger, reg *prometheus.Registry) (*NSQD, e
 		n.unlock()
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", o.TCPAddress)
+	ln, err := protocol.Listen(o.TCPAddress)
 	if err != nil {
 		n.closeTopics()
 		n.unlock()
@@ -171,7 +171,7 @@ func New(opts *Options, logger *slog.Logger, reg *prometheus.Registry) (*NSQD, e
 	}
 	n.tcpListener = ln
 	if o.HTTPAddress != "" {
-		hl, err := net.Listen("tcp", o.HTTPAddress)
+		hl, err := protocol.Listen(o.HTTPAddress)
 		if err != nil {
 			ln.Close()
 			n.closeTopics()
@@ -350,7 +350,7 @@ func (n *NSQD) handleConn(ctx context.Context, conn net.Conn) {
 	}
 	if string(magic[:]) != protocol.MagicV2 {
 		// NSQ's answer is the bare code; what was wrong goes to the log.
-		n.logger.Debug("bad protocol magic", "client", conn.RemoteAddr().String(), "magic", fmt.Sprintf("%q", magic[:]))
+		n.logger.Debug("bad protocol magic", "client", addrString(conn.RemoteAddr()), "magic", fmt.Sprintf("%q", magic[:]))
 		frame := protocol.AppendFrame(nil, protocol.FrameTypeError, []byte(protocol.ErrBadProtocol))
 		_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
 		_, _ = conn.Write(frame)

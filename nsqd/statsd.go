@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ternmq/tern/internal/protocol"
 )
 
 const (
@@ -71,9 +73,7 @@ func statsdInterval(opts *Options) time.Duration {
 func (n *NSQD) statsdPrefix(opts *Options) string {
 	port := opts.BroadcastHTTPPort
 	if port == 0 {
-		if a, ok := n.HTTPAddr().(*net.TCPAddr); ok {
-			port = a.Port
-		}
+		port = max(protocol.ListenPort(n.HTTPAddr()), 0)
 	}
 	return statsdHostPrefix(opts.StatsdPrefix, opts.BroadcastAddress, port)
 }

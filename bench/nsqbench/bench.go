@@ -513,7 +513,7 @@ func handshake(ctx context.Context, addr string, req protocol.IdentifyRequest) (
 func handshakeSized(ctx context.Context, addr string, req protocol.IdentifyRequest, readBuf int) (net.Conn, *bufio.Reader, protocol.IdentifyResponse, error) {
 	var resp protocol.IdentifyResponse
 	var dialer net.Dialer
-	conn, err := dialer.DialContext(ctx, "tcp", addr)
+	conn, err := dialer.DialContext(ctx, protocol.Network(addr), addr)
 	if err != nil {
 		return nil, nil, resp, fmt.Errorf("connect to nsqd: %w", err)
 	}

@@ -52,17 +52,13 @@ type Message struct {
 	At        time.Time // when the frame was read
 }
 
-// Dial connects to the nsqd at addr and sends the V2 magic. An addr that is a path (it
-// contains a slash and no colon) is a unix socket.
+// Dial connects to the nsqd at addr, host:port or a unix socket path, and sends the V2
+// magic.
 func Dial(addr string) (*Conn, error) { return DialMagic(addr, protocol.MagicV2) }
 
 // DialMagic connects to addr and sends magic as the first four bytes.
 func DialMagic(addr, magic string) (*Conn, error) {
-	network := "tcp"
-	if strings.Contains(addr, "/") && !strings.Contains(addr, ":") {
-		network = "unix"
-	}
-	conn, err := net.DialTimeout(network, addr, DefaultTimeout)
+	conn, err := net.DialTimeout(protocol.Network(addr), addr, DefaultTimeout)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
