@@ -68,6 +68,12 @@ type Consumer struct {
 	stopping      bool
 	rot           int // where the next RDY rotation or probe starts
 	bo            backoffState
+	maxInFlight   int   // Config.MaxInFlight, or what ChangeMaxInFlight set
+	want          []int // scratch for rebalanceLocked
+
+	// trimmed says the last distribution gave less RDY than MaxInFlight allows, because
+	// connections hold messages beyond their RDY: answering one should redistribute.
+	trimmed atomic.Bool
 
 	received    atomic.Uint64
 	finished    atomic.Uint64
@@ -177,6 +183,7 @@ func NewConsumer(topic, channel string, h Handler, cfg *Config) (*Consumer, erro
 		pollNow:       make(chan struct{}, 1),
 		nodes:         make(map[string]*node),
 		lookupResults: make(map[string][]string),
+		maxInFlight:   cfg.MaxInFlight,
 	}
 	c.giveUp, _ = h.(GiveUpHandler)
 	c.queue.cond.L = &c.queue.mu
@@ -573,10 +580,14 @@ func (cc *consConn) signalIdle() {
 	}
 }
 
-// answered counts a message as answered, or abandoned with its connection.
+// answered counts a message as answered, or abandoned with its connection. If the last
+// distribution held RDY back because of messages in flight, it asks for another.
 func (cc *consConn) answered() {
 	if cc.inFlight.Add(-1) == 0 {
 		cc.signalIdle()
+	}
+	if cc.c.trimmed.Load() {
+		cc.c.requestRebalance()
 	}
 }
 

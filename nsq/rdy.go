@@ -1,6 +1,7 @@
 package nsq
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/ternmq/tern/internal/protocol"
@@ -23,6 +24,11 @@ import (
 //
 // Backoff overrides both: while paused every connection has RDY 0, and while testing the
 // waters exactly one connection, chosen round-robin, has RDY 1.
+//
+// Whatever the split, what the connections can hold together never exceeds MaxInFlight
+// (capLocked): a connection whose RDY is lowered keeps the messages it has, and the room it
+// gives up goes to the others only once they are answered and the lower RDY has had time to
+// reach nsqd.
 
 // backoffState is the Consumer's backoff, guarded by Consumer.mu.
 type backoffState struct {
@@ -78,28 +84,25 @@ func (c *Consumer) rebalanceLocked(tick bool) {
 	if n == 0 || c.stopping {
 		return
 	}
-	if c.bo.paused {
-		for _, cc := range conns {
-			cc.setRDYLocked(0)
-		}
-		return
+	want := c.want[:0]
+	for range conns {
+		want = append(want, 0)
 	}
-	if c.bo.counter > 0 {
+	c.want = want
+	switch maxInFlight := c.maxInFlight; {
+	case c.bo.paused || maxInFlight == 0:
+		// every connection RDY 0
+	case c.bo.counter > 0:
 		if c.bo.probe == nil {
 			c.bo.probe = conns[c.rot%n]
 			c.rot = (c.rot + 1) % n
 		}
-		for _, cc := range conns {
+		for i, cc := range conns {
 			if cc == c.bo.probe {
-				cc.setRDYLocked(1)
-			} else {
-				cc.setRDYLocked(0)
+				want[i] = 1
 			}
 		}
-		return
-	}
-	maxInFlight := c.cfg.MaxInFlight
-	if maxInFlight >= n {
+	case maxInFlight >= n:
 		busy := 0
 		for _, cc := range conns {
 			if cc.busy.Load() {
@@ -112,9 +115,6 @@ func (c *Consumer) rebalanceLocked(tick bool) {
 		}
 		budget := maxInFlight - idle
 		share, extra := budget/busy, budget%busy
-		// Lower counts first, so that the sum never exceeds MaxInFlight on the wire even
-		// transiently (each connection's commands are in order, but not across them).
-		want := make([]int, n)
 		for i, cc := range conns {
 			switch {
 			case idle > 0 && !cc.busy.Load():
@@ -126,41 +126,80 @@ func (c *Consumer) rebalanceLocked(tick bool) {
 				want[i] = share
 			}
 		}
-		for i, cc := range conns {
-			if want[i] < cc.rdy {
-				cc.setRDYLocked(want[i])
-			}
-		}
-		for i, cc := range conns {
-			if want[i] > cc.rdy {
-				cc.setRDYLocked(want[i])
-			}
-		}
-		return
+	default:
+		c.rotateLocked(tick, maxInFlight, want)
 	}
-	c.rotateLocked(tick, maxInFlight)
+	c.capLocked(want)
+	// Lower counts first, so that the sum never exceeds MaxInFlight on the wire even
+	// transiently (each connection's commands are in order, but not across them).
+	for i, cc := range conns {
+		if want[i] < cc.rdy {
+			cc.setRDYLocked(want[i])
+		}
+	}
+	for i, cc := range conns {
+		if want[i] > cc.rdy {
+			cc.setRDYLocked(want[i])
+		}
+	}
 }
 
-// rotateLocked distributes maxInFlight, fewer than the connections, as RDY 1 each.
-func (c *Consumer) rotateLocked(tick bool, maxInFlight int) {
+// capLocked lowers the RDY counts in want until what the connections can hold together is
+// within MaxInFlight. A connection holds the larger of its RDY and the messages it has in
+// flight: nsqd takes nothing back when RDY is lowered, so the messages a connection holds
+// beyond its new RDY count until they are answered. And a RDY being lowered reaches nsqd
+// only after a moment, during which nsqd may still deliver up to the old count, so that
+// count stands until the next distribution: room moves from one connection to another over
+// two distributions, never within one. Room is taken back from the connections with the
+// most RDY beyond what they hold; when none is left to take, answering a message asks for
+// a new distribution (see consConn.answered).
+func (c *Consumer) capLocked(want []int) {
+	holds := func(i int, cc *consConn) int {
+		h := max(want[i], int(cc.inFlight.Load()))
+		if want[i] < cc.rdy {
+			h = max(h, cc.rdy)
+		}
+		return h
+	}
+	over := -c.maxInFlight
+	for i, cc := range c.conns {
+		over += holds(i, cc)
+	}
+	trimmed := over > 0
+	for ; over > 0; over-- {
+		best, bestGap := -1, 0
+		for i, cc := range c.conns {
+			if gap := want[i] - max(int(cc.inFlight.Load()), cc.rdy); gap > bestGap {
+				best, bestGap = i, gap
+			}
+		}
+		if best < 0 {
+			break // all of it is held; nothing unheld to take back
+		}
+		want[best]--
+	}
+	c.trimmed.Store(trimmed)
+}
+
+// rotateLocked distributes maxInFlight, fewer than the connections, as RDY 1 each, into
+// want.
+func (c *Consumer) rotateLocked(tick bool, maxInFlight int, want []int) {
 	conns := c.conns
 	n := len(conns)
 	waiting, holders := 0, 0
-	for _, cc := range conns {
+	for i, cc := range conns {
 		cc.released = false
-		if cc.rdy > 1 {
-			cc.setRDYLocked(1)
-		}
-		if cc.rdy == 0 {
+		want[i] = min(cc.rdy, 1)
+		if want[i] == 0 {
 			waiting++
 		}
 	}
-	for _, cc := range conns {
-		if cc.rdy == 0 {
+	for i, cc := range conns {
+		if want[i] == 0 {
 			continue
 		}
 		if tick && (!cc.busy.Load() || (waiting > 0 && cc.held >= 1)) || holders >= maxInFlight {
-			cc.setRDYLocked(0)
+			want[i] = 0
 			cc.released = true
 			continue
 		}
@@ -172,18 +211,35 @@ func (c *Consumer) rotateLocked(tick bool, maxInFlight int) {
 	free := maxInFlight - holders
 	for pass := 0; pass < 2 && free > 0; pass++ {
 		start := c.rot
-		for i := 0; i < n && free > 0; i++ {
-			j := (start + i) % n
+		for k := 0; k < n && free > 0; k++ {
+			j := (start + k) % n
 			cc := conns[j]
-			if cc.rdy != 0 || (pass == 0 && cc.released) {
+			if want[j] != 0 || (pass == 0 && cc.released) {
 				continue
 			}
-			cc.setRDYLocked(1)
+			want[j] = 1
 			cc.held = 0
 			free--
 			c.rot = (j + 1) % n
 		}
 	}
+}
+
+// ChangeMaxInFlight changes how many messages the Consumer accepts in flight across its
+// connections, and redistributes RDY at once; 0 stops delivery until it is raised again. It
+// may be called while the Consumer runs, as go-nsq's.
+func (c *Consumer) ChangeMaxInFlight(n int) error {
+	if n < 0 {
+		return fmt.Errorf("nsq: ChangeMaxInFlight(%d): must not be negative", n)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.stopping {
+		return ErrStopped
+	}
+	c.maxInFlight = n
+	c.rebalanceLocked(false)
+	return nil
 }
 
 // setRDYLocked sends RDY n on cc unless it is in force already.

@@ -2,6 +2,7 @@ package nsq_test
 
 import (
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -138,5 +139,103 @@ func TestConsumerBackoff(t *testing.T) {
 	col.check(t, want)
 	if st := c.Stats(); st.MessagesRequeued == 0 {
 		t.Errorf("stats %+v: want requeues", st)
+	}
+}
+
+// TestConsumerNeverHoldsMoreThanMaxInFlight has handlers hold every message while the RDY
+// distribution moves between two nsqds: nsqd takes nothing back when a connection's RDY is
+// lowered, so what a connection holds must count against MaxInFlight when its share goes to
+// the other. The total held, as both nsqds count it, never exceeds MaxInFlight.
+func TestConsumerNeverHoldsMoreThanMaxInFlight(t *testing.T) {
+	t.Parallel()
+	a, b := startNSQD(t, nil), startNSQD(t, nil)
+	cfg := nsq.NewConfig()
+	cfg.MaxInFlight = 4
+	cfg.RDYRedistributeInterval = 20 * time.Millisecond
+	cfg.HandlerConcurrency = 10
+	release := make(chan struct{})
+	var handled atomic.Int64
+	h := nsq.HandlerFunc(func(m *nsq.Message) error {
+		<-release
+		handled.Add(1)
+		return nil
+	})
+	c := newConsumer(t, "held", "ch", h, cfg)
+	t.Cleanup(func() { close(release) }) // before Stop, which waits for the handlers
+	for _, s := range []*server{a, b} {
+		if err := c.ConnectToNSQD(ctxTimeout(t, 5*time.Second), s.tcpAddr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held := func() int {
+		return channelStats(a, "held", "ch").InFlightCount + channelStats(b, "held", "ch").InFlightCount
+	}
+	serverRDY := func(s *server) int64 {
+		if cs := channelStats(s, "held", "ch"); len(cs.Clients) == 1 {
+			return cs.Clients[0].ReadyCount
+		}
+		return -1
+	}
+	// The first connection had all 4 until the second came; nsqd sees the split settle.
+	testutil.Eventually(t, 5*time.Second, func() bool { return serverRDY(a) == 2 && serverRDY(b) == 2 },
+		"RDY 2 each at the nsqds")
+	most := 0
+	watch := func(until func() bool, what string, args ...any) {
+		t.Helper()
+		testutil.Eventually(t, 5*time.Second, func() bool {
+			most = max(most, held())
+			return until()
+		}, what, args...)
+	}
+	// a alone has work: it takes 3 (b keeps RDY 1 to notice work).
+	publish(t, a, "held", bodies("a", 20))
+	watch(func() bool { return channelStats(a, "held", "ch").InFlightCount == 3 }, "a holds 3: %v %v",
+		func() any { return channelStats(a, "held", "ch") }, func() any { return channelStats(b, "held", "ch") })
+	// Now b has work too: the split becomes 2 and 2, but a still holds 3.
+	publish(t, b, "held", bodies("b", 20))
+	watch(func() bool { return channelStats(b, "held", "ch").InFlightCount >= 1 }, "b delivers")
+	// Several redistributions later, still no more than MaxInFlight.
+	deadline := time.Now().Add(500 * time.Millisecond)
+	watch(func() bool { return time.Now().After(deadline) }, "a few redistributions")
+	if most > 4 {
+		t.Fatalf("the consumer held %d messages at once, above MaxInFlight 4", most)
+	}
+	if handled.Load() != 0 {
+		t.Fatal("a handler returned early")
+	}
+}
+
+// TestConsumerChangeMaxInFlight changes MaxInFlight on a running Consumer: 0 stops delivery,
+// a larger value takes effect at once.
+func TestConsumerChangeMaxInFlight(t *testing.T) {
+	t.Parallel()
+	s := startNSQD(t, nil)
+	cfg := nsq.NewConfig()
+	cfg.MaxInFlight = 2
+	release := make(chan struct{})
+	h := nsq.HandlerFunc(func(m *nsq.Message) error { <-release; return nil })
+	cfg.HandlerConcurrency = 10
+	c := newConsumer(t, "change", "ch", h, cfg)
+	t.Cleanup(func() { close(release) })
+	if err := c.ConnectToNSQD(ctxTimeout(t, 5*time.Second), s.tcpAddr()); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, s, "change", bodies("m", 20))
+	inFlight := func() int { return channelStats(s, "change", "ch").InFlightCount }
+	testutil.Eventually(t, 5*time.Second, func() bool { return inFlight() == 2 }, "2 in flight, have %d", inFlight)
+	if err := c.ChangeMaxInFlight(7); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool { return inFlight() == 7 && c.Stats().RDY == 7 },
+		"7 in flight after ChangeMaxInFlight(7), have %d", inFlight)
+	if err := c.ChangeMaxInFlight(0); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		cs := channelStats(s, "change", "ch")
+		return len(cs.Clients) == 1 && cs.Clients[0].ReadyCount == 0
+	}, "RDY 0 after ChangeMaxInFlight(0)")
+	if err := c.ChangeMaxInFlight(-1); err == nil {
+		t.Error("ChangeMaxInFlight(-1) accepted")
 	}
 }
