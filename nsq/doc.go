@@ -29,7 +29,8 @@
 //
 // Errors a server sends on the wire are [*Error] values carrying NSQ's code (such as
 // [ErrCodeBadTopic]); HTTP errors are [*HTTPError]. Both are matched with errors.As. Local
-// conditions are the sentinels [ErrNotConnected], [ErrStopped] and [ErrConnectionLost].
+// conditions are the sentinels [ErrNotConnected], [ErrNotSent], [ErrStopped] and
+// [ErrConnectionLost].
 //
 // Nothing here logs unless a *slog.Logger is set in [Config.Logger].
 package nsq

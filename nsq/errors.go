@@ -48,6 +48,12 @@ const (
 // connection error) by a call whose context ended while the client had no connection.
 var ErrNotConnected = errors.New("nsq: not connected")
 
+// ErrNotSent is returned (wrapped, together with the context's error) by a publish whose
+// context ended while it waited, on a live connection, behind commands nsqd had not answered
+// yet (a slow or stalled nsqd). Like one failing with [ErrNotConnected], it was not sent, so
+// it is not published and may be retried without a duplicate.
+var ErrNotSent = errors.New("nsq: not sent")
+
 // ErrStopped is returned by calls made after, or cut short by, Stop.
 var ErrStopped = errors.New("nsq: stopped")
 

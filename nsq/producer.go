@@ -27,8 +27,10 @@ import (
 // whenever its connection breaks. A publish issued while there is no connection waits for
 // one, up to its context, in the order it was issued; it is never dropped silently:
 //
-//   - a publish that was not sent when its context ended fails with an error matching both
-//     [ErrNotConnected] and the context's error, and carrying the last connection error;
+//   - a publish that was not sent when its context ended fails with an error matching the
+//     context's error and [ErrNotConnected], carrying the last connection error, when there
+//     was no connection, or [ErrNotSent] when it waited behind unanswered commands on a
+//     live one;
 //   - a publish sent on a connection that broke before nsqd answered fails with
 //     [ErrConnectionLost], since nsqd may or may not have stored it;
 //   - a publish sent after one that nsqd rejected with a fatal error (the connection is
@@ -337,7 +339,7 @@ func (p *Producer) do(ctx context.Context, t *transaction) error {
 	case <-ctx.Done():
 	}
 	p.mu.Lock()
-	sent, lastErr := t.sent, p.lastErr
+	sent, lastErr, connected, ahead := t.sent, p.lastErr, p.conn != nil, p.inflight.len()
 	if !sent {
 		t.cancelled = true
 	}
@@ -348,7 +350,10 @@ func (p *Producer) do(ctx context.Context, t *transaction) error {
 	default:
 	}
 	p.failed.Add(1)
-	if !sent {
+	switch {
+	case !sent && connected:
+		return fmt.Errorf("%w to %s: waiting behind %d commands nsqd has not answered: %w", ErrNotSent, p.addr, ahead, ctx.Err())
+	case !sent:
 		return notConnected(ctx, p.addr, lastErr)
 	}
 	return fmt.Errorf("nsq: publish to %s: no answer yet: %w", p.addr, ctx.Err())
@@ -708,15 +713,20 @@ func checkPublish(cmd, topic string, body []byte) error {
 	return nil
 }
 
+// multiPublish builds an MPUB, refusing what nsqd would refuse with nsqd's own error.
 func multiPublish(topic string, bodies [][]byte) (*protocol.Command, error) {
 	if !protocol.IsValidTopicName(topic) {
 		return nil, protocol.NewClientError(protocol.ErrBadTopic, "MPUB topic name %q is not valid", topic)
 	}
-	cmd, err := protocol.MultiPublish(topic, bodies)
-	if err != nil {
-		return nil, protocol.NewClientError(protocol.ErrBadMessage, "MPUB needs at least one message and no empty one")
+	if len(bodies) == 0 {
+		return nil, protocol.NewClientError(protocol.ErrBadBody, "MPUB invalid message count 0")
 	}
-	return cmd, nil
+	for i, b := range bodies {
+		if len(b) == 0 {
+			return nil, protocol.NewClientError(protocol.ErrBadMessage, "MPUB invalid message(%d) body size 0", i)
+		}
+	}
+	return protocol.MultiPublish(topic, bodies)
 }
 
 // unitQueue is a FIFO of units. It reuses its slice: pops advance head, and the slice is

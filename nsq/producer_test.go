@@ -1,16 +1,20 @@
 package nsq_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/ternmq/tern/internal/protocol"
 	"github.com/ternmq/tern/internal/testutil"
 	"github.com/ternmq/tern/nsq"
 	"github.com/ternmq/tern/nsqd"
@@ -159,7 +163,7 @@ func TestProducerLocalErrors(t *testing.T) {
 		{"long topic", nsq.ErrCodeBadTopic, func() error { return p.Publish(ctx, string(bytes.Repeat([]byte("t"), 65)), []byte("x")) }},
 		{"empty body", nsq.ErrCodeBadMessage, func() error { return p.Publish(ctx, "ok", nil) }},
 		{"MPUB bad topic", nsq.ErrCodeBadTopic, func() error { return p.MultiPublish(ctx, "", bodies("x", 1)) }},
-		{"MPUB empty batch", nsq.ErrCodeBadMessage, func() error { return p.MultiPublish(ctx, "ok", nil) }},
+		{"MPUB empty batch", nsq.ErrCodeBadBody, func() error { return p.MultiPublish(ctx, "ok", nil) }},
 		{"MPUB empty message", nsq.ErrCodeBadMessage, func() error { return p.MultiPublish(ctx, "ok", [][]byte{[]byte("a"), {}}) }},
 		{"DPUB bad topic", nsq.ErrCodeBadTopic, func() error { return p.DeferredPublish(ctx, "a/b", time.Second, []byte("x")) }},
 		{"async bad topic", nsq.ErrCodeBadTopic, func() error { return p.PublishAsync("a b", []byte("x"), nil) }},
@@ -173,12 +177,24 @@ func TestProducerLocalErrors(t *testing.T) {
 			}
 		})
 	}
+	// The MPUB refusals are nsqd's own words.
+	for _, c := range []struct {
+		err  error
+		want string
+	}{
+		{p.MultiPublish(ctx, "ok", nil), "E_BAD_BODY MPUB invalid message count 0"},
+		{p.MultiPublish(ctx, "ok", [][]byte{[]byte("a"), {}}), "E_BAD_MESSAGE MPUB invalid message(1) body size 0"},
+	} {
+		if c.err == nil || c.err.Error() != c.want {
+			t.Errorf("err = %v, want %q", c.err, c.want)
+		}
+	}
 	// The refusals cost no connection: a good publish goes out on the first one.
 	if err := p.Publish(ctx, "ok", []byte("fine")); err != nil {
 		t.Fatal(err)
 	}
-	if st := p.Stats(); st.Connects != 1 || st.Failed != uint64(len(cases)) {
-		t.Errorf("stats %+v: want 1 connect and %d failed", st, len(cases))
+	if st := p.Stats(); st.Connects != 1 || st.Failed != uint64(len(cases)+2) {
+		t.Errorf("stats %+v: want 1 connect and %d failed", st, len(cases)+2)
 	}
 }
 
@@ -446,4 +462,44 @@ func TestProducerStopLeavesNoGoroutines(t *testing.T) {
 		return ""
 	}
 	testutil.Eventually(t, 5*time.Second, func() bool { return ours() == "" }, "goroutine left after Stop:\n%s", ours)
+}
+
+// TestProducerNotSentBehindStalledCommand has nsqd stop answering: a publish whose context
+// ends while it waits behind the unanswered one fails with ErrNotSent (it was never sent, and
+// the connection is up), not ErrNotConnected.
+func TestProducerNotSentBehindStalledCommand(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		r := bufio.NewReader(nc)
+		if _, err := io.ReadFull(r, make([]byte, 4)); err != nil {
+			return
+		}
+		if _, err := readCommand(r, "IDENTIFY"); err != nil {
+			return
+		}
+		// Identified without feature negotiation; then nothing is ever answered.
+		if _, err := nc.Write(protocol.AppendFrame(nil, protocol.FrameTypeResponse, []byte("OK"))); err != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, r)
+	}()
+	p := newProducer(t, ln.Addr().String(), nil)
+	if err := p.PublishAsync("t", []byte("first"), nil); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool { return p.Stats().InFlight == 1 }, "the first PUB sent")
+	err = p.Publish(ctxTimeout(t, 100*time.Millisecond), "t", []byte("second"))
+	if !errors.Is(err, nsq.ErrNotSent) || !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nsq.ErrNotConnected) {
+		t.Fatalf("err = %v, want ErrNotSent and DeadlineExceeded", err)
+	}
 }
