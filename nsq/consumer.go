@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ternmq/tern/internal/backoff"
 	"github.com/ternmq/tern/internal/protocol"
 )
 
@@ -389,11 +390,12 @@ func (c *Consumer) connect(ctx context.Context, n *node) (*consConn, error) {
 
 // runNode is a node's goroutine, started by startNode and ended when the node's context
 // ends (a drop or Stop), after draining the connection. It keeps the node connected,
-// redialling with exponential backoff. cc, when not nil, is a connection startNode added.
+// redialling with jittered exponential backoff. cc, when not nil, is a connection startNode
+// added.
 func (c *Consumer) runNode(n *node, cc *consConn) {
 	defer c.nodesWG.Done()
 	added := cc != nil
-	backoff := c.cfg.ReconnectBackoff
+	wait := backoff.Backoff{Min: c.cfg.ReconnectBackoff, Max: c.cfg.MaxReconnectBackoff}
 	for attempt := 1; ; attempt++ {
 		if cc == nil {
 			var err error
@@ -406,16 +408,17 @@ func (c *Consumer) runNode(n *node, cc *consConn) {
 				if attempt == 1 {
 					level = slog.LevelWarn
 				}
-				c.logger.Log(n.ctx, level, "connect failed", "nsqd", n.addr, "error", err, "attempt", attempt, "retry_in", backoff)
-				if !c.wait(n.ctx, backoff) {
+				retryIn := wait.Next()
+				c.logger.Log(n.ctx, level, "connect failed", "nsqd", n.addr, "error", err, "attempt", attempt, "retry_in", retryIn)
+				if !c.wait(n.ctx, retryIn) {
 					return
 				}
-				backoff = min(backoff*2, c.cfg.MaxReconnectBackoff)
 				continue
 			}
 			c.logger.Info("connected", "nsqd", n.addr, "attempts", attempt)
 		}
-		attempt, backoff = 0, c.cfg.ReconnectBackoff
+		attempt = 0
+		wait.Reset()
 		if !added {
 			c.mu.Lock()
 			c.addConnLocked(cc)
@@ -436,8 +439,9 @@ func (c *Consumer) runNode(n *node, cc *consConn) {
 		if n.discovered {
 			c.pollSoon() // it may be gone for good
 		}
-		// A server that accepts and then drops connections must not be hammered.
-		if !c.wait(n.ctx, backoff) {
+		// A server that accepts and then drops connections must not be hammered, and many
+		// consumers of a restarted nsqd must not come back in step.
+		if !c.wait(n.ctx, wait.Next()) {
 			return
 		}
 	}

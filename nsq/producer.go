@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ternmq/tern/internal/backoff"
 	"github.com/ternmq/tern/internal/protocol"
 )
 
@@ -23,7 +24,7 @@ import (
 // batch: a publish that finds the pump idle goes out alone at once.
 //
 // The Producer connects on first use and, once it has been used, reconnects by itself
-// with exponential backoff (Config.ReconnectBackoff up to Config.MaxReconnectBackoff)
+// with jittered exponential backoff (Config.ReconnectBackoff up to Config.MaxReconnectBackoff)
 // whenever its connection breaks. A publish issued while there is no connection waits for
 // one, up to its context, in the order it was issued; it is never dropped silently:
 //
@@ -530,7 +531,7 @@ func (p *Producer) startConnectLocked() {
 // write pump then sends what is unsent, in order.
 func (p *Producer) connectLoop() {
 	defer p.wg.Done()
-	backoff := p.cfg.ReconnectBackoff
+	wait := backoff.Backoff{Min: p.cfg.ReconnectBackoff, Max: p.cfg.MaxReconnectBackoff}
 	for attempt := 1; ; attempt++ {
 		c, err := dial(p.ctx, p.addr, p.cfg, p)
 		if err == nil {
@@ -555,8 +556,9 @@ func (p *Producer) connectLoop() {
 		if attempt == 1 {
 			level = slog.LevelWarn
 		}
-		p.logger.Log(p.ctx, level, "connect failed", "error", err, "attempt", attempt, "retry_in", backoff)
-		timer := time.NewTimer(backoff)
+		retryIn := wait.Next()
+		p.logger.Log(p.ctx, level, "connect failed", "error", err, "attempt", attempt, "retry_in", retryIn)
+		timer := time.NewTimer(retryIn)
 		select {
 		case <-p.ctx.Done():
 			timer.Stop()
@@ -566,7 +568,6 @@ func (p *Producer) connectLoop() {
 			return
 		case <-timer.C:
 		}
-		backoff = min(backoff*2, p.cfg.MaxReconnectBackoff)
 	}
 }
 

@@ -25,7 +25,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"math/rand/v2"
 	"net"
 	"os"
 	"slices"
@@ -33,6 +32,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ternmq/tern/internal/backoff"
 	"github.com/ternmq/tern/internal/protocol"
 	"github.com/ternmq/tern/internal/version"
 )
@@ -387,39 +387,23 @@ func (p *lookupPeer) take() (keys []regKey, resync bool) {
 	return keys, false
 }
 
-// backoff returns the wait before the next connection attempt after failures failed ones:
-// a random duration in the upper half of min(backoffMin * 2^failures, backoffMax). The
-// jitter keeps many nodes from reconnecting to a restarted lookupd in step.
-func (p *lookupPeer) backoff(failures int) time.Duration {
-	ceiling := p.tuning.backoffMin
-	for i := 0; i < failures && ceiling < p.tuning.backoffMax; i++ {
-		ceiling *= 2
-	}
-	ceiling = min(ceiling, p.tuning.backoffMax)
-	if ceiling <= 0 {
-		return 0
-	}
-	half := ceiling / 2
-	return ceiling - half + rand.N(half+1)
-}
-
 // run connects, serves and reconnects with backoff until ctx ends. Owned by lookupPeers;
 // it returns after the connection and its reader are gone.
 func (p *lookupPeer) run(ctx context.Context) {
-	failures := 0
+	// The jitter keeps many nodes from reconnecting to a restarted lookupd in step.
+	wait := backoff.Backoff{Min: p.tuning.backoffMin, Max: p.tuning.backoffMax}
 	for {
 		connected, err := p.connect(ctx)
 		if ctx.Err() != nil {
 			return
 		}
 		if connected {
-			failures = 0
+			wait.Reset()
 			p.logger.Info("nsqlookupd disconnected", "error", err)
 		} else {
 			p.logError(err)
 		}
-		failures++
-		timer := time.NewTimer(p.backoff(failures))
+		timer := time.NewTimer(wait.Next())
 		select {
 		case <-ctx.Done():
 			timer.Stop()
