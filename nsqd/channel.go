@@ -47,6 +47,8 @@ const (
 	// maxDeferredRead bounds how many deferred records one read takes beyond what the
 	// subscribers have room for: they take none.
 	maxDeferredRead = 4 * readBatch
+	// readErrLogInterval bounds how often a channel logs failing reads of its log.
+	readErrLogInterval = 10 * time.Second
 	// checkpointChunk bounds how many entries a checkpoint encodes per hold of the lock.
 	checkpointChunk = 1024
 )
@@ -152,6 +154,9 @@ type Channel struct {
 
 	dirty        bool   // state changed since the last checkpoint
 	ckptLowWater uint64 // low-water mark recorded by the last checkpoint written
+
+	readErrLogged    time.Time // when a failed read was last logged
+	readErrsUnlogged int       // failed reads since, not logged
 }
 
 func newChannel(t *Topic, name string, start logstore.Pos) *Channel {
@@ -211,10 +216,12 @@ func (ch *Channel) unsubscribe(sub *subscription) (emptyEphemeral bool) {
 	released := ch.unassignLocked(sub.outbox)
 	clear(sub.outbox)
 	sub.outbox = nil
-	for i := 0; i < len(ch.timers); {
-		p := ch.timers[i]
+	// Filter the heap and rebuild it: removing in place moves later elements to slots the
+	// loop has passed.
+	kept := ch.timers[:0]
+	for _, p := range ch.timers {
 		if p.state == stateInFlight && p.owner == sub {
-			heap.Remove(&ch.timers, i)
+			p.heapIndex = -1
 			ch.inFlight--
 			sub.inFlight.Add(-1)
 			p.owner = nil
@@ -223,7 +230,15 @@ func (ch *Channel) unsubscribe(sub *subscription) (emptyEphemeral bool) {
 			released = true
 			continue
 		}
-		i++
+		kept = append(kept, p)
+	}
+	clear(ch.timers[len(kept):])
+	ch.timers = kept
+	if released {
+		for i, p := range ch.timers {
+			p.heapIndex = i
+		}
+		heap.Init(&ch.timers)
 	}
 	if released {
 		ch.dirty = true
@@ -309,7 +324,16 @@ func (ch *Channel) take(sub *subscription, dst []delivery, now int64) []delivery
 			}
 			return dst
 		}
-		if n, atTail := ch.readLocked(now); n == 0 {
+		n, atTail := ch.readLocked(now)
+		if ch.paused || ch.exiting || sub.gone {
+			// Paused, deleted or gone while the log was read (with mu released): what was
+			// read waits in the ready queue.
+			if len(dst) == 0 {
+				ch.addWaitingLocked(sub)
+			}
+			return dst
+		}
+		if n == 0 {
 			if len(dst) > 0 {
 				return dst
 			}
@@ -334,27 +358,50 @@ func (ch *Channel) take(sub *subscription, dst []delivery, now int64) []delivery
 // found the end of the log (rather than no room, a pause or an error).
 func (ch *Channel) readLocked(now int64) (n int, atTail bool) {
 	defer func() {
-		if len(ch.waiting) > 0 && ch.cursor.Seq < ch.topic.readableSeq() {
+		// Only after progress: a read that fails would otherwise have the waiting, its own
+		// subscriber among them, retry it at once, and again.
+		if n > 0 && len(ch.waiting) > 0 && ch.cursor.Seq < ch.topic.readableSeq() {
 			ch.wakeWaitingLocked()
 		}
 		ch.readMu.Unlock()
 	}()
-	// Read no more than the subscribers have room for: what is read but not delivered
-	// waits in memory, and a timed-out or requeued message should not queue behind it. A
-	// batch per subscriber keeps each share a batch.
-	want := 0
+	// Read no more than the subscribers have room for, less what is read and not yet handed
+	// out: what is read but not delivered waits in memory, and a timed-out or requeued
+	// message should not queue behind it. A batch per subscriber keeps each share a batch.
+	want := -(len(ch.ready) - ch.readyAt)
 	for _, s := range ch.subs {
 		want += int(max(0, s.room()))
 	}
 	want = min(want, readBatch*max(1, len(ch.subs)))
-	if want == 0 {
+	if want <= 0 {
 		return 0, false
 	}
-	if limit, ok := ch.topic.readLimit(); ok {
+	limit, limited := ch.topic.readLimit()
+	if limited {
 		if ch.cursor.Seq >= limit {
 			return 0, false
 		}
 		want = int(min(uint64(want), limit-ch.cursor.Seq))
+	}
+	// Ranges the topic dropped before any channel read them (an emptied paused topic) are
+	// skipped. The pause point is read first: a hole is published before the pause point
+	// moves past it.
+	for {
+		h, ok := ch.topic.nextHole(ch.cursor.Seq)
+		if !ok {
+			break
+		}
+		if ch.cursor.Seq < h.from {
+			want = int(min(uint64(want), h.from-ch.cursor.Seq))
+			break
+		}
+		_ = ch.reader.Close()
+		ch.reader = ch.topic.log.NewReader(h.to)
+		ch.cursor = ch.reader.Pos()
+		ch.dirty = true
+		if limited && ch.cursor.Seq >= limit {
+			return 0, false
+		}
 	}
 	ch.mayWait.Store(true)
 	ch.mu.Unlock()
@@ -375,7 +422,7 @@ func (ch *Channel) readLocked(now int64) (n int, atTail bool) {
 	ch.mu.Lock()
 	ch.readBuf = ents[:0]
 	if err != nil && !errors.Is(err, logstore.ErrClosed) {
-		ch.logger.Error("read topic log", "error", err)
+		ch.logReadError(err)
 	}
 	ch.cursor = ch.reader.Pos()
 	if len(ents) == 0 {
@@ -401,6 +448,18 @@ func (ch *Channel) readLocked(now int64) (n int, atTail bool) {
 	}
 	ch.scheduleLocked()
 	return len(ents), false
+}
+
+// logReadError logs a failed read of the topic log at most once per readErrLogInterval, with
+// how many failures went unlogged. mu is held.
+func (ch *Channel) logReadError(err error) {
+	now := time.Now()
+	if now.Sub(ch.readErrLogged) < readErrLogInterval {
+		ch.readErrsUnlogged++
+		return
+	}
+	ch.logger.Error("read topic log", "error", err, "errors_not_logged", ch.readErrsUnlogged)
+	ch.readErrLogged, ch.readErrsUnlogged = now, 0
 }
 
 // assignReadyLocked hands the ready queue out among the subscribers with room: each gets a
@@ -812,24 +871,6 @@ func (ch *Channel) empty() {
 	ch.wakeAllLocked()
 }
 
-// skipTo moves the cursor from one position to another if it stands at the first; an
-// emptied paused topic uses it to drop what it held back, which was never routed to the
-// channel.
-func (ch *Channel) skipTo(from, to logstore.Pos) {
-	ch.readMu.Lock()
-	defer ch.readMu.Unlock()
-	ch.mu.Lock()
-	defer ch.mu.Unlock()
-	ch.routedFrom += to.Seq - from.Seq
-	if ch.cursor.Seq != from.Seq {
-		return
-	}
-	_ = ch.reader.Close()
-	ch.reader = ch.topic.log.NewReader(to)
-	ch.cursor = ch.reader.Pos()
-	ch.dirty = true
-}
-
 // Stats returns a snapshot of the channel with its clients.
 func (ch *Channel) Stats() ChannelStats { return ch.stats(true) }
 
@@ -841,7 +882,7 @@ func (ch *Channel) depthLocked() int64 {
 	// or segments were deleted); the cursor will skip them, so they are not depth.
 	at := max(ch.cursor.Seq, ch.topic.log.Head())
 	if limit > at {
-		unread = int64(limit - at)
+		unread = int64(limit - at - ch.topic.holesIn(at, limit))
 	}
 	return unread + int64(len(ch.ready)-ch.readyAt) + int64(ch.assigned)
 }
@@ -851,7 +892,7 @@ func (ch *Channel) depthLocked() int64 {
 // its cursor or not.
 func (ch *Channel) messageCountLocked() uint64 {
 	if readable := ch.topic.readableSeq(); readable > ch.routedFrom {
-		return readable - ch.routedFrom
+		return readable - ch.routedFrom - ch.topic.holesIn(ch.routedFrom, readable)
 	}
 	return 0
 }

@@ -433,3 +433,81 @@ func TestChannelTakeStopsWhenRDYDropsMidway(t *testing.T) {
 		t.Fatal("take spins when the subscriber's RDY drops to 0 during it")
 	}
 }
+
+// TestChannelReadsNoMoreThanRoom checks that a read takes no more than the subscribers have
+// room for, less what is already read and not handed out: with delivery paused, reading
+// again and again does not pull the backlog into memory.
+func TestChannelReadsNoMoreThanRoom(t *testing.T) {
+	ch := newTestChannel(t, nil)
+	ch.subscribe(t, "a", 3)
+	ch.publish(t, "m", 1000)
+	ch.mu.Lock()
+	ch.paused = true // nothing is handed out
+	for range 10 {
+		ch.readMu.Lock()
+		ch.readLocked(time.Now().UnixNano())
+	}
+	ready := len(ch.ready) - ch.readyAt
+	ch.mu.Unlock()
+	if ready > 3 {
+		t.Fatalf("%d records read into memory for a subscriber with room for 3", ready)
+	}
+}
+
+// TestChannelFailedReadDoesNotSpin checks that a read that fails does not wake the waiting
+// subscribers, which would retry it at once, for ever.
+func TestChannelFailedReadDoesNotSpin(t *testing.T) {
+	ch := newTestChannel(t, nil)
+	fa, a := ch.subscribe(t, "a", 5)
+	ch.publish(t, "m", 10)
+	if err := ch.t.log.Close(); err != nil { // every read fails from now on
+		t.Fatal(err)
+	}
+	for range 5 {
+		if got := ch.take(a, nil, time.Now().UnixNano()); len(got) != 0 {
+			t.Fatalf("took %d from a closed log", len(got))
+		}
+	}
+	if n := fa.wakes.Load(); n != 0 {
+		t.Fatalf("failed reads woke the subscriber %d times: its pump would spin", n)
+	}
+}
+
+// TestChannelUnsubscribeRequeuesEveryInFlight builds a timer heap in which removing one of
+// the leaving subscriber's messages moves another of them to a slot already passed, and
+// checks that every one of them is made ready.
+func TestChannelUnsubscribeRequeuesEveryInFlight(t *testing.T) {
+	ch := newTestChannel(t, nil)
+	_, a := ch.subscribe(t, "a", 10)
+	_, b := ch.subscribe(t, "b", 10)
+	ch.mu.Lock()
+	for i, due := range []int64{1, 2, 10, 3, 4, 11, 12, 5} {
+		owner := b
+		if due == 11 || due == 5 {
+			owner = a
+		}
+		p := &pending{id: uint64(i + 1), state: stateInFlight, owner: owner, due: due, heapIndex: i}
+		ch.timers = append(ch.timers, p)
+		ch.byID[p.id] = p
+		owner.inFlight.Add(1)
+		ch.inFlight++
+	}
+	ch.mu.Unlock()
+	ch.unsubscribe(a)
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	for i, p := range ch.timers {
+		if p.owner == a {
+			t.Errorf("message due at %d still in flight to the departed subscriber", p.due)
+		}
+		if p.heapIndex != i {
+			t.Errorf("heap index %d at slot %d", p.heapIndex, i)
+		}
+		if i > 0 && ch.timers[(i-1)/2].due > p.due {
+			t.Errorf("heap order broken at slot %d", i)
+		}
+	}
+	if ch.inFlight != 6 || len(ch.ready)-ch.readyAt != 2 || a.inFlight.Load() != 0 {
+		t.Errorf("in flight %d, ready %d, departed holds %d: want 6, 2 and 0", ch.inFlight, len(ch.ready)-ch.readyAt, a.inFlight.Load())
+	}
+}

@@ -183,16 +183,27 @@ func (ch *Channel) checkpointedLowWater() uint64 {
 // restore rebuilds the delivery state recorded in a checkpoint: unfinished messages are read
 // back from the log; deferred ones wait for their original due time, the others are ready at
 // once with their attempts kept.
+//
+// The records are read from the log first, with no lock held (the channel is not reachable
+// yet anyway), then the state is built under the lock.
 func (ch *Channel) restore(entries []checkpointEntry, now int64) (lost int) {
-	ch.mu.Lock()
-	defer ch.mu.Unlock()
-	for _, e := range entries {
+	recs := make([]logstore.Record, len(entries))
+	found := make([]bool, len(entries))
+	for i, e := range entries {
 		rec, err := ch.topic.log.ReadAt(e.pos)
 		if err != nil || rec.ID != e.id {
 			lost++
 			continue
 		}
-		p := ch.newPending(&logstore.Entry{Pos: e.pos, Record: rec})
+		recs[i], found[i] = rec, true
+	}
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	for i, e := range entries {
+		if !found[i] {
+			continue
+		}
+		p := ch.newPending(&logstore.Entry{Pos: e.pos, Record: recs[i]})
 		p.timestamp = e.timestamp
 		p.attempts = e.attempts
 		ch.order = append(ch.order, p)

@@ -34,9 +34,11 @@
 // client.wmu (a connection's output; never held while taking a channel's lock), client.pubMu,
 // the lookupd peers' locks, the HTTP /config lock, quantile streams' locks.
 //
-// No file I/O happens under NSQD.mu, Topic.mu or Channel.mu: a topic's log is opened outside
-// NSQD.mu (others asking for the same topic wait for that one opening), pause files and
-// emptying happen under Topic.diskMu, log reads under Channel.readMu, and checkpoints are
-// encoded a chunk at a time and written with no lock held. The scheduler calls a channel's
-// fire with its own lock released.
+// No file I/O happens under NSQD.mu, Topic.mu or Channel.mu: a topic's log is opened, and a
+// deleted topic's files removed, outside NSQD.mu (the name is marked busy meanwhile, and
+// whoever asks for it waits), pause files and emptying happen under Topic.diskMu, log reads
+// under Channel.readMu, and checkpoints are encoded a chunk at a time and written with no
+// lock held. The scheduler calls a channel's fire with its own lock released. What the
+// delivery path reads of a topic (the pause point, the ranges an emptied paused topic
+// dropped) is atomic, so a channel never takes its topic's lock.
 package nsqd

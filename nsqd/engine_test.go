@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -323,4 +324,67 @@ func TestConcurrentTopicCreation(t *testing.T) {
 			t.Errorf("race%d holds %d messages, want %d", i, d, workers)
 		}
 	}
+}
+
+// TestEmptyPausedTopicSkipsForEveryChannel empties a paused topic: what it held back is
+// dropped for every channel, one that lags far behind the pause point too, and still after
+// a restart.
+func TestEmptyPausedTopicSkipsForEveryChannel(t *testing.T) {
+	dir := t.TempDir()
+	n, stop := startTestDaemon(t, dir, nil)
+	publish := func(prefix string, k int) {
+		t.Helper()
+		var bodies [][]byte
+		for i := range k {
+			bodies = append(bodies, fmt.Appendf(nil, "%s%d", prefix, i))
+		}
+		if err := n.Publish("holes", bodies, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := n.CreateTopic("holes"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.CreateChannel("holes", "lagging"); err != nil {
+		t.Fatal(err)
+	}
+	publish("before", 5)
+	if err := n.PauseTopic("holes", true); err != nil {
+		t.Fatal(err)
+	}
+	publish("dropped", 5)
+	if err := n.EmptyTopic("holes"); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.PauseTopic("holes", false); err != nil {
+		t.Fatal(err)
+	}
+	publish("after", 3)
+	if cs, _ := n.ChannelStats("holes", "lagging"); cs.Depth != 8 || cs.MessageCount != 8 {
+		t.Errorf("depth %d, message_count %d: want 8 and 8 (the dropped 5 were never routed)", cs.Depth, cs.MessageCount)
+	}
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+
+	n, _ = startTestDaemon(t, dir, nil)
+	c := dialRaw(t, n.TCPAddr().String())
+	c.send(protocol.Subscribe("holes", "lagging"))
+	c.expectOK()
+	c.send(protocol.Ready(20))
+	var got []string
+	for range 8 {
+		m := c.message()
+		got = append(got, m.Body)
+		c.send(protocol.Finish(m.ID))
+	}
+	want := []string{"before0", "before1", "before2", "before3", "before4", "after0", "after1", "after2"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("the lagging channel got %v after the restart, want %v", got, want)
+	}
+	c.send(protocol.Nop())
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		cs, _ := n.ChannelStats("holes", "lagging")
+		return cs.Depth == 0 && cs.InFlightCount == 0
+	}, "nothing more to deliver")
 }

@@ -86,9 +86,9 @@ type NSQD struct {
 	timerLateness latenessHistogram
 	healthErr     atomic.Pointer[error]
 
-	mu       sync.RWMutex
-	topics   map[string]*Topic
-	creating map[string]*topicCreation // topics being opened, outside mu
+	mu     sync.RWMutex
+	topics map[string]*Topic
+	busy   map[string]*topicBusy // names whose topic is being opened or removed, outside mu
 
 	// clientsMu guards clients and conns. conns holds every accepted connection from the
 	// moment it is accepted, magic read or not, so that shutdown can close them all at once;
@@ -136,7 +136,7 @@ func New(opts *Options, logger *slog.Logger, reg *prometheus.Registry) (*NSQD, e
 		ids:       newIDGenerator(o.NodeID, 0),
 		memBudget: logstore.NewBudget(o.MemQueueBytes),
 		topics:    make(map[string]*Topic),
-		creating:  make(map[string]*topicCreation),
+		busy:      make(map[string]*topicBusy),
 		clients:   make(map[int64]*client),
 		conns:     make(map[net.Conn]struct{}),
 		startTime: time.Now(),
@@ -436,8 +436,10 @@ func (n *NSQD) Topic(name string) *Topic {
 
 // getOrCreateTopic returns the named topic, creating it (and its log) if needed. Opening a
 // log is file I/O (a recovery scan, for a topic that existed before), so it happens outside
-// n.mu: the name is marked as being created, and whoever asks for it meanwhile waits for
-// that creation rather than the whole daemon waiting for the disk.
+// n.mu: the name is marked busy, and whoever asks for it meanwhile waits for that opening
+// rather than the whole daemon waiting for the disk. A name busy because its topic's files
+// are being removed is waited for the same way, so a new topic never opens files that are
+// being deleted.
 func (n *NSQD) getOrCreateTopic(name string) (*Topic, error) {
 	n.mu.RLock()
 	t := n.topics[name]
@@ -455,36 +457,36 @@ func (n *NSQD) getOrCreateTopic(name string) (*Topic, error) {
 			n.mu.Unlock()
 			return t, nil
 		}
-		c, creating := n.creating[name]
-		if !creating {
-			c = &topicCreation{done: make(chan struct{})}
-			n.creating[name] = c
+		b, busy := n.busy[name]
+		if !busy {
+			b = &topicBusy{done: make(chan struct{})}
+			n.busy[name] = b
 		}
 		n.mu.Unlock()
-		if creating {
-			<-c.done
-			if c.err != nil {
-				return nil, c.err
+		if busy {
+			<-b.done
+			if b.err != nil {
+				return nil, b.err
 			}
-			continue // it is in the map now, unless deleted at once: look again
+			continue // opened (or removed): look again
 		}
-		return n.createTopic(name, c)
+		return n.createTopic(name, b)
 	}
 }
 
-// topicCreation is a topic being opened; done is closed when it is in the topic map, or has
-// failed with err.
-type topicCreation struct {
+// topicBusy marks a topic name while its topic is opened or its files removed; done is
+// closed when that is over, and err is what made an opening fail.
+type topicBusy struct {
 	done chan struct{}
 	err  error
 }
 
-// createTopic opens the named topic for the creation c, which getOrCreateTopic registered,
-// and adds it to the topic map.
-func (n *NSQD) createTopic(name string, c *topicCreation) (*Topic, error) {
+// createTopic opens the named topic for c, which getOrCreateTopic registered, and adds it to
+// the topic map.
+func (n *NSQD) createTopic(name string, c *topicBusy) (*Topic, error) {
 	t, err := openTopic(name, n.topicEnv())
 	n.mu.Lock()
-	delete(n.creating, name)
+	delete(n.busy, name)
 	if err == nil && n.exiting.Load() {
 		err = ErrExiting
 	}
@@ -548,8 +550,14 @@ func (n *NSQD) DeleteTopic(name string) error {
 		return ErrTopicNotFound
 	}
 	delete(n.topics, name)
+	b := &topicBusy{done: make(chan struct{})}
+	n.busy[name] = b
 	n.mu.Unlock()
 	err := t.delete()
+	n.mu.Lock()
+	delete(n.busy, name)
+	n.mu.Unlock()
+	close(b.done)
 	n.logger.Info("topic deleted", "topic", name)
 	n.registrationChanged(registration{topic: name, added: false})
 	n.metadataChanged()

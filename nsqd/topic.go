@@ -52,6 +52,10 @@ type Topic struct {
 	// paused and pausePos are written under mu and read without it on the delivery path.
 	paused   atomic.Bool
 	pausePos atomic.Pointer[logstore.Pos]
+	// holes are the ranges of the log the topic dropped before any channel could read them
+	// (what a paused topic held when it was emptied), in order; channels skip them. The slice
+	// is replaced whole, under diskMu, and read without a lock.
+	holes atomic.Pointer[[]hole]
 
 	// diskMu serialises checkpoint writes with the removal of the topic's directory, so a
 	// checkpoint never recreates a file in a topic being deleted.
@@ -117,6 +121,7 @@ func openTopic(name string, env topicEnv) (*Topic, error) {
 		if pos, ok := readStartFile(filepath.Join(t.dir, "start")); ok && pos.Seq >= l.Head() && pos.Seq <= l.Tail() {
 			t.start = pos
 		}
+		t.readHolesFile()
 	}
 	return t, nil
 }
@@ -169,9 +174,10 @@ func (t *Topic) publish(bodies [][]byte, deferNs int64) error {
 	}
 	t.messageCount.Add(uint64(len(bodies)))
 	t.messageBytes.Add(uint64(size))
-	if !t.paused.Load() {
-		t.wakeChannels()
-	}
+	// Even when paused: a pause that landed after the append froze the topic after these
+	// records, and whoever waits for them must hear of them. With nobody waiting it costs a
+	// load per channel.
+	t.wakeChannels()
 	return nil
 }
 
@@ -259,10 +265,15 @@ func (t *Topic) getOrCreateChannel(name string) (*Channel, error) {
 	t.channels[name] = ch
 	t.mu.Unlock()
 	// A new durable channel is checkpointed at once, so a restart finds its cursor even if the
-	// process dies before the first periodic checkpoint.
-	if err := t.checkpointChannel(ch, true, false); err != nil {
-		t.logger.Error("checkpoint new channel", "channel", name, "error", err)
+	// process dies before the first periodic checkpoint; under diskMu, as every checkpoint,
+	// so that it cannot bring back the file of a channel deleted meanwhile.
+	t.diskMu.Lock()
+	if !t.exiting.Load() && t.Channel(name) == ch {
+		if err := t.checkpointChannel(ch, true, false); err != nil {
+			t.logger.Error("checkpoint new channel", "channel", name, "error", err)
+		}
 	}
+	t.diskMu.Unlock()
 	t.logger.Info("channel created", "channel", name)
 	t.hooks.channelChanged(t.name, name, true)
 	if !ch.ephemeral {
@@ -487,17 +498,121 @@ func (t *Topic) empty() error {
 		return nil
 	}
 	old, pos := *p, t.log.TailPos()
-	t.pausePos.Store(&pos)
-	chans := make([]*Channel, 0, len(t.channels))
-	for _, ch := range t.channels {
-		chans = append(chans, ch)
+	if pos.Seq > old.Seq {
+		// The hole is published before the pause point moves past it, so a reader that
+		// sees the new pause point sees the hole, and every channel skips the range
+		// whenever it gets there, lagging ones included.
+		t.addHole(hole{from: old.Seq, to: pos})
 	}
+	t.pausePos.Store(&pos)
 	t.mu.Unlock()
 	t.writePauseFile(&pos)
-	for _, ch := range chans {
-		ch.skipTo(old, pos)
-	}
+	t.writeHolesFile()
 	return nil
+}
+
+// hole is a range of the log, from seq from up to (not including) to, that channels skip.
+type hole struct {
+	from uint64
+	to   logstore.Pos
+}
+
+// addHole appends h, merging it with the last hole when they touch. diskMu is held.
+func (t *Topic) addHole(h hole) {
+	var hs []hole
+	if p := t.holes.Load(); p != nil {
+		hs = slices.Clone(*p)
+	}
+	if n := len(hs); n > 0 && hs[n-1].to.Seq >= h.from {
+		hs[n-1].to = h.to
+	} else {
+		hs = append(hs, h)
+	}
+	t.holes.Store(&hs)
+}
+
+// nextHole returns the first hole that ends after seq.
+func (t *Topic) nextHole(seq uint64) (hole, bool) {
+	p := t.holes.Load()
+	if p == nil {
+		return hole{}, false
+	}
+	for _, h := range *p {
+		if h.to.Seq > seq {
+			return h, true
+		}
+	}
+	return hole{}, false
+}
+
+// holesIn returns how many sequences of [from, to) lie in holes.
+func (t *Topic) holesIn(from, to uint64) uint64 {
+	p := t.holes.Load()
+	if p == nil {
+		return 0
+	}
+	n := uint64(0)
+	for _, h := range *p {
+		if lo, hi := max(h.from, from), min(h.to.Seq, to); hi > lo {
+			n += hi - lo
+		}
+	}
+	return n
+}
+
+// pruneHoles forgets the holes the log no longer holds. diskMu is held.
+func (t *Topic) pruneHoles() {
+	p := t.holes.Load()
+	if p == nil {
+		return
+	}
+	head := t.log.Head()
+	i := 0
+	for i < len(*p) && (*p)[i].to.Seq <= head {
+		i++
+	}
+	if i > 0 {
+		hs := slices.Clone((*p)[i:])
+		t.holes.Store(&hs)
+		t.writeHolesFile()
+	}
+}
+
+// writeHolesFile records the holes, so that a channel lagging behind one skips it after a
+// restart too. diskMu is held.
+func (t *Topic) writeHolesFile() {
+	if t.dir == "" || t.exiting.Load() {
+		return
+	}
+	var b []byte
+	if p := t.holes.Load(); p != nil {
+		for _, h := range *p {
+			b = binary.BigEndian.AppendUint64(b, h.from)
+			b = binary.BigEndian.AppendUint64(b, h.to.Seq)
+			b = binary.BigEndian.AppendUint64(b, uint64(h.to.Offset))
+		}
+	}
+	if err := writeFileAtomic(filepath.Join(t.dir, "holes"), b, true); err != nil {
+		t.logger.Error("record emptied ranges", "error", err)
+	}
+}
+
+// readHolesFile loads the holes a previous run recorded; a damaged file is ignored (the
+// ranges are then delivered: duplicates of nothing, and nothing lost).
+func (t *Topic) readHolesFile() {
+	b, err := os.ReadFile(filepath.Join(t.dir, "holes"))
+	if err != nil || len(b)%24 != 0 {
+		return
+	}
+	var hs []hole
+	for ; len(b) > 0; b = b[24:] {
+		h := hole{from: binary.BigEndian.Uint64(b), to: logstore.Pos{Seq: binary.BigEndian.Uint64(b[8:]), Offset: int64(binary.BigEndian.Uint64(b[16:]))}}
+		if h.from >= h.to.Seq || h.to.Seq > t.log.Tail() || len(hs) > 0 && hs[len(hs)-1].to.Seq > h.from {
+			return
+		}
+		hs = append(hs, h)
+	}
+	t.holes.Store(&hs)
 }
 
 // Depth is NSQ's topic depth: messages held by the topic itself, not yet readable by a channel.
@@ -562,6 +677,9 @@ func (t *Topic) retain() error {
 	n, err := t.log.TruncateFront(lowWater)
 	if n > 0 {
 		t.logger.Debug("deleted consumed segments", "count", n)
+		t.diskMu.Lock()
+		t.pruneHoles()
+		t.diskMu.Unlock()
 	}
 	return err
 }
