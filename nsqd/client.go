@@ -74,6 +74,9 @@ type client struct {
 	closeOnce  sync.Once
 }
 
+// A client is what a channel delivers to.
+var _ subscriber = (*client)(nil)
+
 // identity is a client's self-description and negotiated options, as /stats reports them.
 type identity struct {
 	clientID, hostname, userAgent string

@@ -300,6 +300,7 @@ func (l *Log) publish(b *batch, start *segment, created []*segment, sealed []int
 		for _, p := range places {
 			l.ring.push(Entry{Pos: p.pos, Record: decodeTrusted(buf[p.off : p.off+p.n])})
 		}
+		l.ring.settle()
 	}
 }
 
@@ -321,6 +322,7 @@ func (l *Log) appendMem(recs []Record, size int) (uint64, error) {
 		l.ring.push(Entry{Pos: Pos{Seq: l.tail}, Record: r})
 		l.tail++
 	}
+	l.ring.settle()
 	l.head = l.ring.head
 	l.lastID = recs[len(recs)-1].ID
 	l.stats.records.Add(uint64(len(recs)))

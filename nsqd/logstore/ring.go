@@ -17,6 +17,7 @@ type ring struct {
 	max      int     // record bound; 0 disables the ring
 	maxBytes int64   // byte bound
 	budget   *Budget // shared bound, or nil
+	owed     int64   // change of bytes not yet reported to the budget (see settle)
 }
 
 // Budget bounds the bytes that the hot tails of many logs hold together: memory stays bounded
@@ -37,16 +38,27 @@ func (b *Budget) Limit() int64 { return b.limit }
 // Used returns the bytes the hot tails hold now.
 func (b *Budget) Used() int64 { return b.used.Load() }
 
+// account changes the bytes held by delta; the budget learns of it at the next settle.
 func (r *ring) account(delta int64) {
 	r.bytes += delta
-	if r.budget != nil {
-		r.budget.used.Add(delta)
-	}
+	r.owed += delta
 }
 
-// over reports whether the ring must give up its oldest entry.
-func (r *ring) over() bool {
-	return r.n > r.max || r.bytes > r.maxBytes || r.budget != nil && r.budget.used.Load() > r.budget.limit
+// settle reports to the budget what the ring's bytes changed by since the last settle, with
+// one atomic add for a whole batch of pushes, then drops the oldest entries while the budget
+// is spent. Whoever changes the ring settles before releasing Log.mu.
+func (r *ring) settle() {
+	if r.budget == nil {
+		r.owed = 0
+		return
+	}
+	used := r.budget.used.Add(r.owed)
+	r.owed = 0
+	for r.n > 0 && used > r.budget.limit {
+		r.pop()
+		used = r.budget.used.Add(r.owed)
+		r.owed = 0
+	}
 }
 
 // minRingSlots is the ring's first allocation, so that a log that holds few records does not
@@ -60,7 +72,8 @@ func (r *ring) has(seq uint64) bool { return seq >= r.head && seq-r.head < uint6
 
 func (r *ring) at(seq uint64) *Entry { return &r.buf[seq&uint64(len(r.buf)-1)] }
 
-// push adds e, whose seq must be head+n, then drops the oldest entries past the bounds.
+// push adds e, whose seq must be head+n, then drops the oldest entries past the ring's own
+// bounds; the shared budget is kept by settle, after a batch of pushes.
 func (r *ring) push(e Entry) {
 	if r.n == len(r.buf) {
 		if len(r.buf) < r.max {
@@ -72,7 +85,7 @@ func (r *ring) push(e Entry) {
 	*r.at(e.Pos.Seq) = e
 	r.n++
 	r.account(int64(recordSize(len(e.Body))))
-	for r.n > 0 && r.over() {
+	for r.n > 0 && (r.n > r.max || r.bytes > r.maxBytes) {
 		r.pop()
 	}
 }
@@ -111,6 +124,7 @@ func (r *ring) dropBelow(seq, tail uint64) {
 	if r.n == 0 && r.head < seq {
 		r.head = min(seq, tail)
 	}
+	r.settle()
 }
 
 // reset empties the ring and starts it at tail.
@@ -118,6 +132,7 @@ func (r *ring) reset(tail uint64) {
 	clear(r.buf)
 	r.account(-r.bytes)
 	r.head, r.n = tail, 0
+	r.settle()
 }
 
 // copyFrom appends up to k entries starting at seq (which must be held) to dst and returns
