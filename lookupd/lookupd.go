@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ternmq/tern/internal/goroutines"
 	"github.com/ternmq/tern/internal/logging"
 	"github.com/ternmq/tern/internal/protocol"
 	"log/slog"
@@ -54,7 +55,7 @@ type Lookupd struct {
 	ran        atomic.Bool
 	exiting    atomic.Bool
 	nextPeerID atomic.Uint64
-	goroutines tracker
+	goroutines goroutines.Tracker
 
 	// connsMu guards conns and connsClosed. Once connsClosed is set no connection is added:
 	// Run has closed every one in the map and a late one must close itself.
@@ -138,7 +139,7 @@ func (l *Lookupd) Run(ctx context.Context) error {
 	l.logger.Info("nsqlookupd shutting down")
 	l.exiting.Store(true)
 	_ = l.tcpListener.Close()
-	l.goroutines.stop()
+	l.goroutines.Stop()
 
 	// A fresh context: ctx is already done, and requests under way deserve their moment.
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
@@ -154,7 +155,7 @@ func (l *Lookupd) Run(ctx context.Context) error {
 	}
 	l.connsMu.Unlock()
 
-	l.goroutines.wait()
+	l.goroutines.Wait()
 	l.logger.Info("nsqlookupd stopped")
 	return nil
 }
@@ -191,30 +192,3 @@ func (l *Lookupd) connCount() int {
 	defer l.connsMu.Unlock()
 	return len(l.conns)
 }
-
-// tracker starts goroutines and waits for them, and refuses to start any once stopped, so
-// that nothing begins after shutdown has started waiting.
-type tracker struct {
-	mu      sync.Mutex
-	stopped bool
-	wg      sync.WaitGroup
-}
-
-// Go runs f in a new goroutine and reports true, or reports false once stop was called.
-func (t *tracker) Go(f func()) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.stopped {
-		return false
-	}
-	t.wg.Go(f)
-	return true
-}
-
-func (t *tracker) stop() {
-	t.mu.Lock()
-	t.stopped = true
-	t.mu.Unlock()
-}
-
-func (t *tracker) wait() { t.wg.Wait() }
