@@ -12,7 +12,6 @@ import (
 	"net/http/pprof"
 	"net/url"
 	"os"
-	"reflect"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -23,6 +22,7 @@ import (
 	"github.com/julienschmidt/httprouter"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/ternmq/tern/internal/cmdline"
 	"github.com/ternmq/tern/internal/httpapi"
 	"github.com/ternmq/tern/internal/protocol"
 	"github.com/ternmq/tern/internal/quantile"
@@ -739,27 +739,9 @@ func (s *httpAPI) channelPause(paused bool) httpapi.Handler {
 	}
 }
 
-// optionByKey returns the value of the option whose TOML key (NSQ's config-file name) is key.
-// Empty lists are [] rather than null, so a reader can always range over the answer.
-func optionByKey(o *Options, key string) (any, bool) {
-	v := reflect.ValueOf(o).Elem()
-	t := v.Type()
-	for i := range t.NumField() {
-		if t.Field(i).Tag.Get("toml") != key {
-			continue
-		}
-		f := v.Field(i)
-		if f.Kind() == reflect.Slice && f.IsNil() {
-			return reflect.MakeSlice(f.Type(), 0, 0).Interface(), true
-		}
-		return f.Interface(), true
-	}
-	return nil, false
-}
-
 // getConfig is GET /config/:opt, any option by its TOML key.
 func (s *httpAPI) getConfig(_ http.ResponseWriter, _ *http.Request, ps httprouter.Params) (any, error) {
-	v, ok := optionByKey(s.n.getOpts(), ps.ByName("opt"))
+	v, ok := cmdline.ValueByKey(s.n.getOpts(), ps.ByName("opt"))
 	if !ok {
 		return nil, apiErr(http.StatusBadRequest, codeInvalidOption)
 	}
@@ -807,7 +789,7 @@ func (s *httpAPI) putConfig(w http.ResponseWriter, r *http.Request, ps httproute
 	default:
 		return nil, apiErr(http.StatusBadRequest, codeInvalidOption)
 	}
-	v, _ := optionByKey(s.n.getOpts(), opt)
+	v, _ := cmdline.ValueByKey(s.n.getOpts(), opt)
 	return v, nil
 }
 

@@ -313,3 +313,18 @@ func writeFile(t *testing.T, doc string) string {
 	}
 	return path
 }
+
+func TestValueByKey(t *testing.T) {
+	o := &testOptions{Name: "n", Wait: time.Second}
+	for key, want := range map[string]any{"name": "n", "wait": time.Second, "items": []string{}, "hidden": time.Duration(0)} {
+		got, ok := ValueByKey(o, key)
+		if !ok || !reflect.DeepEqual(got, want) {
+			t.Errorf("ValueByKey(%q) = %#v, %v; want %#v", key, got, ok, want)
+		}
+	}
+	for _, key := range []string{"flag-only", "Ignored", "nope"} {
+		if _, ok := ValueByKey(o, key); ok {
+			t.Errorf("ValueByKey(%q) found a value", key)
+		}
+	}
+}

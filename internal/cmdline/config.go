@@ -223,3 +223,20 @@ func tomlType(raw any) string {
 		return "a date or time"
 	}
 }
+
+// ValueByKey returns the value of the field of opts whose TOML key is key, as GET /config/:opt
+// answers it: an unset list is [], not null. It reports false for an unknown key.
+func ValueByKey[T any](opts *T, key string) (any, bool) {
+	v := reflect.ValueOf(opts).Elem()
+	for _, f := range fields[T]() {
+		if f.key != key {
+			continue
+		}
+		fv := v.FieldByIndex(f.index)
+		if fv.Kind() == reflect.Slice && fv.IsNil() {
+			return reflect.MakeSlice(fv.Type(), 0, 0).Interface(), true
+		}
+		return fv.Interface(), true
+	}
+	return nil, false
+}
