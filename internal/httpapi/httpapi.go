@@ -99,6 +99,9 @@ type Config struct {
 	// answer, not per connection: an http.Server-wide WriteTimeout would also cut long
 	// profiles short. Zero means no bound.
 	WriteTimeout time.Duration
+	// NotFound, when set, answers paths no route matches instead of 404 {"message":"NOT_FOUND"}:
+	// nsqadmin answers a browser with a page.
+	NotFound http.Handler
 }
 
 // Router dispatches requests to Handlers and renders their results. It is an http.Handler.
@@ -120,6 +123,9 @@ func NewRouter(cfg Config) *Router {
 	rt.router.NotFound = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rt.respond(w, r, http.StatusNotFound, errorBody(CodeNotFound))
 	})
+	if cfg.NotFound != nil {
+		rt.router.NotFound = cfg.NotFound
+	}
 	rt.router.MethodNotAllowed = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rt.respond(w, r, http.StatusMethodNotAllowed, errorBody(CodeMethodNotAllowed))
 	})

@@ -301,3 +301,17 @@ func TestRouterWriteTimeout(t *testing.T) {
 		t.Errorf("read %d bytes: the whole answer was sent after the timeout (%v)", n, err)
 	}
 }
+
+func TestRouterCustomNotFound(t *testing.T) {
+	rt := httpapi.NewRouter(httpapi.Config{NotFound: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusTeapot)
+	})})
+	rt.Handle("GET", "/known", func(http.ResponseWriter, *http.Request, httprouter.Params) (any, error) { return "ok", nil })
+	for path, want := range map[string]int{"/unknown": http.StatusTeapot, "/known": http.StatusOK} {
+		w := httptest.NewRecorder()
+		rt.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+		if w.Code != want {
+			t.Errorf("GET %s: %d, want %d", path, w.Code, want)
+		}
+	}
+}
