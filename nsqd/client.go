@@ -143,6 +143,23 @@ func (c *client) close() {
 	})
 }
 
+// fatalLinger is how long a connection closed for a fatal error goes on reading, and
+// discarding, what the client still sends (net/http waits as long for the same reason).
+const fatalLinger = 500 * time.Millisecond
+
+// lingerAfterFatal half-closes the connection after its fatal error frame and discards what
+// the client still sends, for fatalLinger at most, before the caller closes it. Closing a
+// socket with unread data makes the kernel send a reset, which can destroy the error frame
+// before the client reads it: a client in the middle of sending a large MPUB would see
+// "connection reset" instead of E_BAD_BODY.
+func (c *client) lingerAfterFatal() {
+	if cw, ok := c.conn.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = c.conn.SetReadDeadline(time.Now().Add(fatalLinger))
+	_, _ = io.Copy(io.Discard, c.conn)
+}
+
 // writeDeadline bounds every write so a client that stops reading cannot hold a pump or a
 // read loop forever.
 func (c *client) writeDeadline() time.Time {

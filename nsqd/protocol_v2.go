@@ -73,7 +73,9 @@ func (p *protocolV2) ioLoop(ctx context.Context, c *client) {
 		if err != nil {
 			var perr *protocol.Error
 			if errors.As(err, &perr) {
-				_ = c.sendFrame(protocol.FrameTypeError, []byte(perr.Error()))
+				if c.sendFrame(protocol.FrameTypeError, []byte(perr.Error())) == nil {
+					c.lingerAfterFatal()
+				}
 			} else if !isClosedConnError(err) {
 				p.n.logger.Debug("client read failed", "client", c.remote, "error", err)
 			}
@@ -91,6 +93,7 @@ func (p *protocolV2) ioLoop(ctx context.Context, c *client) {
 			}
 			if perr.Fatal {
 				p.n.logger.Debug("fatal client error", "client", c.remote, "error", perr.Error())
+				c.lingerAfterFatal()
 				return
 			}
 			continue
