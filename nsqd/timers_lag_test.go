@@ -180,8 +180,11 @@ func TestTimersExactBesideLaggingChannels(t *testing.T) {
 	if server.Count != timed {
 		t.Errorf("the daemon measured %d deliveries on the quiet channel, want %d", server.Count, timed)
 	}
-	if over := server.over(50 * time.Millisecond); over > server.Count/100 {
-		t.Errorf("%d of %d timer deliveries on a quiet channel were more than 50ms late beside lagging channels, want at most 1%%", over, server.Count)
+	// The bound leaves room for a loaded 2-core machine under -race, where a few deliveries
+	// land 50-150ms late; what this guards against, timers queued behind the lagging
+	// channels' disk reads, put a hundredth of them beyond 400ms.
+	if over := server.over(100 * time.Millisecond); over > server.Count/50 {
+		t.Errorf("%d of %d timer deliveries on a quiet channel were more than 100ms late beside lagging channels, want at most 2%%", over, server.Count)
 	}
 	// Seen from the client, only gross errors: nothing early, nothing a second late.
 	if lates[0] < 0 || lates[len(lates)-1] > time.Second {
