@@ -1,0 +1,170 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// maxAnswerBytes bounds what the admin reads from one nsqd or lookupd answer. The biggest is
+// /stats with clients from a large node: 100,000 clients are about 60 MB of JSON.
+const maxAnswerBytes = 256 << 20
+
+// maxErrorBodyBytes bounds the part of an error answer quoted in a warning.
+const maxErrorBodyBytes = 512
+
+// httpClient talks to nsqd and lookupd HTTP APIs the way NSQ's admin does: each request
+// bounded by the connect and request timeouts, and an answer of 403 over plain HTTP retried
+// over HTTPS on the port the 403 names (an nsqd started with --tls-required answers that way),
+// with the configured client certificate and roots.
+type httpClient struct {
+	c *http.Client
+}
+
+func newHTTPClient(o *Options) (*httpClient, error) {
+	tlsConfig, err := clientTLSConfig(o)
+	if err != nil {
+		return nil, err
+	}
+	transport := &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: o.HTTPClientConnectTimeout, KeepAlive: 30 * time.Second}).DialContext,
+		ResponseHeaderTimeout: o.HTTPClientRequestTimeout,
+		TLSHandshakeTimeout:   o.HTTPClientRequestTimeout,
+		TLSClientConfig:       tlsConfig,
+		// The admin keeps one connection to every node between fan-outs.
+		MaxIdleConns:        1000,
+		MaxIdleConnsPerHost: 4,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	return &httpClient{c: &http.Client{Transport: transport, Timeout: o.HTTPClientRequestTimeout}}, nil
+}
+
+// clientTLSConfig builds the TLS configuration from the --http-client-tls-* options, or
+// returns nil for Go's defaults when none is set.
+func clientTLSConfig(o *Options) (*tls.Config, error) {
+	if !o.HTTPClientTLSInsecureSkipVerify && o.HTTPClientTLSRootCAFile == "" && o.HTTPClientTLSCert == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{InsecureSkipVerify: o.HTTPClientTLSInsecureSkipVerify, MinVersion: tls.VersionTLS12}
+	if o.HTTPClientTLSRootCAFile != "" {
+		pem, err := os.ReadFile(o.HTTPClientTLSRootCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("--http-client-tls-root-ca-file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--http-client-tls-root-ca-file %s: no PEM certificate in it", o.HTTPClientTLSRootCAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if o.HTTPClientTLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(o.HTTPClientTLSCert, o.HTTPClientTLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("--http-client-tls-cert and --http-client-tls-key: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}
+
+// close drops the idle connections.
+func (h *httpClient) close() { h.c.CloseIdleConnections() }
+
+// getJSON GETs http://addr + path and decodes the JSON answer into v.
+func (h *httpClient) getJSON(ctx context.Context, addr, path string, v any) error {
+	return h.do(ctx, http.MethodGet, addr, path, nil, v)
+}
+
+// post POSTs to http://addr + path and discards the answer.
+func (h *httpClient) post(ctx context.Context, addr, path string) error {
+	return h.do(ctx, http.MethodPost, addr, path, nil, nil)
+}
+
+// do sends one request, following one 403-to-HTTPS redirection. A status other than 200 is
+// an error quoting the answer, as NSQ's admin reports it: got response 404 Not Found "...".
+func (h *httpClient) do(ctx context.Context, method, addr, path string, body []byte, v any) error {
+	endpoint := "http://" + addr + path
+	for attempt := 0; ; attempt++ {
+		req, err := http.NewRequestWithContext(ctx, method, endpoint, bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Accept", "application/vnd.nsq; version=1.0")
+		resp, err := h.c.Do(req)
+		if err != nil {
+			return h.simplifyError(err)
+		}
+		if resp.StatusCode == http.StatusOK {
+			err := decodeAnswer(resp.Body, v)
+			_ = resp.Body.Close()
+			return err
+		}
+		text, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBodyBytes))
+		_ = resp.Body.Close()
+		if resp.StatusCode == http.StatusForbidden && attempt == 0 && strings.HasPrefix(endpoint, "http:") {
+			if next, ok := httpsEndpoint(endpoint, text); ok {
+				endpoint = next
+				continue
+			}
+		}
+		return fmt.Errorf("got response %s %q", resp.Status, bytes.TrimSpace(text))
+	}
+}
+
+func decodeAnswer(r io.Reader, v any) error {
+	if v == nil {
+		_, _ = io.Copy(io.Discard, io.LimitReader(r, maxAnswerBytes))
+		return nil
+	}
+	lr := &io.LimitedReader{R: r, N: maxAnswerBytes + 1}
+	if err := json.NewDecoder(lr).Decode(v); err != nil {
+		if lr.N <= 0 {
+			return fmt.Errorf("answer larger than %d MiB", maxAnswerBytes>>20)
+		}
+		return fmt.Errorf("bad JSON in the answer: %w", err)
+	}
+	return nil
+}
+
+// httpsEndpoint reads an nsqd's 403 answer, {"https_port":N} from a node that requires TLS,
+// and returns endpoint over HTTPS on that port.
+func httpsEndpoint(endpoint string, body []byte) (string, bool) {
+	var forbidden struct {
+		HTTPSPort int `json:"https_port"`
+	}
+	if json.Unmarshal(body, &forbidden) != nil || forbidden.HTTPSPort <= 0 {
+		return "", false
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return "", false
+	}
+	u.Scheme = "https"
+	u.Host = net.JoinHostPort(u.Hostname(), strconv.Itoa(forbidden.HTTPSPort))
+	return u.String(), true
+}
+
+// simplifyError drops the "Get \"http://...\":" wrapping of url.Error, since warnings name the
+// node anyway, and says "no answer within" for a timeout, which is what an operator needs.
+func (h *httpClient) simplifyError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		if ue.Timeout() {
+			return fmt.Errorf("no answer within %v", h.c.Timeout)
+		}
+		return ue.Err
+	}
+	return err
+}

@@ -1,0 +1,120 @@
+package admin
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+
+	"github.com/julienschmidt/httprouter"
+
+	"github.com/ternmq/tern/internal/cmdline"
+	"github.com/ternmq/tern/internal/logging"
+)
+
+// /config/:opt error codes, NSQ's.
+const (
+	codeInvalidOption     = "INVALID_OPTION"
+	codeInvalidValue      = "INVALID_VALUE"
+	codeInvalidRemoteAddr = "INVALID_REMOTE_ADDR"
+)
+
+// maxConfigValue bounds a PUT /config value, as NSQ's admin does.
+const maxConfigValue = 1 << 20
+
+// configAllowed checks the request comes from --allow-config-from-cidr.
+func (a *Admin) configAllowed(r *http.Request) error {
+	cidr := a.getOpts().AllowConfigFromCIDR
+	if cidr == "" {
+		return nil
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return apiErr(http.StatusBadRequest, codeInvalidRemoteAddr)
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return apiErr(http.StatusBadRequest, codeInvalidRemoteAddr)
+	}
+	prefix, err := netip.ParsePrefix(cidr) // Validate checked it
+	if err != nil || !prefix.Contains(ip.Unmap()) {
+		return apiErr(http.StatusForbidden, codeForbidden)
+	}
+	return nil
+}
+
+// GET /config/:opt: any option by its TOML key.
+func (a *Admin) getConfig(_ http.ResponseWriter, r *http.Request, ps httprouter.Params) (any, error) {
+	if err := a.configAllowed(r); err != nil {
+		return nil, err
+	}
+	v, ok := cmdline.ValueByKey(a.getOpts(), ps.ByName("opt"))
+	if !ok {
+		return nil, apiErr(http.StatusBadRequest, codeInvalidOption)
+	}
+	return v, nil
+}
+
+// PUT /config/:opt for the two options NSQ's admin changes at run time:
+// nsqlookupd_http_addresses (a JSON array of host:port) and log_level (the bare level name).
+// It answers the new value as GET would.
+func (a *Admin) putConfig(w http.ResponseWriter, r *http.Request, ps httprouter.Params) (any, error) {
+	if err := a.configAllowed(r); err != nil {
+		return nil, err
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxConfigValue))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return nil, apiErr(http.StatusRequestEntityTooLarge, codeInvalidValue)
+		}
+		return nil, err
+	}
+	if len(body) == 0 {
+		return nil, apiErr(http.StatusRequestEntityTooLarge, codeInvalidValue)
+	}
+	opt := ps.ByName("opt")
+	a.configMu.Lock()
+	defer a.configMu.Unlock()
+	o := *a.getOpts()
+	switch opt {
+	case "nsqlookupd_http_addresses":
+		var addrs []string
+		if err := json.Unmarshal(body, &addrs); err != nil {
+			return nil, apiErr(http.StatusBadRequest, codeInvalidValue)
+		}
+		for _, addr := range addrs {
+			if checkHostPort(addr) != nil {
+				return nil, apiErr(http.StatusBadRequest, codeInvalidValue)
+			}
+		}
+		// The admin needs some way to find the cluster: emptying the lookupds of an admin
+		// that has no nsqd list would leave it blind.
+		if len(addrs) == 0 && len(o.NSQDHTTPAddresses) == 0 {
+			return nil, apiErr(http.StatusBadRequest, codeInvalidValue)
+		}
+		if len(addrs) > 0 && len(o.NSQDHTTPAddresses) > 0 {
+			return nil, apiErr(http.StatusBadRequest, codeInvalidValue)
+		}
+		o.NSQLookupdHTTPAddresses = addrs
+		a.opts.Store(&o)
+		a.cache.invalidate()
+		a.logger.Info("nsqlookupd_http_addresses changed", "addresses", addrs)
+	case "log_level":
+		name := strings.ToLower(strings.TrimSpace(string(body)))
+		level, err := logging.ParseLevel(name)
+		if err != nil {
+			return nil, apiErr(http.StatusBadRequest, codeInvalidValue)
+		}
+		o.LogLevel = name
+		a.opts.Store(&o)
+		a.level.Set(level)
+		a.logger.Info("log_level changed", "log_level", name)
+	default:
+		return nil, apiErr(http.StatusBadRequest, codeInvalidOption)
+	}
+	v, _ := cmdline.ValueByKey(a.getOpts(), opt)
+	return v, nil
+}

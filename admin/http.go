@@ -1,0 +1,76 @@
+package admin
+
+import (
+	"log/slog"
+	"net/http"
+
+	"github.com/julienschmidt/httprouter"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ternmq/tern/internal/httpapi"
+	"github.com/ternmq/tern/internal/protocol"
+)
+
+// handler routes every page and endpoint under the base path:
+//
+//   - the pages (GET), and the forms of their actions (POST to the same paths);
+//   - NSQ's JSON API under /api/ and /config/, with NSQ's shapes and error codes, plus
+//     GET /api/series, the history behind a chart;
+//   - /ping, /metrics (the admin's own) and /static/.
+//
+// Requests that change something and come from another site's page are refused
+// (net/http's CrossOriginProtection): a cross-site form could otherwise delete a topic with
+// the user's credentials. Scripts and curl send no browser headers and are not affected.
+func (a *Admin) handler() http.Handler {
+	logger := a.logger.With("component", "http")
+	p := a.pages
+	rt := httpapi.NewRouter(httpapi.Config{
+		Logger:       logger,
+		WriteTimeout: httpWriteTimeout,
+		NotFound:     http.HandlerFunc(p.notFound),
+	})
+	bp := p.base
+
+	rt.Handle("GET", bp("/ping"), func(http.ResponseWriter, *http.Request, httprouter.Params) (any, error) {
+		return protocol.OK, nil
+	})
+
+	rt.Handler("GET", bp("/"), p.handle(p.overview))
+	rt.Handler("GET", bp("/topics"), p.handle(p.overview))
+	rt.Handler("GET", bp("/topics/:topic"), p.handle(p.topic))
+	rt.Handler("GET", bp("/topics/:topic/:channel"), p.handle(p.channel))
+	rt.Handler("GET", bp("/nodes"), p.handle(p.nodes))
+	rt.Handler("GET", bp("/nodes/:node"), p.handle(p.node))
+	rt.Handler("GET", bp("/lookup"), p.handle(p.lookup))
+	rt.Handler("GET", bp("/counter"), p.handle(p.counter))
+	rt.Handler("GET", bp("/static/:asset"), http.HandlerFunc(p.serveStatic))
+
+	post := http.HandlerFunc(p.postAction)
+	rt.Handler("POST", bp("/topics"), post)
+	rt.Handler("POST", bp("/topics/:topic"), post)
+	rt.Handler("POST", bp("/topics/:topic/:channel"), post)
+	rt.Handler("POST", bp("/nodes/:node"), post)
+
+	rt.Handle("GET", bp("/api/topics"), a.apiTopics)
+	rt.Handle("GET", bp("/api/topics/:topic"), a.apiTopic)
+	rt.Handle("GET", bp("/api/topics/:topic/:channel"), a.apiChannel)
+	rt.Handle("GET", bp("/api/nodes"), a.apiNodes)
+	rt.Handle("GET", bp("/api/nodes/:node"), a.apiNode)
+	rt.Handle("GET", bp("/api/counter"), a.apiCounter)
+	rt.Handle("GET", bp("/api/series"), a.apiSeries)
+	rt.Handle("POST", bp("/api/topics"), a.apiCreate)
+	rt.Handle("POST", bp("/api/topics/:topic"), a.apiAction)
+	rt.Handle("POST", bp("/api/topics/:topic/:channel"), a.apiAction)
+	rt.Handle("DELETE", bp("/api/topics/:topic"), a.apiDelete)
+	rt.Handle("DELETE", bp("/api/topics/:topic/:channel"), a.apiDelete)
+	rt.Handle("DELETE", bp("/api/nodes/:node"), a.apiTombstone)
+	rt.Handle("GET", bp("/config/:opt"), a.getConfig)
+	rt.Handle("PUT", bp("/config/:opt"), a.putConfig)
+
+	rt.Handler("GET", bp("/metrics"), promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{
+		ErrorLog:      slog.NewLogLogger(logger.Handler(), slog.LevelError),
+		ErrorHandling: promhttp.ContinueOnError,
+	}))
+
+	return http.NewCrossOriginProtection().Handler(rt)
+}

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"github.com/ternmq/tern/admin"
+	"github.com/ternmq/tern/internal/cmdline"
+)
+
+// The command line and the config file are both derived from the tags of admin.Options by
+// package cmdline. This file holds what is particular to nsqadmin: the help texts and the
+// deprecated flag.
+
+// flagVerbose is NSQ's deprecated --verbose, accepted and ignored.
+const flagVerbose = "verbose"
+
+// flagUsage returns the help text of every flag derived from admin.Options. It is the one
+// thing the struct tags do not carry; TestEveryOptionIsSettable keeps it in step with the
+// struct.
+func flagUsage() map[string]string {
+	const graphite = " (NSQ's Graphite charts; refused unless left at the default, since Tern's admin draws its own)"
+	return map[string]string{
+		"log-level":  "log verbosity: debug, info, warn, error or fatal",
+		"log-prefix": "log message prefix (accepted for NSQ compatibility; ignored by structured logs)",
+
+		"http-address":   "<addr>:<port> to listen on for HTTP clients",
+		"base-path":      "URL base path, for an admin behind a proxy that forwards one path of its site",
+		"dev-static-dir": "serve the CSS and JavaScript from this directory instead of the built-in copies",
+
+		"lookupd-http-address": "lookupd HTTP address to discover the cluster through (may be given multiple times)",
+		"nsqd-http-address":    "nsqd HTTP address, for a cluster without lookupds (may be given multiple times)",
+
+		"http-client-connect-timeout":          "timeout for connecting to an nsqd or a lookupd",
+		"http-client-request-timeout":          "timeout for one request to an nsqd or a lookupd; a node slower than this is shown as not answering",
+		"http-client-tls-insecure-skip-verify": "do not verify the certificates of nsqd and lookupd over HTTPS",
+		"http-client-tls-root-ca-file":         "PEM file of the certificate authorities to trust over HTTPS",
+		"http-client-tls-cert":                 "PEM client certificate to present over HTTPS",
+		"http-client-tls-key":                  "PEM private key of --http-client-tls-cert",
+
+		"allow-config-from-cidr":     "the network allowed to read and change options through /config (empty: everyone)",
+		"notification-http-endpoint": "HTTP endpoint to POST a JSON notification of every action taken to",
+		"acl-http-header":            "HTTP header naming the user, set by an authenticating proxy",
+		"admin-user":                 "user (by --acl-http-header) allowed to change the cluster; with none given everyone may (may be given multiple times)",
+
+		"sample-interval": "how often to sample the cluster for the charts and rates (the charts keep an hour)",
+
+		"graphite-url":          "graphite HTTP address" + graphite,
+		"proxy-graphite":        "proxy HTTP requests to graphite" + graphite,
+		"statsd-prefix":         "prefix of the statsd series in graphite" + graphite,
+		"statsd-counter-format": "format of the statsd counter series in graphite" + graphite,
+		"statsd-gauge-format":   "format of the statsd gauge series in graphite" + graphite,
+		"statsd-interval":       "time interval nsqd pushes to statsd" + graphite,
+	}
+}
+
+// spec returns nsqadmin's command line. It is built on each call rather than kept in a
+// package variable, so that nothing can change it for later callers.
+func spec() *cmdline.Spec[admin.Options] {
+	return &cmdline.Spec[admin.Options]{
+		Name:          "nsqadmin",
+		Defaults:      admin.NewOptions,
+		Usage:         flagUsage(),
+		Normalizers:   map[string]func(string) (string, error){"log-level": cmdline.Lowercase},
+		NoOps:         map[string]string{flagVerbose: "[deprecated] has no effect, use --log-level"},
+		ExampleConfig: "contrib/nsqadmin.toml.example",
+	}
+}
