@@ -17,7 +17,7 @@ STATICCHECK := $(GOBIN_DIR)/staticcheck
 
 # `make test` runs these targets in this order and stops at the first failure. Later work
 # appends its steps (browser and docker end-to-end tests) with `TEST_STEPS += <target>`.
-TEST_STEPS := fmt-check vet staticcheck go-test
+TEST_STEPS := fmt-check vet staticcheck go-test browser-test
 
 # Flags for `go test` in `make test`, for example GO_TEST_FLAGS='-run TestFoo -v'.
 GO_TEST_FLAGS ?=
@@ -35,7 +35,7 @@ DATA_DIR := .data
 GO_FILES = $(shell find . -name '*.go' -not -path './.git/*' -not -path './bin/*' \
 	-not -path './$(DATA_DIR)/*' -not -path '*/testdata/*')
 
-.PHONY: help build test lint fmt-check vet staticcheck go-test tools bench fuzz up down clean
+.PHONY: help build test lint fmt-check vet staticcheck go-test browser-test tools bench fuzz up down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -60,14 +60,23 @@ fmt-check: ## fail, listing the files, if any Go file is not gofmt-formatted
 		exit 1; \
 	fi
 
-vet: ## go vet ./...
+vet: ## go vet ./... (with the browser tests' build tag too)
 	$(GO) vet ./...
+	$(GO) vet -tags browser ./admin
 
 staticcheck: tools ## staticcheck ./... (installs the pinned staticcheck if needed)
 	$(STATICCHECK) ./...
+	$(STATICCHECK) -tags browser ./admin
 
 go-test: ## go test -race ./... (one package at a time: timing tests get the machine to themselves)
 	$(GO) test -race -p 1 $(GO_TEST_FLAGS) ./...
+
+# The browser tests drive the admin in headless Chromium (Debian's chromium package). Their
+# screenshots go to a fresh folder, printed first; set SCREENSHOTS=<dir> to choose it.
+browser-test: ## the admin's browser tests in headless Chromium, screenshots kept
+	@dir="$${SCREENSHOTS:-$$(mktemp -d "$${TMPDIR:-/tmp}/tern-admin-screenshots-XXXXXX")}"; \
+	echo "browser tests: screenshots in $$dir"; \
+	TERN_SCREENSHOTS="$$dir" $(GO) test -race -tags browser -run '^TestBrowser' $(GO_TEST_FLAGS) ./admin
 
 tools: ## install the pinned staticcheck unless it is already there
 	@if ! "$(STATICCHECK)" -version 2>/dev/null | grep -qF '($(STATICCHECK_VERSION:v%=%))'; then \
