@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the development cluster of `make up` from ./bin, until the docker compose file lands:
-# nsqlookupd on 4160/4161, then nsqd on 4150/4151 registered with it. Data, logs and pid files
-# go to ./.data. Usage: contrib/devcluster.sh up|down
+# nsqlookupd on 4160/4161, then nsqd on 4150/4151 registered with it, then nsqadmin on 4171 over
+# the lookupd. Data, logs and pid files go to ./.data. Usage: contrib/devcluster.sh up|down
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -12,6 +12,7 @@ mkdir -p "$data"
 daemons=(
 	"nsqlookupd 4160"
 	"nsqd 4150 --data-path=$data/nsqd --broadcast-address=127.0.0.1 --lookupd-tcp-address=127.0.0.1:4160"
+	"nsqadmin 4171 --lookupd-http-address=127.0.0.1:4161"
 )
 
 running() { # name -> pid, if that daemon runs from ./bin
