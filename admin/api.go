@@ -141,20 +141,55 @@ func (a *Admin) inactiveTopics(ctx context.Context, s *snapshot) (map[string][]s
 	return out, warnings
 }
 
-// GET /api/topics/:topic: the topic summed over the nodes, with each node's entry.
+// GET /api/topics/:topic: the topic summed over the nodes, with each node's entry and its
+// channels, fetched from the nodes that have the topic as NSQ's admin does.
 func (a *Admin) apiTopic(_ http.ResponseWriter, r *http.Request, ps httprouter.Params) (any, error) {
-	s, err := a.snapshotForAPI(r.Context())
+	sum, warnings, err := a.topicFromNodes(r.Context(), ps.ByName("topic"), statsQuery{topic: ps.ByName("topic")})
 	if err != nil {
 		return nil, err
-	}
-	t := s.topic(ps.ByName("topic"))
-	if t == nil {
-		return nil, apiErr(http.StatusNotFound, codeTopicNotFound)
 	}
 	return struct {
 		*TopicStats
 		Message string `json:"message"`
-	}{t, withMessage(s.errs)}, nil
+	}{sum, withMessage(warnings)}, nil
+}
+
+// topicFromNodes fetches one topic, as q selects it, from the nodes the snapshot has it on,
+// and sums it. The snapshot's failures come first among the warnings.
+func (a *Admin) topicFromNodes(ctx context.Context, topic string, q statsQuery) (*TopicStats, []error, error) {
+	s, err := a.snapshotForAPI(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	t := s.topic(topic)
+	if t == nil {
+		return nil, nil, apiErr(http.StatusNotFound, codeTopicNotFound)
+	}
+	var nodes []*Producer
+	for _, nt := range t.NodeStats {
+		if p := s.producer(nt.Node); p != nil {
+			nodes = append(nodes, p)
+		}
+	}
+	stats, errs := a.cluster.nodeStats(ctx, nodes, q)
+	if len(nodes) > 0 && len(errs) == len(nodes) {
+		return nil, nil, upstreamErr(allFailed("nsqd", errs))
+	}
+	var answered []*nodeStats
+	for _, ns := range stats {
+		if ns != nil {
+			answered = append(answered, ns)
+		}
+	}
+	sums := aggregateTopics(answered)
+	if len(sums) == 0 {
+		if q.channel != "" {
+			// A node asked for a channel it does not have answers without the topic.
+			return nil, nil, apiErr(http.StatusNotFound, codeChanNotFound)
+		}
+		return nil, nil, apiErr(http.StatusNotFound, codeTopicNotFound)
+	}
+	return sums[0], append(slices.Clone(s.errs), errs...), nil
 }
 
 // GET /api/topics/:topic/:channel: the channel summed over the nodes, with every client.
@@ -171,34 +206,11 @@ func (a *Admin) apiChannel(_ http.ResponseWriter, r *http.Request, ps httprouter
 
 // channelWithClients fetches a channel with its clients from every node that has its topic.
 func (a *Admin) channelWithClients(ctx context.Context, topic, channel string) (*ChannelStats, []error, error) {
-	s, err := a.snapshotForAPI(ctx)
+	t, warnings, err := a.topicFromNodes(ctx, topic, statsQuery{topic: topic, channel: channel, clients: true})
 	if err != nil {
 		return nil, nil, err
 	}
-	t := s.topic(topic)
-	if t == nil {
-		return nil, nil, apiErr(http.StatusNotFound, codeTopicNotFound)
-	}
-	var nodes []*Producer
-	for _, nt := range t.NodeStats {
-		if p := s.producer(nt.Node); p != nil {
-			nodes = append(nodes, p)
-		}
-	}
-	stats, errs := a.cluster.nodeStats(ctx, nodes, statsQuery{topic: topic, channel: channel, clients: true})
-	if len(nodes) > 0 && len(errs) == len(nodes) {
-		return nil, nil, upstreamErr(allFailed("nsqd", errs))
-	}
-	var answered []*nodeStats
-	for _, ns := range stats {
-		if ns != nil {
-			answered = append(answered, ns)
-		}
-	}
-	var c *ChannelStats
-	for _, sum := range aggregateTopics(answered) {
-		c = sum.Channel(channel)
-	}
+	c := t.Channel(channel)
 	if c == nil {
 		return nil, nil, apiErr(http.StatusNotFound, codeChanNotFound)
 	}
@@ -207,7 +219,7 @@ func (a *Admin) channelWithClients(ctx context.Context, topic, channel string) (
 		cl.ConnectedDuration = now.Sub(time.Unix(cl.ConnectTs, 0))
 	}
 	slices.SortStableFunc(c.Clients, func(x, y *ClientStats) int { return strings.Compare(x.Hostname, y.Hostname) })
-	return c, append(slices.Clone(s.errs), errs...), nil
+	return c, warnings, nil
 }
 
 // GET /api/nodes: every nsqd node.
@@ -287,9 +299,9 @@ func (a *Admin) apiCounter(_ http.ResponseWriter, r *http.Request, _ httprouter.
 	}
 	stats := make(map[string]counterStat)
 	for _, t := range s.topics {
-		for _, nt := range t.NodeStats {
-			for _, c := range nt.Channels {
-				stats[t.TopicName+":"+c.ChannelName+":"+nt.Node] = counterStat{nt.Node, t.TopicName, c.ChannelName, c.MessageCount}
+		for _, c := range t.Channels {
+			for _, nc := range c.perNode {
+				stats[t.TopicName+":"+c.ChannelName+":"+nc.node] = counterStat{nc.node, t.TopicName, c.ChannelName, nc.messages}
 			}
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -31,7 +32,20 @@ const maxErrorBodyBytes = 512
 // with the configured client certificate and roots.
 type httpClient struct {
 	c *http.Client
+	// decoding bounds how many answers are read and decoded at once. Every request of a
+	// fan-out is sent at once, so a slow node delays nobody; but 100 nodes' /stats decoded
+	// together would hold 100 answers in memory at the peak, where a few at a time cost as
+	// much time and a fraction of the memory.
+	decoding chan struct{}
+	buffers  sync.Pool // *bytes.Buffer, reused between answers
 }
+
+// maxConcurrentDecodes is the size of httpClient.decoding.
+const maxConcurrentDecodes = 8
+
+// maxPooledBuffer is the largest answer buffer kept for reuse; a node with a huge answer
+// (tens of thousands of clients) does not pin its buffer.
+const maxPooledBuffer = 8 << 20
 
 func newHTTPClient(o *Options) (*httpClient, error) {
 	tlsConfig, err := clientTLSConfig(o)
@@ -48,7 +62,10 @@ func newHTTPClient(o *Options) (*httpClient, error) {
 		MaxIdleConnsPerHost: 4,
 		IdleConnTimeout:     90 * time.Second,
 	}
-	return &httpClient{c: &http.Client{Transport: transport, Timeout: o.HTTPClientRequestTimeout}}, nil
+	return &httpClient{
+		c:        &http.Client{Transport: transport, Timeout: o.HTTPClientRequestTimeout},
+		decoding: make(chan struct{}, maxConcurrentDecodes),
+	}, nil
 }
 
 // clientTLSConfig builds the TLS configuration from the --http-client-tls-* options, or
@@ -107,7 +124,7 @@ func (h *httpClient) do(ctx context.Context, method, addr, path string, body []b
 			return h.simplifyError(err)
 		}
 		if resp.StatusCode == http.StatusOK {
-			err := decodeAnswer(resp.Body, v)
+			err := h.decodeAnswer(ctx, resp, v)
 			_ = resp.Body.Close()
 			return err
 		}
@@ -123,16 +140,39 @@ func (h *httpClient) do(ctx context.Context, method, addr, path string, body []b
 	}
 }
 
-func decodeAnswer(r io.Reader, v any) error {
+// decodeAnswer reads a 200 answer into v, waiting for a decoding slot first.
+func (h *httpClient) decodeAnswer(ctx context.Context, resp *http.Response, v any) error {
 	if v == nil {
-		_, _ = io.Copy(io.Discard, io.LimitReader(r, maxAnswerBytes))
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxAnswerBytes))
 		return nil
 	}
-	lr := &io.LimitedReader{R: r, N: maxAnswerBytes + 1}
-	if err := json.NewDecoder(lr).Decode(v); err != nil {
-		if lr.N <= 0 {
-			return fmt.Errorf("answer larger than %d MiB", maxAnswerBytes>>20)
+	select {
+	case h.decoding <- struct{}{}:
+		defer func() { <-h.decoding }()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	buf, _ := h.buffers.Get().(*bytes.Buffer)
+	if buf == nil {
+		buf = new(bytes.Buffer)
+	}
+	defer func() {
+		if buf.Cap() <= maxPooledBuffer {
+			buf.Reset()
+			h.buffers.Put(buf)
 		}
+	}()
+	if resp.ContentLength > 0 && resp.ContentLength <= maxAnswerBytes {
+		buf.Grow(int(resp.ContentLength))
+	}
+	n, err := buf.ReadFrom(io.LimitReader(resp.Body, maxAnswerBytes+1))
+	if err != nil {
+		return h.simplifyError(err)
+	}
+	if n > maxAnswerBytes {
+		return fmt.Errorf("answer larger than %d MiB", maxAnswerBytes>>20)
+	}
+	if err := json.Unmarshal(buf.Bytes(), v); err != nil {
 		return fmt.Errorf("bad JSON in the answer: %w", err)
 	}
 	return nil

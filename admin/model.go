@@ -91,11 +91,24 @@ type TopicStats struct {
 	Paused       bool            `json:"paused"`
 
 	E2eProcessingLatency *Latency `json:"e2e_processing_latency"`
+
+	// totals replace Channels in a snapshot's per-node entries (see compactTopics).
+	totals *topicTotals
+}
+
+// topicTotals are the figures of a node's topic that need its channels, kept when a snapshot
+// drops the channels.
+type topicTotals struct {
+	depth, memoryDepth int64
+	clients, channels  int
 }
 
 // TotalDepth is the topic's own depth plus its channels': every message waiting anywhere in
 // the topic.
 func (t *TopicStats) TotalDepth() int64 {
+	if t.totals != nil {
+		return t.totals.depth
+	}
 	d := t.Depth
 	for _, c := range t.Channels {
 		d += c.Depth
@@ -105,6 +118,9 @@ func (t *TopicStats) TotalDepth() int64 {
 
 // TotalMemoryDepth is the part of TotalDepth held in memory.
 func (t *TopicStats) TotalMemoryDepth() int64 {
+	if t.totals != nil {
+		return t.totals.memoryDepth
+	}
 	d := t.MemoryDepth
 	for _, c := range t.Channels {
 		d += c.MemoryDepth
@@ -117,11 +133,22 @@ func (t *TopicStats) TotalBackendDepth() int64 { return t.TotalDepth() - t.Total
 
 // ClientCount is the number of consumers on all the topic's channels.
 func (t *TopicStats) ClientCount() int {
+	if t.totals != nil {
+		return t.totals.clients
+	}
 	n := 0
 	for _, c := range t.Channels {
 		n += c.ClientCount
 	}
 	return n
+}
+
+// ChannelCount is the number of the topic's channels.
+func (t *TopicStats) ChannelCount() int {
+	if t.totals != nil {
+		return t.totals.channels
+	}
+	return len(t.Channels)
 }
 
 // Channel returns the channel by name, or nil.
@@ -155,6 +182,15 @@ type ChannelStats struct {
 	Paused        bool            `json:"paused"`
 
 	E2eProcessingLatency *Latency `json:"e2e_processing_latency"`
+
+	// perNode replaces NodeStats in a snapshot's sums (see compactTopics).
+	perNode []nodeCount
+}
+
+// nodeCount is one node's counters of a channel, as a snapshot keeps them.
+type nodeCount struct {
+	node                string
+	messages, processed int64
 }
 
 // Processed is how many messages have left the channel for good: delivered and finished (or
@@ -376,6 +412,28 @@ func addChannel(sum, c *ChannelStats) {
 	sum.NodeStats = append(sum.NodeStats, c)
 	sum.Clients = append(sum.Clients, c.Clients...)
 	addLatency(&sum.E2eProcessingLatency, c.E2eProcessingLatency, c.TopicName, c.ChannelName)
+}
+
+// compactTopics drops what a snapshot's readers do not need from summed topics: the per-node
+// entries of each channel (a hundred thousand of them in a large cluster, most of the
+// admin's memory) become their counters, and each node's topic entry keeps its totals instead
+// of its channels. Pages and API calls that show per-node channels or clients fetch them
+// fresh for the one topic or channel asked about.
+func compactTopics(topics []*TopicStats) {
+	for _, t := range topics {
+		for _, c := range t.Channels {
+			c.perNode = make([]nodeCount, len(c.NodeStats))
+			for i, nc := range c.NodeStats {
+				c.perNode[i] = nodeCount{node: nc.Node, messages: nc.MessageCount, processed: nc.Processed()}
+			}
+			c.NodeStats, c.Clients = nil, nil
+		}
+		for _, nt := range t.NodeStats {
+			nt.totals = &topicTotals{depth: nt.TotalDepth(), memoryDepth: nt.TotalMemoryDepth(),
+				clients: nt.ClientCount(), channels: len(nt.Channels)}
+			nt.Channels = nil
+		}
+	}
 }
 
 // versionLess compares NSQ version strings such as "1.3.0" or "1.2.1-alpha" by their numeric

@@ -17,7 +17,9 @@ func snapshotOf(taken time.Time, nodes map[string][3]int64) *snapshot {
 		ns.prepare()
 		stats = append(stats, ns)
 	}
-	return &snapshot{taken: taken, topics: aggregateTopics(stats)}
+	topics := aggregateTopics(stats)
+	compactTopics(topics)
+	return &snapshot{taken: taken, topics: topics}
 }
 
 // TestSamplerRates: rates are per node and summed; a node missing from a sample, or one whose
@@ -64,28 +66,37 @@ func TestSamplerRates(t *testing.T) {
 	}
 }
 
-// TestSamplerRingAndExpiry: a series keeps an hour of points and is dropped an hour after its
-// topic disappears.
+// TestSamplerRingAndExpiry: a series keeps an hour of points, one per 10s bucket however
+// fast the samples come, and is dropped an hour after its topic disappears.
 func TestSamplerRingAndExpiry(t *testing.T) {
-	sm := newSampler(time.Minute)
+	sm := newSampler(time.Second)
 	t0 := time.Unix(1_000_000, 0)
-	for i := range 140 {
-		nodes := map[string][3]int64{"a": {int64(i), int64(i), 0}}
-		if i >= 70 {
+	const live = 4000 // seconds the topic exists, sampled every 5s
+	for sec := 0; sec < live+3700; sec += 5 {
+		nodes := map[string][3]int64{"a": {int64(sec), int64(sec), 0}}
+		if sec >= live {
 			nodes = nil // the topic is gone
 		}
-		sm.record(snapshotOf(t0.Add(time.Duration(i)*time.Minute), nodes))
-		if i == 69 {
+		sm.record(snapshotOf(t0.Add(time.Duration(sec)*time.Second), nodes))
+		if sec == live-5 {
 			pts := sm.points(seriesKey{topic: "t"})
-			if len(pts) != sm.capacity || pts[0].at >= pts[len(pts)-1].at || pts[len(pts)-1].depth != 69 {
-				t.Fatalf("ring: %d points (capacity %d)", len(pts), sm.capacity)
+			if len(pts) != chartPoints+1 {
+				t.Fatalf("ring: %d points, want %d", len(pts), chartPoints+1)
+			}
+			for i := 1; i < len(pts); i++ {
+				if pts[i].at-pts[i-1].at != 10_000 {
+					t.Fatalf("points %d and %d are %dms apart, want one per 10s bucket", i-1, i, pts[i].at-pts[i-1].at)
+				}
+			}
+			if last := pts[len(pts)-1]; last.depth != live-5 || !last.rates || last.pub != 1 {
+				t.Fatalf("the newest point %+v, want depth %d and 1/s in", last, live-5)
 			}
 		}
 	}
 	if pts := sm.points(seriesKey{topic: "t"}); pts != nil {
 		t.Fatalf("the series of a topic gone for an hour has %d points", len(pts))
 	}
-	if pts := sm.points(seriesKey{}); len(pts) != sm.capacity {
-		t.Fatalf("the cluster series has %d points, want %d", len(pts), sm.capacity)
+	if pts := sm.points(seriesKey{}); len(pts) != chartPoints+1 {
+		t.Fatalf("the cluster series has %d points, want %d", len(pts), chartPoints+1)
 	}
 }

@@ -20,7 +20,8 @@ type snapshot struct {
 	// if it did not answer.
 	producers []*Producer
 	stats     []*nodeStats
-	// topics are summed over the nodes that answered, sorted by name.
+	// topics are summed over the nodes that answered, sorted by name, and compacted: the
+	// per-node entries have no channels, the channels no per-node entries (compactTopics).
 	topics []*TopicStats
 	byName map[string]*TopicStats
 	// lookupdTopics is the union of the lookupds' /topics (lookupd mode only).
@@ -99,6 +100,7 @@ func (c *cluster) fetchSnapshot(ctx context.Context) *snapshot {
 		}
 	}
 	s.topics = aggregateTopics(answered)
+	compactTopics(s.topics)
 	s.byName = make(map[string]*TopicStats, len(s.topics))
 	for _, t := range s.topics {
 		s.byName[t.TopicName] = t
