@@ -17,7 +17,7 @@ STATICCHECK := $(GOBIN_DIR)/staticcheck
 
 # `make test` runs these targets in this order and stops at the first failure. Later work
 # appends its steps (browser and docker end-to-end tests) with `TEST_STEPS += <target>`.
-TEST_STEPS := fmt-check vet staticcheck go-test browser-test
+TEST_STEPS := fmt-check vet staticcheck go-test browser-test interop-test
 
 # Flags for `go test` in `make test`, for example GO_TEST_FLAGS='-run TestFoo -v'.
 GO_TEST_FLAGS ?=
@@ -35,7 +35,7 @@ DATA_DIR := .data
 GO_FILES = $(shell find . -name '*.go' -not -path './.git/*' -not -path './bin/*' \
 	-not -path './$(DATA_DIR)/*' -not -path '*/testdata/*')
 
-.PHONY: help build test lint fmt-check vet staticcheck go-test browser-test tools bench fuzz up down clean
+.PHONY: help build test lint fmt-check vet staticcheck go-test browser-test interop-test tools bench fuzz up down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -62,11 +62,11 @@ fmt-check: ## fail, listing the files, if any Go file is not gofmt-formatted
 
 vet: ## go vet ./... (with the browser tests' build tag too)
 	$(GO) vet ./...
-	$(GO) vet -tags browser ./admin
+	$(GO) vet -tags browser,interop ./admin
 
 staticcheck: tools ## staticcheck ./... (installs the pinned staticcheck if needed)
 	$(STATICCHECK) ./...
-	$(STATICCHECK) -tags browser ./admin
+	$(STATICCHECK) -tags browser,interop ./admin
 
 go-test: ## go test -race ./... (one package at a time: timing tests get the machine to themselves)
 	$(GO) test -race -p 1 $(GO_TEST_FLAGS) ./...
@@ -77,6 +77,13 @@ browser-test: ## the admin's browser tests in headless Chromium, screenshots kep
 	@dir="$${SCREENSHOTS:-$$(mktemp -d "$${TMPDIR:-/tmp}/tern-admin-screenshots-XXXXXX")}"; \
 	echo "browser tests: screenshots in $$dir"; \
 	TERN_SCREENSHOTS="$$dir" $(GO) test -race -tags browser -run '^TestBrowser' $(GO_TEST_FLAGS) ./admin
+
+# The interop tests run Tern's admin over NSQ 1.3's own daemons and NSQ's nsqadmin over Tern's,
+# with NSQ built from the Go module proxy into .cache/ (contrib/nsq-reference.sh).
+NSQ_REFERENCE := .cache/nsq-v1.3.0
+interop-test: ## Tern's admin over real NSQ 1.3, and NSQ's nsqadmin over Tern
+	@contrib/nsq-reference.sh $(NSQ_REFERENCE)
+	TERN_NSQ_BIN="$(CURDIR)/$(NSQ_REFERENCE)" $(GO) test -race -tags interop -run '^TestInterop' $(GO_TEST_FLAGS) ./admin
 
 tools: ## install the pinned staticcheck unless it is already there
 	@if ! "$(STATICCHECK)" -version 2>/dev/null | grep -qF '($(STATICCHECK_VERSION:v%=%))'; then \

@@ -1,0 +1,287 @@
+//go:build interop
+
+// The interop tests run Tern's admin over real NSQ 1.3 daemons, and NSQ 1.3's own nsqadmin
+// over Tern's daemons. They need NSQ's binaries in $TERN_NSQ_BIN: `make interop-test` builds
+// them from the Go module proxy (contrib/nsq-reference.sh) and runs these tests.
+
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ternmq/tern/internal/testutil"
+	"github.com/ternmq/tern/lookupd/lookupdtest"
+)
+
+// nsqBinary returns the path of one of NSQ 1.3's binaries.
+func nsqBinary(t *testing.T, name string) string {
+	t.Helper()
+	dir := os.Getenv("TERN_NSQ_BIN")
+	if dir == "" {
+		t.Fatal("TERN_NSQ_BIN must name a directory with NSQ 1.3's binaries: run make interop-test")
+	}
+	path := filepath.Join(dir, name)
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("NSQ's %s: %v", name, err)
+	}
+	return path
+}
+
+// startProcess runs an NSQ daemon until the test ends and waits until its HTTP API answers
+// /ping. Its output is logged if the test fails.
+func startProcess(t *testing.T, httpAddr, path string, args ...string) {
+	t.Helper()
+	out := testutil.NewOutput()
+	cmd := exec.Command(path, args...)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("%s output:\n%s", filepath.Base(path), out.String())
+		}
+	})
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		resp, err := http.Get("http://" + httpAddr + "/ping")
+		if err != nil {
+			return false
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == 200
+	}, "%s answers on %s", filepath.Base(path), httpAddr)
+}
+
+// realNSQ is an NSQ 1.3 cluster: one nsqlookupd and two nsqd.
+type realNSQ struct {
+	lookupdHTTP string
+	nodesHTTP   []string
+	nodesTCP    []string
+}
+
+func startRealNSQ(t *testing.T) *realNSQ {
+	t.Helper()
+	lookupdTCP, lookupdHTTP := freeAddress(t), freeAddress(t)
+	startProcess(t, lookupdHTTP, nsqBinary(t, "nsqlookupd"),
+		"--tcp-address="+lookupdTCP, "--http-address="+lookupdHTTP, "--broadcast-address=127.0.0.1")
+	r := &realNSQ{lookupdHTTP: lookupdHTTP}
+	for range 2 {
+		tcp, http := freeAddress(t), freeAddress(t)
+		startProcess(t, http, nsqBinary(t, "nsqd"), "--tcp-address="+tcp, "--http-address="+http,
+			"--broadcast-address=127.0.0.1", "--lookupd-tcp-address="+lookupdTCP, "--data-path="+t.TempDir())
+		r.nodesHTTP = append(r.nodesHTTP, http)
+		r.nodesTCP = append(r.nodesTCP, tcp)
+	}
+	return r
+}
+
+// nsqdStats reads a real nsqd's /stats for one topic.
+func nsqdStats(t *testing.T, addr, topic string) *TopicStats {
+	t.Helper()
+	var report struct {
+		Topics []*TopicStats `json:"topics"`
+	}
+	if code := getJSON(t, "http://"+addr+"/stats?format=json&topic="+topic, &report); code != 200 {
+		t.Fatalf("/stats of %s: %d", addr, code)
+	}
+	for _, ts := range report.Topics {
+		if ts.TopicName == topic {
+			return ts
+		}
+	}
+	return nil
+}
+
+// TestInteropTernAdminOverRealNSQ: Tern's admin shows and manages a cluster of NSQ 1.3's own
+// daemons.
+func TestInteropTernAdminOverRealNSQ(t *testing.T) {
+	nsq := startRealNSQ(t)
+	for i, node := range nsq.nodesHTTP {
+		for range 3 + i {
+			if code, body := call(t, "POST", "http://"+node+"/pub?topic=orders", "hello"); code != 200 {
+				t.Fatalf("publish to NSQ's nsqd: %d %s", code, body)
+			}
+		}
+		if code, body := call(t, "POST", "http://"+node+"/channel/create?topic=orders&channel=billing", ""); code != 200 {
+			t.Fatalf("create a channel on NSQ's nsqd: %d %s", code, body)
+		}
+	}
+	a := startAdmin(t, func(o *Options) { o.NSQLookupdHTTPAddresses = []string{nsq.lookupdHTTP} })
+
+	// The nodes register with the lookupd on their own schedule.
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		a.cache.invalidate()
+		var topic struct {
+			TopicStats
+		}
+		return getJSON(t, adminURL(a, "/api/topics/orders"), &topic) == 200 && len(topic.NodeStats) == 2 && topic.MessageCount == 7
+	}, "the admin sees topic orders on both NSQ nodes with 7 messages")
+
+	var nodes struct {
+		Nodes []Producer `json:"nodes"`
+	}
+	getJSON(t, adminURL(a, "/api/nodes"), &nodes)
+	if len(nodes.Nodes) != 2 || nodes.Nodes[0].Version != "1.3.0" {
+		t.Fatalf("nodes: %+v", nodes.Nodes)
+	}
+	for _, path := range []string{"/", "/topics/orders", "/topics/orders/billing", "/nodes", "/nodes/" + nsq.nodesHTTP[0], "/lookup", "/counter"} {
+		code, _, body := page(t, adminURL(a, path))
+		if code != 200 || strings.Contains(body, `class="warnings"`) {
+			t.Errorf("GET %s over NSQ: %d (warnings: %v)", path, code, strings.Contains(body, `class="warnings"`))
+		}
+	}
+	if _, _, body := page(t, adminURL(a, "/topics/orders/billing")); !strings.Contains(body, "7</span>") {
+		t.Error("the channel page does not show the channel's depth of 7")
+	}
+
+	if code, body := call(t, "POST", adminURL(a, "/api/topics/orders/billing"), `{"action":"pause"}`); code != 200 || body != `{"message":""}` {
+		t.Fatalf("pause over NSQ: %d %s", code, body)
+	}
+	for _, node := range nsq.nodesHTTP {
+		if ts := nsqdStats(t, node, "orders"); ts == nil || len(ts.Channels) != 1 || !ts.Channels[0].Paused {
+			t.Fatalf("NSQ's nsqd %s did not pause the channel: %+v", node, ts)
+		}
+	}
+	if code, body := call(t, "POST", adminURL(a, "/api/topics/orders/billing"), `{"action":"empty"}`); code != 200 {
+		t.Fatalf("empty over NSQ: %d %s", code, body)
+	}
+	if code, body := call(t, "DELETE", adminURL(a, "/api/nodes/"+nsq.nodesHTTP[0]), `{"topic":"orders"}`); code != 200 || body != `{"message":""}` {
+		t.Fatalf("tombstone over NSQ: %d %s", code, body)
+	}
+	if ts := nsqdStats(t, nsq.nodesHTTP[0], "orders"); ts != nil {
+		t.Fatal("NSQ's nsqd kept the topic tombstoned on it")
+	}
+	if code, body := call(t, "DELETE", adminURL(a, "/api/topics/orders"), ""); code != 200 {
+		t.Fatalf("delete over NSQ: %d %s", code, body)
+	}
+	if ts := nsqdStats(t, nsq.nodesHTTP[1], "orders"); ts != nil {
+		t.Fatal("NSQ's nsqd kept the deleted topic")
+	}
+}
+
+// TestInteropRealAdminOverTern: NSQ 1.3's own nsqadmin reads and manages Tern's daemons.
+func TestInteropRealAdminOverTern(t *testing.T) {
+	c := &testCluster{lookupd: lookupdtest.Start(t, nil)}
+	for i := range 2 {
+		c.nodes = append(c.nodes, startNode(t, c.lookupd, int64(i+1)))
+	}
+	c.publish(t, 0, "orders", "a", "b", "c")
+	c.publish(t, 1, "orders", "d")
+	c.consume(t, 0, "orders", "billing", "tern-consumer", true)
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		cs, ok := c.nodes[0].ChannelStats("orders", "billing")
+		return ok && cs.InFlightCount == 3
+	}, "the consumer holds its messages")
+
+	adminHTTP := freeAddress(t)
+	startProcess(t, adminHTTP, nsqBinary(t, "nsqadmin"), "--http-address="+adminHTTP,
+		"--lookupd-http-address="+c.lookupd.HTTPAddr().String())
+	api := func(path string, v any) {
+		t.Helper()
+		code := getJSON(t, "http://"+adminHTTP+path, v)
+		if code != 200 {
+			t.Fatalf("NSQ's nsqadmin GET %s: %d", path, code)
+		}
+	}
+	var topics struct {
+		Topics  []string `json:"topics"`
+		Message string   `json:"message"`
+	}
+	api("/api/topics", &topics)
+	if !slices.Equal(topics.Topics, []string{"orders"}) || topics.Message != "" {
+		t.Fatalf("NSQ's nsqadmin /api/topics over Tern: %+v", topics)
+	}
+	var nodes struct {
+		Nodes   []Producer `json:"nodes"`
+		Message string     `json:"message"`
+	}
+	api("/api/nodes", &nodes)
+	if len(nodes.Nodes) != 2 || nodes.Message != "" {
+		t.Fatalf("NSQ's nsqadmin /api/nodes over Tern: %+v", nodes)
+	}
+	var topic struct {
+		TopicStats
+		Message string `json:"message"`
+	}
+	api("/api/topics/orders", &topic)
+	if topic.MessageCount != 4 || len(topic.NodeStats) != 2 || topic.Message != "" {
+		t.Fatalf("NSQ's nsqadmin /api/topics/orders over Tern: %+v", topic)
+	}
+	var channel struct {
+		ChannelStats
+		Message string `json:"message"`
+	}
+	api("/api/topics/orders/billing", &channel)
+	if len(channel.Clients) != 1 || channel.Clients[0].ClientID != "tern-consumer" || channel.InFlightCount != 3 {
+		t.Fatalf("NSQ's nsqadmin /api/topics/orders/billing over Tern: %+v", channel.ChannelStats)
+	}
+	var counter struct {
+		Stats map[string]json.RawMessage `json:"stats"`
+	}
+	api("/api/counter", &counter)
+	if len(counter.Stats) != 1 {
+		t.Fatalf("NSQ's nsqadmin /api/counter over Tern: %v", counter.Stats)
+	}
+	// Its HTML shell loads, with its assets.
+	resp, err := http.Get("http://" + adminHTTP + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	shell, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(shell), "nsqadmin") {
+		t.Fatalf("NSQ's nsqadmin index: %d", resp.StatusCode)
+	}
+
+	if code, body := call(t, "POST", "http://"+adminHTTP+"/api/topics/orders/billing", `{"action":"pause"}`); code != 200 {
+		t.Fatalf("NSQ's nsqadmin pausing Tern's channel: %d %s", code, body)
+	}
+	for i, d := range c.nodes {
+		if cs, ok := d.ChannelStats("orders", "billing"); ok && !cs.Paused {
+			t.Errorf("Tern node %d did not pause the channel for NSQ's nsqadmin", i)
+		}
+	}
+	if code, body := call(t, "POST", "http://"+adminHTTP+"/api/topics", `{"topic":"orders","channel":"archive"}`); code != 200 {
+		t.Fatalf("NSQ's nsqadmin creating a channel on Tern: %d %s", code, body)
+	}
+	for i, d := range c.nodes {
+		if _, ok := d.ChannelStats("orders", "archive"); !ok {
+			t.Errorf("Tern node %d did not create the channel for NSQ's nsqadmin", i)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "DELETE", "http://"+adminHTTP+"/api/topics/orders/archive", nil)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("NSQ's nsqadmin deleting Tern's channel: %d", resp.StatusCode)
+	}
+	for i, d := range c.nodes {
+		if _, ok := d.ChannelStats("orders", "archive"); ok {
+			t.Errorf("Tern node %d kept the channel NSQ's nsqadmin deleted", i)
+		}
+	}
+}
