@@ -17,11 +17,13 @@ import (
 // timeouts, and reports the daemons that failed as errors beside whatever the others answered:
 // one slow or dead node costs a page at most the request timeout and never hides the rest.
 //
-// A cluster holds no state of its own; the lists of daemons come from the current options on
-// every call, so PUT /config/nsqlookupd_http_addresses takes effect at once.
+// The lists of daemons come from the current options on every call, so PUT
+// /config/nsqlookupd_http_addresses takes effect at once. A cluster's only state is the memory
+// of the nodes the lookupds have listed (departures), which fetchSnapshot keeps.
 type cluster struct {
-	client  *httpClient
-	options func() *Options
+	client   *httpClient
+	options  func() *Options
+	departed departures
 }
 
 // fanOut runs f for every address at once and waits for them all.

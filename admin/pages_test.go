@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ternmq/tern/internal/testutil"
+	"github.com/ternmq/tern/nsqd"
 	"github.com/ternmq/tern/nsqd/nsqdtest"
 )
 
@@ -265,5 +266,33 @@ func TestDevStaticDir(t *testing.T) {
 	})
 	if code, _, body := page(t, adminURL(a, "/static/admin.css")); code != 200 || body != "body { color: red }" {
 		t.Errorf("dev static: %d %q", code, body)
+	}
+}
+
+// TestPagesWarnAboutDepartedNodes: an nsqd that unregisters from the lookupds (stopped, say)
+// is still named on the pages, as a warning, rather than silently dropped.
+func TestPagesWarnAboutDepartedNodes(t *testing.T) {
+	c := startCluster(t, 1, nil)
+	leaving, stop := nsqdtest.StartWithStop(t, func(o *nsqd.Options) {
+		o.NodeID = 2
+		o.LookupdTCPAddresses = []string{c.lookupd.TCPAddr().String()}
+	})
+	addr := leaving.HTTPAddr().String()
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		_, _, body := page(t, c.url("/nodes"))
+		return strings.Contains(body, addr)
+	}, "the admin never listed the second node")
+	stop()
+	want := "nsqd " + addr + ": no longer registered with any nsqlookupd"
+	var body string
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		_, _, body = page(t, c.url("/"))
+		return strings.Contains(body, want)
+	}, "the overview does not warn that the node left:\n%s", &body)
+	var nodes struct {
+		Message string `json:"message"`
+	}
+	if code := getJSON(t, c.url("/api/nodes"), &nodes); code != 200 || !strings.Contains(nodes.Message, want) {
+		t.Errorf("/api/nodes: %d %q, want the warning in the message", code, nodes.Message)
 	}
 }

@@ -71,6 +71,9 @@ func (c *cluster) fetchSnapshot(ctx context.Context) *snapshot {
 		}
 	}
 	s.errs = append(s.errs, errs...)
+	if s.lookupds > 0 {
+		s.errs = append(s.errs, c.departed.update(producers, s.lookupdsFailed == 0, time.Now())...)
+	}
 
 	var topicErrs []error
 	var wg sync.WaitGroup
