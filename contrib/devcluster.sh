@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the development cluster of `make up` from ./bin, until the docker compose file lands:
+# Runs the cluster of `make dev` from ./bin on this host, for those without Docker:
 # nsqlookupd on 4160/4161, then nsqd on 4150/4151 registered with it, then nsqadmin on 4171 over
 # the lookupd. Data, logs and pid files go to ./.data. Usage: contrib/devcluster.sh up|down
 set -euo pipefail
@@ -78,7 +78,7 @@ up)
 		# shellcheck disable=SC2086 # the list holds words on purpose
 		start $d
 	done
-	echo "stop the cluster with make down"
+	echo "stop the cluster with make dev-down"
 	;;
 down)
 	# Reverse order: nsqd first, so it does not spend its shutdown reconnecting to lookupd.
