@@ -106,7 +106,7 @@ func New(opts *Options, logger *slog.Logger, reg *prometheus.Registry) (*Admin, 
 	a.cluster = &cluster{client: client, options: a.getOpts}
 	a.metrics = newAdminMetrics()
 	a.cache = &snapshotCache{fetch: a.fetchSnapshot, start: a.goroutines.Go, ctx: a.ctx}
-	a.notifier = newNotifier(opts.NotificationHTTPEndpoint, client.c, hostname, a.logger.With("component", "notify"))
+	a.notifier = newNotifier(opts.NotificationHTTPEndpoint, newNotificationClient(opts), hostname, a.logger.With("component", "notify"))
 	if a.pages, err = newPages(a); err != nil {
 		a.cancel()
 		return nil, err

@@ -110,6 +110,9 @@ func (s *snapshot) topicNames() []string {
 	return names
 }
 
+// maxInactiveTopicQueries bounds the inactive topics whose channels are asked for at once.
+const maxInactiveTopicQueries = 16
+
 // inactiveTopics returns the topics the lookupds know that no node carries, with the
 // channels the lookupds know for each.
 func (a *Admin) inactiveTopics(ctx context.Context, s *snapshot) (map[string][]string, []error) {
@@ -125,7 +128,9 @@ func (a *Admin) inactiveTopics(ctx context.Context, s *snapshot) (map[string][]s
 	}
 	chans := make([][]string, len(names))
 	errs := make([][]error, len(names))
-	fanOut(names, func(i int, t string) { chans[i], errs[i] = a.cluster.lookupdChannels(ctx, t) })
+	// A topic is one request to every lookupd; thousands of inactive topics must not open
+	// thousands of connections at once.
+	fanOutLimit(names, maxInactiveTopicQueries, func(i int, t string) { chans[i], errs[i] = a.cluster.lookupdChannels(ctx, t) })
 	var warnings []error
 	for i, t := range names {
 		out[t] = chans[i]
@@ -376,7 +381,9 @@ func (a *Admin) act(r *http.Request, act action) ([]error, error) {
 			return nil, apiErr(http.StatusNotFound, codeNodeNotFound)
 		}
 	}
-	warnings, err := a.cluster.perform(r.Context(), act)
+	// The fan-out does not end with the request: a client that gives up half-way must not
+	// leave the action done on some nodes only. Each request to a daemon is bounded anyway.
+	warnings, err := a.cluster.perform(context.WithoutCancel(r.Context()), act)
 	a.cache.invalidate()
 	switch {
 	case errors.Is(err, errNotFound):

@@ -221,6 +221,7 @@ func TestAPIRefusals(t *testing.T) {
 		{"tombstone with a bad body", "DELETE", "/api/nodes/" + node0, `{`, user("alice"), 400, `{"message":"INVALID_BODY"}`},
 		{"tombstone on a stranger", "DELETE", "/api/nodes/10.1.1.1:80", `{"topic":"orders"}`, user("alice"), 404, `{"message":"NODE_NOT_FOUND"}`},
 		{"wrong method", "PUT", "/api/topics", "", nil, 405, `{"message":"METHOD_NOT_ALLOWED"}`},
+		{"not an admin moves the lookupds", "PUT", "/config/nsqlookupd_http_addresses", `["10.9.9.9:4161"]`, user("bob"), 403, `{"message":"FORBIDDEN"}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

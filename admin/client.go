@@ -32,6 +32,9 @@ const maxErrorBodyBytes = 512
 // with the configured client certificate and roots.
 type httpClient struct {
 	c *http.Client
+	// timeout bounds waiting for an answer's header, and separately reading its body once a
+	// decoding slot is free: a node is not charged for the time its answer waits for a slot.
+	timeout time.Duration
 	// decoding bounds how many answers are read and decoded at once. Every request of a
 	// fan-out is sent at once, so a slow node delays nobody; but 100 nodes' /stats decoded
 	// together would hold 100 answers in memory at the peak, where a few at a time cost as
@@ -63,7 +66,13 @@ func newHTTPClient(o *Options) (*httpClient, error) {
 		IdleConnTimeout:     90 * time.Second,
 	}
 	return &httpClient{
-		c:        &http.Client{Transport: transport, Timeout: o.HTTPClientRequestTimeout},
+		c: &http.Client{
+			Transport: transport,
+			// A daemon's API never redirects; following one would let whatever a lookupd
+			// lists send the admin's requests anywhere.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		timeout:  o.HTTPClientRequestTimeout,
 		decoding: make(chan struct{}, maxConcurrentDecodes),
 	}, nil
 }
@@ -111,40 +120,85 @@ func (h *httpClient) post(ctx context.Context, addr, path string) error {
 
 // do sends one request, following one 403-to-HTTPS redirection. A status other than 200 is
 // an error quoting the answer, as NSQ's admin reports it: got response 404 Not Found "...".
+// addr must be host:port (checkDaemonAddr): it may come from what a lookupd lists.
 func (h *httpClient) do(ctx context.Context, method, addr, path string, body []byte, v any) error {
+	if err := checkDaemonAddr(addr); err != nil {
+		return err
+	}
 	endpoint := "http://" + addr + path
 	for attempt := 0; ; attempt++ {
-		req, err := http.NewRequestWithContext(ctx, method, endpoint, bytes.NewReader(body))
-		if err != nil {
+		retry, err := h.try(ctx, method, &endpoint, body, v, attempt)
+		if !retry {
 			return err
 		}
-		req.Header.Set("Accept", "application/vnd.nsq; version=1.0")
-		resp, err := h.c.Do(req)
-		if err != nil {
-			return h.simplifyError(err)
-		}
-		if resp.StatusCode == http.StatusOK {
-			err := h.decodeAnswer(ctx, resp, v)
-			_ = resp.Body.Close()
-			return err
-		}
-		text, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBodyBytes))
-		_ = resp.Body.Close()
-		if resp.StatusCode == http.StatusForbidden && attempt == 0 && strings.HasPrefix(endpoint, "http:") {
-			if next, ok := httpsEndpoint(endpoint, text); ok {
-				endpoint = next
-				continue
-			}
-		}
-		return fmt.Errorf("got response %s %q", resp.Status, bytes.TrimSpace(text))
 	}
 }
 
-// decodeAnswer reads a 200 answer into v, waiting for a decoding slot first.
-func (h *httpClient) decodeAnswer(ctx context.Context, resp *http.Response, v any) error {
+// try is one attempt of do; retry says to try again at the HTTPS endpoint it stored.
+func (h *httpClient) try(ctx context.Context, method string, endpoint *string, body []byte, v any, attempt int) (retry bool, err error) {
+	reqCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	expired := time.AfterFunc(h.timeout, cancel)
+	defer expired.Stop()
+	defer func() {
+		// The timer cancelled the request, not the caller: say what an operator needs.
+		if err != nil && reqCtx.Err() != nil && ctx.Err() == nil {
+			err = fmt.Errorf("no answer within %v", h.timeout)
+		}
+	}()
+	req, err := http.NewRequestWithContext(reqCtx, method, *endpoint, bytes.NewReader(body))
+	if err != nil {
+		return false, err
+	}
+	req.Header.Set("Accept", "application/vnd.nsq; version=1.0")
+	resp, err := h.c.Do(req)
+	if err != nil {
+		return false, h.simplifyError(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		return false, h.decodeAnswer(ctx, resp, v, expired)
+	}
+	text, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBodyBytes))
+	if resp.StatusCode == http.StatusForbidden && attempt == 0 && strings.HasPrefix(*endpoint, "http:") {
+		if next, ok := httpsEndpoint(*endpoint, text); ok {
+			*endpoint = next
+			return true, nil
+		}
+	}
+	return false, fmt.Errorf("got response %s %q", resp.Status, bytes.TrimSpace(text))
+}
+
+// checkDaemonAddr accepts host:port with a host name or IP address and nothing else: no
+// user, path, query or fragment that would turn "http://" + addr + path into a request for
+// some other URL.
+func checkDaemonAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err == nil {
+		if n, perr := strconv.Atoi(port); perr != nil || n <= 0 || n > 65535 {
+			err = errors.New("bad port")
+		}
+	}
+	if err == nil && (host == "" || strings.ContainsFunc(host, func(r rune) bool {
+		return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '.' || r == '-' || r == '_' || r == ':')
+	})) {
+		err = errors.New("not a host name or IP address")
+	}
+	if err != nil {
+		return fmt.Errorf("invalid daemon address %q: %v", addr, err)
+	}
+	return nil
+}
+
+// decodeAnswer reads a 200 answer into v, waiting for a decoding slot first. The request's
+// timer is stopped while it waits and restarted for the read.
+func (h *httpClient) decodeAnswer(ctx context.Context, resp *http.Response, v any, expiry *time.Timer) error {
 	if v == nil {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxAnswerBytes))
-		return nil
+		_, err := io.Copy(io.Discard, io.LimitReader(resp.Body, maxAnswerBytes))
+		return err
+	}
+	if !expiry.Stop() {
+		return context.DeadlineExceeded // it fired: the request is cancelled already
 	}
 	select {
 	case h.decoding <- struct{}{}:
@@ -152,6 +206,7 @@ func (h *httpClient) decodeAnswer(ctx context.Context, resp *http.Response, v an
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+	expiry.Reset(h.timeout)
 	buf, _ := h.buffers.Get().(*bytes.Buffer)
 	if buf == nil {
 		buf = new(bytes.Buffer)
@@ -162,8 +217,10 @@ func (h *httpClient) decodeAnswer(ctx context.Context, resp *http.Response, v an
 			h.buffers.Put(buf)
 		}
 	}()
-	if resp.ContentLength > 0 && resp.ContentLength <= maxAnswerBytes {
-		buf.Grow(int(resp.ContentLength))
+	// Content-Length is the daemon's word: grow by at most a few MiB on it, and let the read
+	// grow the rest as bytes really arrive.
+	if resp.ContentLength > 0 {
+		buf.Grow(int(min(resp.ContentLength, maxPooledBuffer)))
 	}
 	n, err := buf.ReadFrom(io.LimitReader(resp.Body, maxAnswerBytes+1))
 	if err != nil {
@@ -202,7 +259,7 @@ func (h *httpClient) simplifyError(err error) error {
 	var ue *url.Error
 	if errors.As(err, &ue) {
 		if ue.Timeout() {
-			return fmt.Errorf("no answer within %v", h.c.Timeout)
+			return fmt.Errorf("no answer within %v", h.timeout)
 		}
 		return ue.Err
 	}

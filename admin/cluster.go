@@ -35,6 +35,21 @@ func fanOut(addrs []string, f func(i int, addr string)) {
 	wg.Wait()
 }
 
+// fanOutLimit is fanOut with at most limit calls of f running at once, for lists that grow
+// with the cluster's contents (topics) rather than with its daemons.
+func fanOutLimit(items []string, limit int, f func(i int, item string)) {
+	slots := make(chan struct{}, limit)
+	var wg sync.WaitGroup
+	for i, it := range items {
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			f(i, it)
+		})
+	}
+	wg.Wait()
+}
+
 // daemonError names the daemon that failed: "nsqd 10.0.0.1:4151: got response 500 ...".
 type daemonError struct {
 	kind string // "nsqd" or "nsqlookupd"

@@ -65,6 +65,11 @@ func (a *Admin) putConfig(w http.ResponseWriter, r *http.Request, ps httprouter.
 	if err := a.configAllowed(r); err != nil {
 		return nil, err
 	}
+	// Changing the lookupds changes where every request and action goes: an admin's
+	// decision, as the actions are (NSQ checks only the source address).
+	if !a.isAdmin(r) {
+		return nil, apiErr(http.StatusForbidden, codeForbidden)
+	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxConfigValue))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
@@ -100,6 +105,7 @@ func (a *Admin) putConfig(w http.ResponseWriter, r *http.Request, ps httprouter.
 		}
 		o.NSQLookupdHTTPAddresses = addrs
 		a.opts.Store(&o)
+		a.cluster.departed.reset()
 		a.cache.invalidate()
 		a.logger.Info("nsqlookupd_http_addresses changed", "addresses", addrs)
 	case "log_level":

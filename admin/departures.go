@@ -64,5 +64,12 @@ func (d *departures) update(listed []*Producer, complete bool, now time.Time) []
 	return warnings
 }
 
+// reset forgets every node: the lookupds changed, and the old cluster's nodes did not leave.
+func (d *departures) reset() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.seen = nil
+}
+
 // errDeparted is wrapped by the warning about a node that the lookupds no longer list.
 var errDeparted = errors.New("no longer registered with any nsqlookupd: stopped, crashed or cut off")

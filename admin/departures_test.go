@@ -46,4 +46,9 @@ func TestDepartures(t *testing.T) {
 	if w := d.update(nil, true, t0.Add(3*departureMemory)); len(w) != 0 {
 		t.Errorf("a node was warned about after being forgotten: %v", w)
 	}
+	d.update([]*Producer{a}, true, t0)
+	d.reset()
+	if w := d.update([]*Producer{b}, true, t0.Add(time.Second)); len(w) != 0 {
+		t.Errorf("after a reset (the lookupds changed), the old cluster's nodes are warned about: %v", w)
+	}
 }

@@ -50,6 +50,9 @@ func (m *adminMetrics) observeFetch(d time.Duration, s *snapshot) {
 	m.nodes.Set(float64(len(s.producers)))
 	m.unanswered.Set(float64(len(s.nodeErrs)))
 	for _, err := range s.errs {
+		if errors.Is(err, errDeparted) {
+			continue // a node that left is not a failed fetch
+		}
 		var de *daemonError
 		if errors.As(err, &de) {
 			m.errs.WithLabelValues(de.kind).Inc()

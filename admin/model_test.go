@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -186,5 +188,45 @@ func TestSnapshotCacheFetchesOnceForManyWaiters(t *testing.T) {
 	c.invalidate()
 	if _, err := c.get(context.Background(), time.Minute); err != errStopped {
 		t.Fatalf("get after stop: %v", err)
+	}
+}
+
+// TestDaemonAddresses: the admin sends requests only to host:port, whatever a lookupd lists,
+// and follows no redirect.
+func TestDaemonAddresses(t *testing.T) {
+	for _, tt := range []struct {
+		addr string
+		ok   bool
+	}{
+		{"127.0.0.1:4151", true},
+		{"nsqd-1.example.com:4151", true},
+		{"[::1]:4151", true},
+		{"169.254.169.254/latest/meta-data/#:80", false},
+		{"x@10.0.0.5:4151", false},
+		{"10.0.0.5:4151/x", false},
+		{"10.0.0.5", false},
+		{"10.0.0.5:0", false},
+		{"host name:4151", false},
+		{":4151", false},
+	} {
+		if err := checkDaemonAddr(tt.addr); (err == nil) != tt.ok {
+			t.Errorf("checkDaemonAddr(%q) = %v, want ok %v", tt.addr, err, tt.ok)
+		}
+	}
+
+	redirect := httptest.NewServer(http.RedirectHandler("http://169.254.169.254/", http.StatusFound))
+	t.Cleanup(redirect.Close)
+	client, err := newHTTPClient(NewOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(client.close)
+	var v any
+	err = client.getJSON(context.Background(), strings.TrimPrefix(redirect.URL, "http://"), "/stats", &v)
+	if err == nil || !strings.Contains(err.Error(), "got response 302 Found") {
+		t.Errorf("a redirect: %v, want it reported, not followed", err)
+	}
+	if err := client.getJSON(context.Background(), "x@127.0.0.1:1", "/stats", &v); err == nil || !strings.Contains(err.Error(), "invalid daemon address") {
+		t.Errorf("a request to x@127.0.0.1:1: %v", err)
 	}
 }

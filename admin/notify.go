@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"time"
@@ -79,9 +80,27 @@ func (n *notifier) notify(act action, r *http.Request) {
 	}
 }
 
+// newNotificationClient is the notifier's own HTTP client: the endpoint is not a daemon of
+// the cluster, so it gets Go's default TLS verification (not the --http-client-tls-* options,
+// which may skip verification or present the cluster's client certificate) and no redirects.
+func newNotificationClient(o *Options) *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{
+			Proxy:               http.ProxyFromEnvironment,
+			DialContext:         (&net.Dialer{Timeout: o.HTTPClientConnectTimeout}).DialContext,
+			TLSHandshakeTimeout: o.HTTPClientRequestTimeout,
+			MaxIdleConnsPerHost: 1,
+			IdleConnTimeout:     90 * time.Second,
+		},
+		Timeout:       o.HTTPClientConnectTimeout + o.HTTPClientRequestTimeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
 // run sends notifications until ctx ends, then sends what is still queued, for a few seconds
 // at most. It is the notifier's only sender; Admin.Run owns its goroutine.
 func (n *notifier) run(ctx context.Context) {
+	defer n.client.CloseIdleConnections()
 	for {
 		select {
 		case a := <-n.queue:

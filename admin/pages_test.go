@@ -219,6 +219,18 @@ func TestPagesForNonAdmins(t *testing.T) {
 	}
 }
 
+// TestConfirmPageKeepsTheName: the confirmation of an action on channel "billing#ephemeral"
+// posts back to that channel, not to "billing" (a # left bare in the form's action would
+// end the path there).
+func TestConfirmPageKeepsTheName(t *testing.T) {
+	c := startCluster(t, 1, nil)
+	c.publish(t, 0, "orders", "a")
+	code, _, body := postForm(t, c.url("/topics/orders/billing%23ephemeral"), url.Values{"action": {"delete"}, "confirmed": {"0"}})
+	if code != 200 || !strings.Contains(body, `action="/topics/orders/billing%23ephemeral"`) {
+		t.Fatalf("the confirmation of a delete of billing#ephemeral: %d\n%s", code, body)
+	}
+}
+
 // TestBasePath serves everything under --base-path.
 func TestBasePath(t *testing.T) {
 	c := startCluster(t, 1, func(o *Options) { o.BasePath = "tern/admin/" })

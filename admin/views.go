@@ -300,8 +300,17 @@ func (p *pages) servesMetrics(ctx context.Context, node string) bool {
 		return probe.ok
 	}
 	ok = p.a.client.do(ctx, http.MethodGet, node, "/metrics", nil, nil) == nil
+	if ctx.Err() != nil {
+		return ok // the request was given up on: that says nothing about the node
+	}
+	now := time.Now()
 	p.probeMu.Lock()
-	p.probes[node] = metricsProbe{at: time.Now(), ok: ok}
+	for n, old := range p.probes { // nodes that left are not probed again: forget them
+		if now.Sub(old.at) >= metricsProbeTTL {
+			delete(p.probes, n)
+		}
+	}
+	p.probes[node] = metricsProbe{at: now, ok: ok}
 	p.probeMu.Unlock()
 	return ok
 }
@@ -481,7 +490,7 @@ func (p *pages) confirm(w http.ResponseWriter, r *http.Request, act action, back
 	if act.kind == actTombstone {
 		question = "Tombstone topic " + act.topic + " on " + act.node + "?"
 	}
-	b := actionButton{Kind: act.kind, Label: verb, Topic: act.topic, Channel: act.channel, Node: act.node, URL: r.URL.Path}
+	b := actionButton{Kind: act.kind, Label: verb, Topic: act.topic, Channel: act.channel, Node: act.node, URL: r.URL.EscapedPath()}
 	if act.kind == actDelete || act.kind == actEmpty || act.kind == actTombstone {
 		b.Class = "danger"
 	}
