@@ -242,7 +242,8 @@ func (r *receiver) missing(want []string) (missing, duplicates []string) {
 	return missing, duplicates
 }
 
-// consume starts a consumer on the host that finds the nsqds through both lookupds.
+// consume starts a consumer on the host that finds the nsqds through both lookupds, named
+// localhost as a user names them.
 func (c *cluster) consume(topic, channel string) (*receiver, *nsq.Consumer) {
 	c.t.Helper()
 	r := &receiver{got: make(map[string]int), nsqds: make(map[string]int)}
@@ -254,7 +255,7 @@ func (c *cluster) consume(topic, channel string) (*receiver, *nsq.Consumer) {
 		c.t.Fatal(err)
 	}
 	for _, v := range []string{"TERN_LOOKUPD1_HTTP_PORT", "TERN_LOOKUPD2_HTTP_PORT"} {
-		if err := consumer.ConnectToNSQLookupd(c.addr(v)); err != nil {
+		if err := consumer.ConnectToNSQLookupd("localhost:" + strconv.Itoa(c.ports[v])); err != nil {
 			c.t.Fatal(err)
 		}
 	}
