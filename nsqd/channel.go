@@ -327,7 +327,11 @@ func (ch *Channel) take(sub *subscription, dst []delivery, now int64) []delivery
 		n, atTail := ch.readLocked(now)
 		if ch.paused || ch.exiting || sub.gone {
 			// Paused, deleted or gone while the log was read (with mu released): what was
-			// read waits in the ready queue.
+			// read waits in the ready queue. A reader that left meanwhile hands it to the
+			// others, who may all be waiting on it; unpausing wakes everyone anyway.
+			if sub.gone && n > 0 {
+				ch.assignReadyLocked(nil)
+			}
 			if len(dst) == 0 {
 				ch.addWaitingLocked(sub)
 			}
@@ -336,6 +340,12 @@ func (ch *Channel) take(sub *subscription, dst []delivery, now int64) []delivery
 		if n == 0 {
 			if len(dst) > 0 {
 				return dst
+			}
+			// Messages may have become ready while the log was read with mu released (a
+			// subscriber left, a REQ, a timeout): their wake went to the waiting, and sub
+			// was not among them. Take them; each pass hands some of the ready queue out.
+			if len(ch.ready) > ch.readyAt {
+				continue
 			}
 			// Nothing to read. A publish that lands from now on sees mayWait, set with the
 			// waiting list, and wakes sub; one that landed since a read that found the
