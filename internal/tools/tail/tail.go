@@ -1,0 +1,173 @@
+// Package tail is nsq_tail: it consumes one or more topics and writes every message body to
+// its output, one a line, optionally prefixed with the topic ("topic | body"), until it is
+// stopped or, with --n, until it has shown that many messages.
+//
+// There is one Consumer per topic, all on the same channel (by default a fresh ephemeral
+// one, "tail<6 digits>#ephemeral", as NSQ names it). Their handlers write through one mutex,
+// so that lines never interleave. With --n, the handler that shows the last message ends
+// the run; messages that arrive after it are requeued rather than shown or finished, so that
+// on a durable channel nothing beyond the n is consumed.
+package tail
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+
+	"github.com/ternmq/tern/internal/tools/toolflag"
+	"github.com/ternmq/tern/nsq"
+)
+
+// Name is the tool's name, as NSQ spells it.
+const Name = "nsq_tail"
+
+// Options are nsq_tail's settings, one per NSQ flag.
+type Options struct {
+	// Topics are the topics to tail (--topic, repeatable).
+	Topics []string
+	// Channel is the channel to consume through; empty means a random ephemeral one
+	// (--channel).
+	Channel string
+	// MaxInFlight is how many messages may be in flight per topic (--max-in-flight).
+	MaxInFlight int
+	// N is how many messages to show before exiting; 0 means no limit (--n).
+	N int
+	// PrintTopic prefixes each message with "<topic> | " (--print-topic).
+	PrintTopic bool
+	// Source is where to consume from (--nsqd-tcp-address, --lookupd-http-address).
+	Source toolflag.Source
+	// ConsumerOpts are go-nsq "key,value" options for the consumers (--consumer-opt).
+	ConsumerOpts []string
+}
+
+// NewOptions returns NSQ's defaults.
+func NewOptions() *Options {
+	return &Options{MaxInFlight: 200}
+}
+
+// Validate reports every problem with o at once.
+func (o *Options) Validate() error {
+	errs := []error{o.Source.Validate(), toolflag.CheckTopics("topic", o.Topics), toolflag.CheckMaxInFlight(o.MaxInFlight)}
+	if o.Channel != "" {
+		errs = append(errs, toolflag.CheckChannel("channel", o.Channel))
+	}
+	if o.N < 0 {
+		errs = append(errs, fmt.Errorf("--n %d: want 0 (no limit) or more", o.N))
+	}
+	_, err := toolflag.ConsumerConfig(Name, o.ConsumerOpts, o.maxInFlight())
+	return errors.Join(append(errs, err)...)
+}
+
+// maxInFlight is --max-in-flight, but no more than --n: there is no point asking for more
+// messages than will be shown.
+func (o *Options) maxInFlight() int {
+	if o.N > 0 && o.N < o.MaxInFlight {
+		return o.N
+	}
+	return o.MaxInFlight
+}
+
+// Tail is a configured nsq_tail.
+type Tail struct {
+	opts      Options
+	channel   string
+	logger    *slog.Logger
+	consumers []*nsq.Consumer
+
+	mu    sync.Mutex // guards out, shown, err
+	out   io.Writer
+	shown int
+	err   error
+	done  chan struct{} // closed once N messages are shown or a write failed
+}
+
+// New returns a Tail writing to out. It does not connect: Run does.
+func New(o *Options, logger *slog.Logger, out io.Writer) (*Tail, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	t := &Tail{opts: *o, channel: o.Channel, logger: logger, out: out, done: make(chan struct{})}
+	if t.channel == "" {
+		t.channel = fmt.Sprintf("tail%06d#ephemeral", rand.IntN(999999))
+	}
+	cfg, _ := toolflag.ConsumerConfig(Name, o.ConsumerOpts, o.maxInFlight())
+	for _, topic := range o.Topics {
+		c, err := nsq.NewConsumer(topic, t.channel, t.handler(topic), cfg)
+		if err != nil {
+			return nil, fmt.Errorf("consumer of %s: %w", topic, err)
+		}
+		t.consumers = append(t.consumers, c)
+	}
+	return t, nil
+}
+
+// Channel returns the channel Tail consumes through.
+func (t *Tail) Channel() string { return t.channel }
+
+// Run tails until ctx ends or, with --n, the last message is shown; then it stops the
+// consumers, letting them finish what they hold.
+func (t *Tail) Run(ctx context.Context) error {
+	defer t.stop()
+	for i, c := range t.consumers {
+		t.logger.Info("adding consumer", "topic", t.opts.Topics[i], "channel", t.channel)
+		if err := t.opts.Source.Connect(ctx, c); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
+	select {
+	case <-ctx.Done():
+	case <-t.done:
+	}
+	t.stop()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.err
+}
+
+// stop drains the consumers, within toolflag.DrainTimeout. It may be called more than once.
+func (t *Tail) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), toolflag.DrainTimeout)
+	defer cancel()
+	for _, c := range t.consumers {
+		if err := c.Stop(ctx); err != nil {
+			t.logger.Warn("consumer did not drain", "consumer", c.String(), "error", err)
+		}
+	}
+}
+
+// handler shows the messages of topic.
+func (t *Tail) handler(topic string) nsq.Handler {
+	var prefix []byte
+	if t.opts.PrintTopic {
+		prefix = []byte(topic + " | ")
+	}
+	return nsq.HandlerFunc(func(m *nsq.Message) error {
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		if t.err != nil || t.opts.N > 0 && t.shown >= t.opts.N {
+			// Beyond what is to be shown: back to nsqd, without slowing the others.
+			m.RequeueWithoutBackoff(0)
+			return nil
+		}
+		line := make([]byte, 0, len(prefix)+len(m.Body)+1)
+		line = append(append(append(line, prefix...), m.Body...), '\n')
+		if _, err := t.out.Write(line); err != nil {
+			t.err = fmt.Errorf("write output: %w", err)
+			close(t.done)
+			m.RequeueWithoutBackoff(0)
+			return nil
+		}
+		t.shown++
+		if t.shown == t.opts.N {
+			close(t.done)
+		}
+		return nil
+	})
+}

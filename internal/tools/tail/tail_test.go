@@ -1,0 +1,169 @@
+package tail
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/ternmq/tern/internal/testutil"
+	"github.com/ternmq/tern/internal/tools/toolflag"
+	"github.com/ternmq/tern/internal/tools/tooltest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+func TestValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		o    Options
+		want []string
+	}{
+		{"nothing", Options{MaxInFlight: 200}, []string{"--nsqd-tcp-address or --lookupd-http-address required", "--topic required"}},
+		{"both sources", Options{MaxInFlight: 200, Topics: []string{"t"}, Source: toolflag.Source{NSQDTCPAddrs: []string{"a:1"}, LookupdHTTPAddrs: []string{"b:2"}}}, []string{"not both"}},
+		{"bad names and numbers", Options{MaxInFlight: 0, N: -1, Channel: "bad channel", Topics: []string{"t!"}, Source: toolflag.Source{NSQDTCPAddrs: []string{"a:1"}}}, []string{
+			"--max-in-flight 0", "--n -1", `--channel "bad channel"`, `--topic "t!"`,
+		}},
+		{"consumer option", Options{MaxInFlight: 1, Topics: []string{"t"}, Source: toolflag.Source{NSQDTCPAddrs: []string{"a:1"}}, ConsumerOpts: []string{"low_rdy_timeout,1s"}}, []string{"low_rdy_timeout is not supported"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.o.Validate()
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+// syncBuffer is an io.Writer the test reads while the tail writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// runTail runs a tail until it returns by itself, failing the test if it does not within
+// the timeout.
+func runTail(t *testing.T, o *Options) (string, *Tail) {
+	t.Helper()
+	var out syncBuffer
+	tl, err := New(o, testutil.Logger(t), &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), tooltest.Timeout)
+	defer cancel()
+	if err := tl.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("tail did not stop by itself; output so far %q", out.String())
+	}
+	return out.String(), tl
+}
+
+func TestTail(t *testing.T) {
+	c := tooltest.Start(t, 1, true)
+	nsqd := toolflag.Source{NSQDTCPAddrs: []string{c.TCP(0)}}
+	tests := []struct {
+		name    string
+		publish map[string][]string // topic: bodies, published before the tail starts
+		o       Options
+		lines   []string
+	}{
+		{"n messages", map[string][]string{"orders": {"o1", "o2", "o3"}}, Options{Topics: []string{"orders"}, N: 3, Source: nsqd}, []string{"o1", "o2", "o3"}},
+		{"print topic", map[string][]string{"a": {"a1", "a2"}, "b": {"b1"}}, Options{Topics: []string{"a", "b"}, N: 3, PrintTopic: true, Source: nsqd}, []string{"a | a1", "a | a2", "b | b1"}},
+		{"through the lookupd", map[string][]string{"refunds": {"r1"}}, Options{Topics: []string{"refunds"}, N: 1, Source: toolflag.Source{LookupdHTTPAddrs: []string{c.LookupdHTTP()}}}, []string{"r1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for topic, bodies := range tt.publish {
+				c.Publish(t, 0, topic, bodies...)
+				c.WaitRegistered(t, 0, topic)
+			}
+			tt.o.MaxInFlight = 200
+			out, tl := runTail(t, &tt.o)
+			if !strings.HasPrefix(tl.Channel(), "tail") || !strings.HasSuffix(tl.Channel(), "#ephemeral") || len(tl.Channel()) != len("tail000000#ephemeral") {
+				t.Errorf("channel %q, want tail<6 digits>#ephemeral", tl.Channel())
+			}
+			lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+			slices.Sort(lines)
+			if !slices.Equal(lines, tt.lines) || !strings.HasSuffix(out, "\n") {
+				t.Errorf("output %q, want the lines %q", out, tt.lines)
+			}
+		})
+	}
+}
+
+// TestTailNLeavesTheRest: on a durable channel, nsq_tail --n=2 consumes two messages and
+// leaves the others to the channel, even when more were in flight.
+func TestTailNLeavesTheRest(t *testing.T) {
+	c := tooltest.Start(t, 1, false)
+	c.Publish(t, 0, "events", "e1", "e2", "e3", "e4", "e5")
+	out, _ := runTail(t, &Options{Topics: []string{"events"}, Channel: "keep", N: 2, MaxInFlight: 200, Source: toolflag.Source{NSQDTCPAddrs: []string{c.TCP(0)}}})
+	if out != "e1\ne2\n" {
+		t.Fatalf("output %q", out)
+	}
+	rest := c.Read(t, 0, "events", "keep", 3)
+	slices.Sort(rest)
+	if !slices.Equal(rest, []string{"e3", "e4", "e5"}) {
+		t.Fatalf("left on the channel: %q", rest)
+	}
+}
+
+// TestTailStopsOnCancel: without --n, the tail runs until its context ends.
+func TestTailStopsOnCancel(t *testing.T) {
+	c := tooltest.Start(t, 1, false)
+	var out syncBuffer
+	tl, err := New(&Options{Topics: []string{"live"}, MaxInFlight: 10, Source: toolflag.Source{NSQDTCPAddrs: []string{c.TCP(0)}}}, testutil.Logger(t), &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- tl.Run(ctx) }()
+	c.Publish(t, 0, "live", "hello")
+	testutil.Eventually(t, tooltest.Timeout, func() bool { return out.String() == "hello\n" }, "output %q", out.String)
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(tooltest.Timeout):
+		t.Fatal("Run did not return after cancel")
+	}
+}
+
+func TestTailUnreachable(t *testing.T) {
+	tl, err := New(&Options{Topics: []string{"t"}, MaxInFlight: 1, Source: toolflag.Source{NSQDTCPAddrs: []string{"127.0.0.1:1"}}}, testutil.Logger(t), &syncBuffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tl.Run(testutil.Context(t)); err == nil || !strings.Contains(err.Error(), "connect to nsqd 127.0.0.1:1") {
+		t.Fatalf("Run = %v", err)
+	}
+}
