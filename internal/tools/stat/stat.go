@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ternmq/tern/internal/tools/toolflag"
 	"github.com/ternmq/tern/internal/version"
 )
 
@@ -107,21 +108,7 @@ func New(o *Options, logger *slog.Logger, out io.Writer) (*Stat, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	return &Stat{opts: *o, logger: logger, out: out, client: NewHTTPClient(o.HTTPClientConnectTimeout, o.HTTPClientRequestTimeout)}, nil
-}
-
-// NewHTTPClient returns an HTTP client whose connections are dialled within connect and
-// whose requests take at most request.
-func NewHTTPClient(connect, request time.Duration) *http.Client {
-	return &http.Client{
-		Timeout: request,
-		Transport: &http.Transport{
-			DialContext:           (&net.Dialer{Timeout: connect, KeepAlive: 30 * time.Second}).DialContext,
-			ResponseHeaderTimeout: request,
-			IdleConnTimeout:       90 * time.Second,
-			MaxIdleConnsPerHost:   16,
-		},
-	}
+	return &Stat{opts: *o, logger: logger, out: out, client: toolflag.HTTPClient(o.HTTPClientConnectTimeout, o.HTTPClientRequestTimeout)}, nil
 }
 
 // Run samples and prints until ctx ends or --count rows are printed.
