@@ -85,7 +85,7 @@ browser-test: ## the admin's browser tests in headless Chromium, screenshots kep
 NSQ_REFERENCE := .cache/nsq-v1.3.0
 interop-test: ## Tern's admin over real NSQ 1.3, and NSQ's nsqadmin over Tern
 	@contrib/nsq-reference.sh $(NSQ_REFERENCE)
-	TERN_NSQ_BIN="$(CURDIR)/$(NSQ_REFERENCE)" $(GO) test -race -tags interop -run '^TestInterop' $(GO_TEST_FLAGS) ./admin
+	TERN_NSQ_BIN="$(CURDIR)/$(NSQ_REFERENCE)" $(GO) test -race -tags interop -run '^TestInterop' $(GO_TEST_FLAGS) ./admin ./internal/tools/interop
 
 tools: ## install the pinned staticcheck unless it is already there
 	@if ! "$(STATICCHECK)" -version 2>/dev/null | grep -qF '($(STATICCHECK_VERSION:v%=%))'; then \
