@@ -11,9 +11,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -22,77 +19,6 @@ import (
 	"github.com/ternmq/tern/internal/testutil"
 	"github.com/ternmq/tern/lookupd/lookupdtest"
 )
-
-// nsqBinary returns the path of one of NSQ 1.3's binaries.
-func nsqBinary(t *testing.T, name string) string {
-	t.Helper()
-	dir := os.Getenv("TERN_NSQ_BIN")
-	if dir == "" {
-		t.Fatal("TERN_NSQ_BIN must name a directory with NSQ 1.3's binaries: run make interop-test")
-	}
-	path := filepath.Join(dir, name)
-	if _, err := os.Stat(path); err != nil {
-		t.Fatalf("NSQ's %s: %v", name, err)
-	}
-	return path
-}
-
-// startProcess runs an NSQ daemon until the test ends and waits until its HTTP API answers
-// /ping. Its output is logged if the test fails.
-func startProcess(t *testing.T, httpAddr, path string, args ...string) {
-	t.Helper()
-	out := testutil.NewOutput()
-	cmd := exec.Command(path, args...)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("%s output:\n%s", filepath.Base(path), out.String())
-		}
-	})
-	testutil.Eventually(t, 10*time.Second, func() bool {
-		resp, err := http.Get("http://" + httpAddr + "/ping")
-		if err != nil {
-			return false
-		}
-		_ = resp.Body.Close()
-		return resp.StatusCode == 200
-	}, "%s answers on %s", filepath.Base(path), httpAddr)
-}
-
-// realNSQ is an NSQ 1.3 cluster: one nsqlookupd and two nsqd.
-type realNSQ struct {
-	lookupdHTTP string
-	nodesHTTP   []string
-	nodesTCP    []string
-}
-
-func startRealNSQ(t *testing.T) *realNSQ {
-	t.Helper()
-	lookupdTCP, lookupdHTTP := freeAddress(t), freeAddress(t)
-	startProcess(t, lookupdHTTP, nsqBinary(t, "nsqlookupd"),
-		"--tcp-address="+lookupdTCP, "--http-address="+lookupdHTTP, "--broadcast-address=127.0.0.1")
-	r := &realNSQ{lookupdHTTP: lookupdHTTP}
-	for range 2 {
-		tcp, http := freeAddress(t), freeAddress(t)
-		startProcess(t, http, nsqBinary(t, "nsqd"), "--tcp-address="+tcp, "--http-address="+http,
-			"--broadcast-address=127.0.0.1", "--lookupd-tcp-address="+lookupdTCP, "--data-path="+t.TempDir())
-		r.nodesHTTP = append(r.nodesHTTP, http)
-		r.nodesTCP = append(r.nodesTCP, tcp)
-	}
-	return r
-}
 
 // nsqdStats reads a real nsqd's /stats for one topic.
 func nsqdStats(t *testing.T, addr, topic string) *TopicStats {
@@ -114,8 +40,8 @@ func nsqdStats(t *testing.T, addr, topic string) *TopicStats {
 // TestInteropTernAdminOverRealNSQ: Tern's admin shows and manages a cluster of NSQ 1.3's own
 // daemons.
 func TestInteropTernAdminOverRealNSQ(t *testing.T) {
-	nsq := startRealNSQ(t)
-	for i, node := range nsq.nodesHTTP {
+	nsq := testutil.StartRealNSQ(t, 2)
+	for i, node := range nsq.NodesHTTP {
 		for range 3 + i {
 			if code, body := call(t, "POST", "http://"+node+"/pub?topic=orders", "hello"); code != 200 {
 				t.Fatalf("publish to NSQ's nsqd: %d %s", code, body)
@@ -125,7 +51,7 @@ func TestInteropTernAdminOverRealNSQ(t *testing.T) {
 			t.Fatalf("create a channel on NSQ's nsqd: %d %s", code, body)
 		}
 	}
-	a := startAdmin(t, func(o *Options) { o.NSQLookupdHTTPAddresses = []string{nsq.lookupdHTTP} })
+	a := startAdmin(t, func(o *Options) { o.NSQLookupdHTTPAddresses = []string{nsq.LookupdHTTP} })
 
 	// The nodes register with the lookupd on their own schedule.
 	testutil.Eventually(t, 10*time.Second, func() bool {
@@ -143,7 +69,7 @@ func TestInteropTernAdminOverRealNSQ(t *testing.T) {
 	if len(nodes.Nodes) != 2 || nodes.Nodes[0].Version != "1.3.0" {
 		t.Fatalf("nodes: %+v", nodes.Nodes)
 	}
-	for _, path := range []string{"/", "/topics/orders", "/topics/orders/billing", "/nodes", "/nodes/" + nsq.nodesHTTP[0], "/lookup", "/counter"} {
+	for _, path := range []string{"/", "/topics/orders", "/topics/orders/billing", "/nodes", "/nodes/" + nsq.NodesHTTP[0], "/lookup", "/counter"} {
 		code, _, body := page(t, adminURL(a, path))
 		if code != 200 || strings.Contains(body, `class="warnings"`) {
 			t.Errorf("GET %s over NSQ: %d (warnings: %v)", path, code, strings.Contains(body, `class="warnings"`))
@@ -156,7 +82,7 @@ func TestInteropTernAdminOverRealNSQ(t *testing.T) {
 	if code, body := call(t, "POST", adminURL(a, "/api/topics/orders/billing"), `{"action":"pause"}`); code != 200 || body != `{"message":""}` {
 		t.Fatalf("pause over NSQ: %d %s", code, body)
 	}
-	for _, node := range nsq.nodesHTTP {
+	for _, node := range nsq.NodesHTTP {
 		if ts := nsqdStats(t, node, "orders"); ts == nil || len(ts.Channels) != 1 || !ts.Channels[0].Paused {
 			t.Fatalf("NSQ's nsqd %s did not pause the channel: %+v", node, ts)
 		}
@@ -164,16 +90,16 @@ func TestInteropTernAdminOverRealNSQ(t *testing.T) {
 	if code, body := call(t, "POST", adminURL(a, "/api/topics/orders/billing"), `{"action":"empty"}`); code != 200 {
 		t.Fatalf("empty over NSQ: %d %s", code, body)
 	}
-	if code, body := call(t, "DELETE", adminURL(a, "/api/nodes/"+nsq.nodesHTTP[0]), `{"topic":"orders"}`); code != 200 || body != `{"message":""}` {
+	if code, body := call(t, "DELETE", adminURL(a, "/api/nodes/"+nsq.NodesHTTP[0]), `{"topic":"orders"}`); code != 200 || body != `{"message":""}` {
 		t.Fatalf("tombstone over NSQ: %d %s", code, body)
 	}
-	if ts := nsqdStats(t, nsq.nodesHTTP[0], "orders"); ts != nil {
+	if ts := nsqdStats(t, nsq.NodesHTTP[0], "orders"); ts != nil {
 		t.Fatal("NSQ's nsqd kept the topic tombstoned on it")
 	}
 	if code, body := call(t, "DELETE", adminURL(a, "/api/topics/orders"), ""); code != 200 {
 		t.Fatalf("delete over NSQ: %d %s", code, body)
 	}
-	if ts := nsqdStats(t, nsq.nodesHTTP[1], "orders"); ts != nil {
+	if ts := nsqdStats(t, nsq.NodesHTTP[1], "orders"); ts != nil {
 		t.Fatal("NSQ's nsqd kept the deleted topic")
 	}
 }
@@ -192,8 +118,8 @@ func TestInteropRealAdminOverTern(t *testing.T) {
 		return ok && cs.InFlightCount == 3
 	}, "the consumer holds its messages")
 
-	adminHTTP := freeAddress(t)
-	startProcess(t, adminHTTP, nsqBinary(t, "nsqadmin"), "--http-address="+adminHTTP,
+	adminHTTP := testutil.FreeAddress(t)
+	testutil.StartProcess(t, adminHTTP, testutil.NSQBinary(t, "nsqadmin"), "--http-address="+adminHTTP,
 		"--lookupd-http-address="+c.lookupd.HTTPAddr().String())
 	api := func(path string, v any) {
 		t.Helper()

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ternmq/tern/internal/testutil"
 	"github.com/ternmq/tern/nsqd"
 )
 
@@ -229,7 +230,7 @@ func BenchmarkScaleAdminProcessRSS(b *testing.B) {
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/ternmq/tern/apps/nsqadmin").CombinedOutput(); err != nil {
 		b.Fatalf("build nsqadmin: %v\n%s", err, out)
 	}
-	addr := freeAddress(b)
+	addr := testutil.FreeAddress(b)
 	cmd := exec.Command(bin, "--http-address="+addr, "--lookupd-http-address="+fc.lookupd, "--log-level=warn")
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -278,16 +279,6 @@ func BenchmarkScaleAdminProcessRSS(b *testing.B) {
 			b.ReportMetric(kb/1024, "admin-peak-RSS-MiB")
 		}
 	}
-}
-
-// freeAddress returns a loopback address free a moment ago.
-func freeAddress(tb testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // BenchmarkScaleSamplerHour fills the sampler with an hour of samples of the 100-node cluster

@@ -7,11 +7,9 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -36,68 +34,6 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// realNSQ is NSQ 1.3's nsqlookupd and one nsqd registered with it, run from $TERN_NSQ_BIN.
-type realNSQ struct {
-	lookupdHTTP, nsqdTCP, nsqdHTTP string
-}
-
-func startRealNSQ(t *testing.T) *realNSQ {
-	t.Helper()
-	dir := os.Getenv("TERN_NSQ_BIN")
-	if dir == "" {
-		t.Fatal("TERN_NSQ_BIN must name a directory with NSQ 1.3's binaries: run make interop-test")
-	}
-	r := &realNSQ{lookupdHTTP: freeAddress(t), nsqdTCP: freeAddress(t), nsqdHTTP: freeAddress(t)}
-	lookupdTCP := freeAddress(t)
-	startProcess(t, r.lookupdHTTP, filepath.Join(dir, "nsqlookupd"),
-		"--tcp-address="+lookupdTCP, "--http-address="+r.lookupdHTTP, "--broadcast-address=127.0.0.1")
-	startProcess(t, r.nsqdHTTP, filepath.Join(dir, "nsqd"), "--tcp-address="+r.nsqdTCP, "--http-address="+r.nsqdHTTP,
-		"--broadcast-address=127.0.0.1", "--lookupd-tcp-address="+lookupdTCP, "--data-path="+t.TempDir())
-	return r
-}
-
-func startProcess(t *testing.T, httpAddr, path string, args ...string) {
-	t.Helper()
-	out := testutil.NewOutput()
-	cmd := exec.Command(path, args...)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("%s output:\n%s", filepath.Base(path), out.String())
-		}
-	})
-	testutil.Eventually(t, 10*time.Second, func() bool {
-		resp, err := http.Get("http://" + httpAddr + "/ping")
-		if err != nil {
-			return false
-		}
-		_ = resp.Body.Close()
-		return resp.StatusCode == 200
-	}, "%s answers on %s", filepath.Base(path), httpAddr)
-}
-
-func freeAddress(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = ln.Close() }()
-	return ln.Addr().String()
-}
-
 // post POSTs to one of NSQ's HTTP APIs.
 func post(t *testing.T, url, body string) {
 	t.Helper()
@@ -111,12 +47,12 @@ func post(t *testing.T, url, body string) {
 	}
 }
 
-// depth returns the depth plus in-flight of a channel on the real nsqd, -1 if it is not there.
-func (r *realNSQ) depth(t *testing.T, topic, channel string) int64 {
+// depth returns the depth plus in-flight of a channel on the real cluster's first nsqd, -1 if it is not there.
+func depth(t *testing.T, r *testutil.RealNSQ, topic, channel string) int64 {
 	t.Helper()
 	var out strings.Builder
 	s, err := stat.New(&stat.Options{Topic: topic, Channel: channel, Interval: time.Millisecond, Count: 1,
-		HTTPClientConnectTimeout: time.Second, HTTPClientRequestTimeout: time.Second, NSQDHTTPAddrs: []string{r.nsqdHTTP}}, testutil.Logger(t), &out)
+		HTTPClientConnectTimeout: time.Second, HTTPClientRequestTimeout: time.Second, NSQDHTTPAddrs: []string{r.NodesHTTP[0]}}, testutil.Logger(t), &out)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,10 +69,10 @@ func (r *realNSQ) depth(t *testing.T, topic, channel string) int64 {
 // TestInteropPublishAndTail: to_nsq publishes to NSQ's nsqd, with snappy and deflate, and
 // nsq_tail reads it back through NSQ's lookupd.
 func TestInteropPublishAndTail(t *testing.T) {
-	r := startRealNSQ(t)
+	r := testutil.StartRealNSQ(t, 1)
 	for _, opt := range []string{"snappy", "deflate"} {
 		topic := "interop_" + opt
-		p, err := publish.New(&publish.Options{Topic: topic, Delimiter: "\n", NSQDTCPAddrs: []string{r.nsqdTCP}, ProducerOpts: []string{opt}},
+		p, err := publish.New(&publish.Options{Topic: topic, Delimiter: "\n", NSQDTCPAddrs: []string{r.NodesTCP[0]}, ProducerOpts: []string{opt}},
 			testutil.Logger(t), strings.NewReader("one\ntwo\nthree\n"))
 		if err != nil {
 			t.Fatal(err)
@@ -146,7 +82,7 @@ func TestInteropPublishAndTail(t *testing.T) {
 		}
 		var out syncBuffer
 		tl, err := tail.New(&tail.Options{Topics: []string{topic}, MaxInFlight: 200, N: 3, PrintTopic: true, ConsumerOpts: []string{opt},
-			Source: toolflag.Source{LookupdHTTPAddrs: []string{r.lookupdHTTP}}}, testutil.Logger(t), &out)
+			Source: toolflag.Source{LookupdHTTPAddrs: []string{r.LookupdHTTP}}}, testutil.Logger(t), &out)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -164,17 +100,17 @@ func TestInteropPublishAndTail(t *testing.T) {
 
 // TestInteropStat: nsq_stat reads NSQ's own /stats, through its lookupd.
 func TestInteropStat(t *testing.T) {
-	r := startRealNSQ(t)
-	post(t, "http://"+r.nsqdHTTP+"/topic/create?topic=st", "")
-	post(t, "http://"+r.nsqdHTTP+"/channel/create?topic=st&channel=c", "")
-	post(t, "http://"+r.nsqdHTTP+"/mpub?topic=st", "a\nb\nc")
+	r := testutil.StartRealNSQ(t, 1)
+	post(t, "http://"+r.NodesHTTP[0]+"/topic/create?topic=st", "")
+	post(t, "http://"+r.NodesHTTP[0]+"/channel/create?topic=st&channel=c", "")
+	post(t, "http://"+r.NodesHTTP[0]+"/mpub?topic=st", "a\nb\nc")
 	var out strings.Builder
 	var s *stat.Stat
 	testutil.Eventually(t, tooltest.Timeout, func() bool {
 		out.Reset()
 		var err error
 		s, err = stat.New(&stat.Options{Topic: "st", Channel: "c", Interval: 10 * time.Millisecond, Count: 1,
-			HTTPClientConnectTimeout: time.Second, HTTPClientRequestTimeout: time.Second, LookupdHTTPAddrs: []string{r.lookupdHTTP}}, testutil.Logger(t), &out)
+			HTTPClientConnectTimeout: time.Second, HTTPClientRequestTimeout: time.Second, LookupdHTTPAddrs: []string{r.LookupdHTTP}}, testutil.Logger(t), &out)
 		return err == nil && s.Run(context.Background()) == nil
 	}, "nsq_stat over NSQ's lookupd: %s", out.String)
 	if row := strings.Split(out.String(), "\n")[2]; !strings.Contains(row, "|       3       3       0     0     0 |") {
@@ -184,12 +120,12 @@ func TestInteropStat(t *testing.T) {
 
 // TestInteropToFile: nsq_to_file writes NSQ's messages, gzipped, and finishes them.
 func TestInteropToFile(t *testing.T) {
-	r := startRealNSQ(t)
-	post(t, "http://"+r.nsqdHTTP+"/mpub?topic=tf", "a\nb\nc")
+	r := testutil.StartRealNSQ(t, 1)
+	post(t, "http://"+r.NodesHTTP[0]+"/mpub?topic=tf", "a\nb\nc")
 	dir := t.TempDir()
 	o := tofile.NewOptions()
 	o.Topics, o.OutputDir, o.GZIP, o.SyncInterval = []string{"tf"}, dir, true, 20*time.Millisecond
-	o.Source.NSQDTCPAddrs = []string{r.nsqdTCP}
+	o.Source.NSQDTCPAddrs = []string{r.NodesTCP[0]}
 	tf, err := tofile.New(o, testutil.Logger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -197,7 +133,7 @@ func TestInteropToFile(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- tf.Run(ctx) }()
-	testutil.Eventually(t, tooltest.Timeout, func() bool { return r.depth(t, "tf", "nsq_to_file") == 0 }, "every message finished")
+	testutil.Eventually(t, tooltest.Timeout, func() bool { return depth(t, r, "tf", "nsq_to_file") == 0 }, "every message finished")
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -224,20 +160,20 @@ func TestInteropToFile(t *testing.T) {
 // TestInteropToHTTPAndToNSQ: nsq_to_nsq copies from NSQ's nsqd to Tern's and back, and
 // nsq_to_http posts NSQ's messages.
 func TestInteropToHTTPAndToNSQ(t *testing.T) {
-	r := startRealNSQ(t)
+	r := testutil.StartRealNSQ(t, 1)
 	tern := tooltest.Start(t, 1, false)
 
-	post(t, "http://"+r.nsqdHTTP+"/mpub?topic=fromreal", "x\ny")
+	post(t, "http://"+r.NodesHTTP[0]+"/mpub?topic=fromreal", "x\ny")
 	o := tonsq.NewOptions()
-	o.Topics, o.Source.NSQDTCPAddrs, o.DestNSQDTCPAddrs = []string{"fromreal"}, []string{r.nsqdTCP}, []string{tern.TCP(0)}
+	o.Topics, o.Source.NSQDTCPAddrs, o.DestNSQDTCPAddrs = []string{"fromreal"}, []string{r.NodesTCP[0]}, []string{tern.TCP(0)}
 	run(t, func() (toolflag.Tool, error) { return tonsq.New(o, testutil.Logger(t)) }, func() bool { return tern.MessageCount(0, "fromreal") == 2 })
 
 	tern.Publish(t, 0, "fromtern", "z")
 	o2 := tonsq.NewOptions()
-	o2.Topics, o2.Source.NSQDTCPAddrs, o2.DestNSQDTCPAddrs, o2.DestinationTopic = []string{"fromtern"}, []string{tern.TCP(0)}, []string{r.nsqdTCP}, "copied"
-	post(t, "http://"+r.nsqdHTTP+"/topic/create?topic=copied", "")
-	post(t, "http://"+r.nsqdHTTP+"/channel/create?topic=copied&channel=check", "")
-	run(t, func() (toolflag.Tool, error) { return tonsq.New(o2, testutil.Logger(t)) }, func() bool { return r.depth(t, "copied", "check") == 1 })
+	o2.Topics, o2.Source.NSQDTCPAddrs, o2.DestNSQDTCPAddrs, o2.DestinationTopic = []string{"fromtern"}, []string{tern.TCP(0)}, []string{r.NodesTCP[0]}, "copied"
+	post(t, "http://"+r.NodesHTTP[0]+"/topic/create?topic=copied", "")
+	post(t, "http://"+r.NodesHTTP[0]+"/channel/create?topic=copied&channel=check", "")
+	run(t, func() (toolflag.Tool, error) { return tonsq.New(o2, testutil.Logger(t)) }, func() bool { return depth(t, r, "copied", "check") == 1 })
 
 	var mu sync.Mutex
 	var got []string
@@ -249,10 +185,10 @@ func TestInteropToHTTPAndToNSQ(t *testing.T) {
 	}))
 	t.Cleanup(srv.Close)
 	o3 := tohttp.NewOptions()
-	o3.Topic, o3.Post, o3.Source.NSQDTCPAddrs = "fromreal", []string{srv.URL}, []string{r.nsqdTCP}
+	o3.Topic, o3.Post, o3.Source.NSQDTCPAddrs = "fromreal", []string{srv.URL}, []string{r.NodesTCP[0]}
 	o3.Channel = "http"
-	post(t, "http://"+r.nsqdHTTP+"/channel/create?topic=fromreal&channel=http", "")
-	post(t, "http://"+r.nsqdHTTP+"/mpub?topic=fromreal", "p\nq")
+	post(t, "http://"+r.NodesHTTP[0]+"/channel/create?topic=fromreal&channel=http", "")
+	post(t, "http://"+r.NodesHTTP[0]+"/mpub?topic=fromreal", "p\nq")
 	run(t, func() (toolflag.Tool, error) { return tohttp.New(o3, testutil.Logger(t)) }, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
