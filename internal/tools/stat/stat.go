@@ -11,7 +11,6 @@ package stat
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -25,7 +24,6 @@ import (
 	"time"
 
 	"github.com/ternmq/tern/internal/tools/toolflag"
-	"github.com/ternmq/tern/internal/version"
 )
 
 // Name is the tool's name, as NSQ spells it.
@@ -224,7 +222,7 @@ func (s *Stat) sample(ctx context.Context) (*channelStats, error) {
 					Channels []channelStats `json:"channels"`
 				} `json:"topics"`
 			}
-			if err := s.getJSON(ctx, "http://"+node+"/stats?"+q.Encode(), &report); err != nil {
+			if err := toolflag.GetJSON(ctx, s.client, Name, "http://"+node+"/stats?"+q.Encode(), &report); err != nil {
 				results[i].err = err
 				return
 			}
@@ -275,7 +273,7 @@ func (s *Stat) lookup(ctx context.Context) ([]string, error) {
 				HTTPPort         int    `json:"http_port"`
 			} `json:"producers"`
 		}
-		if err := s.getJSON(ctx, "http://"+l+"/lookup?topic="+url.QueryEscape(s.opts.Topic), &resp); err != nil {
+		if err := toolflag.GetJSON(ctx, s.client, Name, "http://"+l+"/lookup?topic="+url.QueryEscape(s.opts.Topic), &resp); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -288,30 +286,4 @@ func (s *Stat) lookup(ctx context.Context) ([]string, error) {
 		}
 	}
 	return nodes, errors.Join(errs...)
-}
-
-// getJSON GETs u, as NSQ's tools do, and decodes a 200 answer into v.
-func (s *Stat) getJSON(ctx context.Context, u string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Accept", "application/vnd.nsq; version=1.0")
-	req.Header.Set("User-Agent", fmt.Sprintf("%s/%s", Name, version.Binary))
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = resp.Body.Close() }()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return fmt.Errorf("GET %s: %w", u, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s: %s", u, resp.Status, strings.TrimSpace(string(body)))
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("GET %s: %w", u, err)
-	}
-	return nil
 }

@@ -21,10 +21,8 @@ package tofile
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -35,7 +33,6 @@ import (
 	"time"
 
 	"github.com/ternmq/tern/internal/tools/toolflag"
-	"github.com/ternmq/tern/internal/version"
 	"github.com/ternmq/tern/nsq"
 )
 
@@ -164,7 +161,7 @@ func (t *ToFile) lookupTopics(ctx context.Context) ([]string, error) {
 		var resp struct {
 			Topics []string `json:"topics"`
 		}
-		if err := t.getJSON(ctx, strings.TrimSuffix(u, "/")+"/topics", &resp); err != nil {
+		if err := toolflag.GetJSON(ctx, t.client, Name, strings.TrimSuffix(u, "/")+"/topics", &resp); err != nil {
 			errs = append(errs, err)
 			continue
 		}
@@ -172,29 +169,4 @@ func (t *ToFile) lookupTopics(ctx context.Context) ([]string, error) {
 	}
 	slices.Sort(topics)
 	return slices.Compact(topics), errors.Join(errs...)
-}
-
-func (t *ToFile) getJSON(ctx context.Context, u string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Accept", "application/vnd.nsq; version=1.0")
-	req.Header.Set("User-Agent", fmt.Sprintf("%s/%s", Name, version.Binary))
-	resp, err := t.client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = resp.Body.Close() }()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return fmt.Errorf("GET %s: %w", u, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", u, resp.Status)
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("GET %s: %w", u, err)
-	}
-	return nil
 }
