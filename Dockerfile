@@ -7,12 +7,15 @@
 # only when tern-pause does, so rebuilding Tern does not recreate it (and with it the network
 # every daemon has joined). docker-compose.yml builds it with target pause.
 FROM scratch AS pause
+LABEL org.ternmq.image=tern-pause
 COPY bin/tern-pause /
 USER 65532:65532
 ENTRYPOINT ["/tern-pause"]
 
 # The image of every daemon, tool and example: the default target, the last stage.
 FROM scratch AS tern
+# make up removes the images of earlier builds that this label marks (contrib/compose.sh).
+LABEL org.ternmq.image=tern
 COPY bin/ /
 # nsqd's data directory, owned by the user the daemons run as: a named volume mounted here
 # starts as a copy of it, owner included, so the daemons need no root.

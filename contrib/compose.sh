@@ -63,6 +63,9 @@ up)
 		# shellcheck disable=SC2046 # one word per service, on purpose
 		"${compose[@]}" up -d --force-recreate --no-deps $("${compose[@]}" ps --services --filter status=running | grep -vx net)
 	fi
+	# Each build of new binaries leaves the previous image untagged, and unused once the
+	# containers are recreated: remove those of Tern's.
+	docker image prune --force --filter label=org.ternmq.image >/dev/null
 	wait_healthy
 	cat <<-MSG
 		The cluster is up (${compose[*]}; every daemon healthy):

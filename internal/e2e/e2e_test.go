@@ -387,5 +387,9 @@ func TestCompose(t *testing.T) {
 	if left := leftovers(t); len(left) > 0 {
 		t.Errorf("compose down left behind: %v", left)
 	}
+	// The images this test's build replaced (make up removes them the same way).
+	if out, err := exec.Command("docker", "image", "prune", "--force", "--filter", "label=org.ternmq.image").CombinedOutput(); err != nil {
+		t.Errorf("docker image prune: %v\n%s", err, out)
+	}
 	step("compose down -v left nothing behind")
 }
