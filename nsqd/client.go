@@ -3,7 +3,9 @@ package nsqd
 import (
 	"bufio"
 	"compress/flate"
+	"crypto/tls"
 	"encoding/binary"
+	"errors"
 	"io"
 	"net"
 	"sync"
@@ -34,6 +36,11 @@ type client struct {
 	connTime time.Time
 
 	r *bufio.Reader
+	// stream is what the compressors read and write: conn, or the TLS session over it. The
+	// read loop changes it, in IDENTIFY, while the pump is not yet running.
+	stream io.ReadWriter
+	// tlsState is the TLS session's state once IDENTIFY upgraded the connection, for /stats.
+	tlsState atomic.Pointer[tls.ConnectionState]
 
 	wmu     sync.Mutex
 	out     io.Writer     // where w writes: the socket, or the compressor over it
@@ -91,6 +98,7 @@ func newClient(id int64, conn net.Conn, opts *Options) *client {
 		remote:              addrString(conn.RemoteAddr()),
 		connTime:            time.Now(),
 		r:                   bufio.NewReaderSize(conn, defaultBufferSize),
+		stream:              conn,
 		out:                 conn,
 		w:                   bufio.NewWriterSize(conn, defaultBufferSize),
 		outputBufferSize:    defaultBufferSize,
@@ -230,11 +238,38 @@ func (c *client) writeMessagesLocked(ds []delivery, scratch []byte) ([]byte, err
 // upgradeSnappy and upgradeDeflate switch the stream to compression after IDENTIFY's
 // response has been sent in the clear. The client sends nothing until it has read that
 // response, so nothing compressed is left in the old reader's buffer.
+// upgradeTLS runs the server side of a TLS handshake on the connection, within
+// tlsHandshakeTimeout, and reads and writes through the session from then on. Deadlines are
+// still set on conn, which the session reads and writes through.
+func (c *client) upgradeTLS(cfg *tls.Config) error {
+	if c.r.Buffered() > 0 {
+		// The client must wait for the IDENTIFY answer before its handshake; bytes already
+		// read would be lost under the session.
+		return errors.New("data received before the TLS handshake")
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	sess := tls.Server(c.conn, cfg)
+	_ = c.conn.SetDeadline(time.Now().Add(tlsHandshakeTimeout))
+	err := sess.Handshake()
+	_ = c.conn.SetDeadline(time.Time{})
+	if err != nil {
+		return err
+	}
+	state := sess.ConnectionState()
+	c.tlsState.Store(&state)
+	c.stream = sess
+	c.r = bufio.NewReaderSize(sess, defaultBufferSize)
+	c.out, c.flushFn = sess, nil
+	c.w = bufio.NewWriterSize(sess, c.bufferSize())
+	return nil
+}
+
 func (c *client) upgradeSnappy() {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	c.r = bufio.NewReaderSize(snappy.NewReader(c.conn), defaultBufferSize)
-	sw := snappy.NewBufferedWriter(c.conn)
+	c.r = bufio.NewReaderSize(snappy.NewReader(c.stream), defaultBufferSize)
+	sw := snappy.NewBufferedWriter(c.stream)
 	c.out, c.flushFn = sw, sw.Flush
 	c.w = bufio.NewWriterSize(sw, c.bufferSize())
 }
@@ -242,8 +277,8 @@ func (c *client) upgradeSnappy() {
 func (c *client) upgradeDeflate(level int) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	c.r = bufio.NewReaderSize(flate.NewReader(c.conn), defaultBufferSize)
-	fw, err := flate.NewWriter(c.conn, level)
+	c.r = bufio.NewReaderSize(flate.NewReader(c.stream), defaultBufferSize)
+	fw, err := flate.NewWriter(c.stream, level)
 	if err != nil {
 		return err
 	}

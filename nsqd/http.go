@@ -84,6 +84,7 @@ func (n *NSQD) newHTTPServer(h http.Handler, t httpTimeouts) *http.Server {
 // httpAPI is nsqd's HTTP API, NSQ 1.3's endpoints with NSQ's parameters, answers and error
 // codes (reference §3.2), plus GET /metrics.
 type httpAPI struct {
+	secure bool // served over HTTPS
 	n      *NSQD
 	logger *slog.Logger
 	router *httpapi.Router
@@ -95,6 +96,13 @@ type httpAPI struct {
 
 // httpHandler returns the handler of the plain HTTP listener.
 func (n *NSQD) httpHandler() http.Handler { return n.newHTTPAPI(nil) }
+
+// httpsHandler is the API on the HTTPS listener, which never answers TLS_REQUIRED.
+func (n *NSQD) httpsHandler() http.Handler {
+	s := n.newHTTPAPI(nil)
+	s.secure = true
+	return s
+}
 
 // newHTTPAPI builds the API. extra, when not nil, registers more routes; tests use it.
 func (n *NSQD) newHTTPAPI(extra func(*httpapi.Router)) *httpAPI {
@@ -147,9 +155,9 @@ func (n *NSQD) newHTTPAPI(extra func(*httpapi.Router)) *httpAPI {
 }
 
 // ServeHTTP answers every request 403 TLS_REQUIRED, as NSQ does on its plain listener, while
-// --tls-required=true; otherwise it routes it.
+// --tls-required=true; otherwise, and on the HTTPS listener, it routes it.
 func (s *httpAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if s.n.getOpts().TLSRequired == "true" {
+	if !s.secure && s.n.getOpts().tlsRequired() == "true" {
 		_, _ = httpapi.Respond(w, http.StatusForbidden, struct {
 			Message   string `json:"message"`
 			HTTPSPort int    `json:"https_port"`
@@ -159,9 +167,13 @@ func (s *httpAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.router.ServeHTTP(w, r)
 }
 
-// httpsPort is the port of --https-address. The HTTPS listener arrives with TLS support.
+// httpsPort is the port the HTTPS API listens on, or that of --https-address.
 func (s *httpAPI) httpsPort() int {
-	_, port, err := net.SplitHostPort(s.n.getOpts().HTTPSAddress)
+	addr := s.n.getOpts().HTTPSAddress
+	if a := s.n.HTTPSAddr(); a != nil {
+		addr = a.String()
+	}
+	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return -1
 	}

@@ -3,6 +3,7 @@ package nsqd
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -71,15 +72,17 @@ type NSQD struct {
 	logger   *slog.Logger
 	logLevel *slog.LevelVar
 
-	tcpListener  net.Listener
-	httpListener net.Listener
-	registry     *prometheus.Registry
-	lock         *os.File
-	sched        *scheduler
-	ids          *idGenerator
-	memBudget    *logstore.Budget // --mem-queue-bytes, shared by every topic's hot tail
-	proto        *protocolV2
-	startTime    time.Time
+	tcpListener   net.Listener
+	httpListener  net.Listener
+	httpsListener net.Listener // when TLS is configured and --https-address is set
+	tls           *tlsFiles    // nil without --tls-cert
+	registry      *prometheus.Registry
+	lock          *os.File
+	sched         *scheduler
+	ids           *idGenerator
+	memBudget     *logstore.Budget // --mem-queue-bytes, shared by every topic's hot tail
+	proto         *protocolV2
+	startTime     time.Time
 
 	exiting       atomic.Bool
 	nextClientID  atomic.Int64
@@ -144,6 +147,11 @@ func New(opts *Options, logger *slog.Logger, reg *prometheus.Registry) (*NSQD, e
 	}
 	n.opts.Store(&o)
 	n.proto = &protocolV2{n: n}
+	tlsFiles, err := newTLSFiles(&o, n.logger.With("component", "tls"))
+	if err != nil {
+		return nil, err
+	}
+	n.tls = tlsFiles
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -180,6 +188,16 @@ func New(opts *Options, logger *slog.Logger, reg *prometheus.Registry) (*NSQD, e
 		}
 		n.httpListener = hl
 	}
+	if n.tls != nil && o.HTTPSAddress != "" {
+		hl, err := protocol.Listen(o.HTTPSAddress)
+		if err != nil {
+			n.closeListeners()
+			n.closeTopics()
+			n.unlock()
+			return nil, fmt.Errorf("listen on %s: %w", o.HTTPSAddress, err)
+		}
+		n.httpsListener = tls.NewListener(hl, n.tls.server)
+	}
 	if err := n.registerMetrics(reg); err != nil {
 		n.closeListeners()
 		n.closeTopics()
@@ -194,6 +212,29 @@ func (n *NSQD) closeListeners() {
 	if n.httpListener != nil {
 		_ = n.httpListener.Close()
 	}
+	if n.httpsListener != nil {
+		_ = n.httpsListener.Close()
+	}
+}
+
+// HTTPSAddr returns the address the HTTPS API listens on, or nil without TLS or
+// --https-address.
+func (n *NSQD) HTTPSAddr() net.Addr {
+	if n.httpsListener == nil {
+		return nil
+	}
+	return n.httpsListener.Addr()
+}
+
+// Reload re-reads what nsqd takes from files without a restart: the TLS certificate, key and
+// root CA (the binary calls it on SIGHUP; a change to the files is noticed by itself too).
+// New connections get the new certificate; established ones keep theirs. A failure keeps
+// the files in use.
+func (n *NSQD) Reload() error {
+	if n.tls == nil {
+		return nil
+	}
+	return n.tls.Reload()
 }
 
 // Ready is closed once Run has started every listener and background task: from then on the
@@ -250,6 +291,9 @@ func (n *NSQD) Run(ctx context.Context) error {
 		bg.Go(func() { n.statsdLoop(bgCtx) })
 	}
 	bg.Go(func() { n.lookupLoop(bgCtx) })
+	if n.tls != nil {
+		bg.Go(func() { n.tls.watch(bgCtx) })
+	}
 	acceptDone := make(chan struct{})
 	go func() {
 		defer close(acceptDone)
@@ -268,8 +312,22 @@ func (n *NSQD) Run(ctx context.Context) error {
 	} else {
 		close(httpDone)
 	}
+	var httpsServer *http.Server
+	httpsDone := make(chan struct{})
+	if n.httpsListener != nil {
+		httpsServer = n.newHTTPServer(n.httpsHandler(), defaultHTTPTimeouts())
+		go func() {
+			defer close(httpsDone)
+			if err := httpsServer.Serve(n.httpsListener); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				n.logger.Error("https server", "error", err)
+			}
+		}()
+	} else {
+		close(httpsDone)
+	}
 	n.logger.Info("nsqd started", "version", version.Binary, "tcp_address", n.TCPAddr().String(),
-		"http_address", addrString(n.HTTPAddr()), "data_path", n.getOpts().DataPath)
+		"http_address", addrString(n.HTTPAddr()), "https_address", addrString(n.HTTPSAddr()),
+		"tls", n.tls != nil, "tls_required", n.getOpts().tlsRequired(), "data_path", n.getOpts().DataPath)
 	close(n.ready)
 
 	<-ctx.Done()
@@ -277,15 +335,19 @@ func (n *NSQD) Run(ctx context.Context) error {
 	n.exiting.Store(true)
 	_ = n.tcpListener.Close()
 	<-acceptDone
-	if httpServer != nil {
+	for _, srv := range []*http.Server{httpServer, httpsServer} {
+		if srv == nil {
+			continue
+		}
 		// Requests under way get a moment to finish; new ones are refused.
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
-		if err := httpServer.Shutdown(shutdownCtx); err != nil {
-			_ = httpServer.Close()
+		if err := srv.Shutdown(shutdownCtx); err != nil {
+			_ = srv.Close()
 		}
 		cancel()
 	}
 	<-httpDone
+	<-httpsDone
 
 	n.clientsMu.Lock()
 	for _, c := range n.clients {

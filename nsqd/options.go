@@ -117,8 +117,10 @@ type Options struct {
 	// E2EProcessingLatencyWindowTime is the window those quantiles cover.
 	E2EProcessingLatencyWindowTime time.Duration `flag:"e2e-processing-latency-window-time" toml:"e2e_processing_latency_window_time"`
 
-	// TLS settings. TLS arrives with the security work; until then setting any of these
-	// (but TLSMinVersion, which configures nothing on its own) is refused by Validate.
+	// TLS settings, as NSQ's: a certificate and key turn on the tls_v1 IDENTIFY upgrade and
+	// the HTTPS listener; TLSRequired true refuses everything but IDENTIFY before the upgrade
+	// (and plain HTTP), tcp-https only on TCP; a client auth policy implies TLSRequired true.
+	// The files are reloaded when they change and on SIGHUP.
 	TLSCert             string `flag:"tls-cert" toml:"tls_cert"`
 	TLSKey              string `flag:"tls-key" toml:"tls_key"`
 	TLSClientAuthPolicy string `flag:"tls-client-auth-policy" toml:"tls_client_auth_policy"`
@@ -202,27 +204,25 @@ func NewOptions() *Options {
 	}
 }
 
-// unimplementedSecurity names the TLS and auth options that are set. Until nsqd implements
-// TLS and AUTH, accepting them would be failing open: a client told TLS is required would
-// be served in the clear, and an auth server would never be asked.
+// unimplementedSecurity names the auth options that are set. Until nsqd implements AUTH,
+// accepting them would be failing open: an auth server would never be asked.
 func (o *Options) unimplementedSecurity() []string {
-	var set []string
-	for _, opt := range []struct {
-		name string
-		on   bool
-	}{
-		{"--tls-cert", o.TLSCert != ""},
-		{"--tls-key", o.TLSKey != ""},
-		{"--tls-root-ca-file", o.TLSRootCAFile != ""},
-		{"--tls-client-auth-policy", o.TLSClientAuthPolicy != ""},
-		{"--tls-required", o.TLSRequired != "" && o.TLSRequired != "false"},
-		{"--auth-http-address", len(o.AuthHTTPAddresses) > 0},
-	} {
-		if opt.on {
-			set = append(set, opt.name)
-		}
+	if len(o.AuthHTTPAddresses) > 0 {
+		return []string{"--auth-http-address"}
 	}
-	return set
+	return nil
+}
+
+// tlsRequired is --tls-required in effect: as in NSQ, a client auth policy makes TLS
+// required when it was not.
+func (o *Options) tlsRequired() string {
+	if o.TLSClientAuthPolicy != "" && (o.TLSRequired == "" || o.TLSRequired == "false") {
+		return "true"
+	}
+	if o.TLSRequired == "" {
+		return "false"
+	}
+	return o.TLSRequired
 }
 
 // Validate reports every problem with the options at once.
@@ -259,8 +259,27 @@ func (o *Options) Validate() error {
 		bad("--tls-required must be true, false or tcp-https, got %q", o.TLSRequired)
 	}
 	for _, name := range o.unimplementedSecurity() {
-		bad("%s is not supported yet: Tern's nsqd has no TLS or AUTH until the security work "+
-			"lands, and refuses to start rather than serve in the clear or unauthenticated", name)
+		bad("%s is not supported yet: Tern's nsqd has no AUTH until the security work "+
+			"lands, and refuses to start rather than serve unauthenticated", name)
+	}
+	if (o.TLSCert == "") != (o.TLSKey == "") {
+		bad("--tls-cert and --tls-key must be given together")
+	}
+	switch o.TLSClientAuthPolicy {
+	case "", "require", "require-verify":
+	default:
+		bad("--tls-client-auth-policy must be require or require-verify, got %q", o.TLSClientAuthPolicy)
+	}
+	switch o.TLSMinVersion {
+	case "", "tls1.0", "tls1.1", "tls1.2", "tls1.3":
+	default:
+		bad("--tls-min-version must be tls1.0, tls1.1, tls1.2 or tls1.3, got %q", o.TLSMinVersion)
+	}
+	if o.TLSCert == "" && o.TLSRootCAFile != "" {
+		bad("--tls-root-ca-file needs --tls-cert and --tls-key: it verifies client certificates")
+	}
+	if o.TLSCert == "" && o.tlsRequired() != "false" {
+		bad("cannot require TLS client connections without TLS key and cert (--tls-required or --tls-client-auth-policy without --tls-cert and --tls-key)")
 	}
 	positive := []struct {
 		name string

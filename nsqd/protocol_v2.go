@@ -130,6 +130,9 @@ func (p *protocolV2) exec(ctx context.Context, c *client, params [][]byte) ([]by
 		return nil, protocol.NewFatalError(protocol.ErrInvalid, "invalid command ")
 	}
 	cmd := params[0]
+	if !bytes.Equal(cmd, []byte("IDENTIFY")) && c.tlsState.Load() == nil && p.n.getOpts().tlsRequired() != "false" {
+		return nil, protocol.NewFatalError(protocol.ErrInvalid, "cannot %s in current state (TLS required)", cmd)
+	}
 	switch {
 	case bytes.Equal(cmd, []byte("FIN")):
 		return p.fin(c, params)
@@ -233,6 +236,11 @@ func (p *protocolV2) identify(c *client, params [][]byte) ([]byte, error) {
 	if deflate && snappyOn {
 		return nil, protocol.NewFatalError(protocol.ErrIdentifyFailed, "cannot enable both deflate and snappy compression")
 	}
+	// TLS comes first, as in NSQ: a session under a compressor, never the reverse.
+	tlsv1 := req.FeatureNegotiation && req.TLSv1 && p.n.tls != nil
+	if tlsv1 && (c.tlsState.Load() != nil || c.compressed) {
+		return nil, protocol.NewFatalError(protocol.ErrIdentifyFailed, "%s", errTLSAgain)
+	}
 	if (deflate || snappyOn) && c.compressed {
 		// NSQ would wrap the compressed stream in a second compressor, which no client
 		// reads; the connection cannot continue either way.
@@ -269,7 +277,7 @@ func (p *protocolV2) identify(c *client, params [][]byte) ([]byte, error) {
 		Version:             version.Binary,
 		MaxMsgTimeout:       opts.MaxMsgTimeout.Milliseconds(),
 		MsgTimeout:          msgTimeout.Milliseconds(),
-		TLSv1:               false,
+		TLSv1:               tlsv1,
 		Deflate:             deflate,
 		DeflateLevel:        deflateLevel,
 		MaxDeflateLevel:     opts.MaxDeflateLevel,
@@ -284,6 +292,15 @@ func (p *protocolV2) identify(c *client, params [][]byte) ([]byte, error) {
 	}
 	if err := c.sendFrame(protocol.FrameTypeResponse, resp); err != nil {
 		return nil, err
+	}
+	if tlsv1 {
+		if err := c.upgradeTLS(p.n.tls.server); err != nil {
+			p.n.logger.Info("TLS handshake failed", "client", c.remote, "error", err)
+			return nil, protocol.NewFatalError(protocol.ErrIdentifyFailed, "IDENTIFY failed %s", err)
+		}
+		if err := c.sendFrame(protocol.FrameTypeResponse, okBytes); err != nil {
+			return nil, err
+		}
 	}
 	switch {
 	case snappyOn:

@@ -2,6 +2,8 @@ package nsqd
 
 import (
 	"cmp"
+	"crypto/tls"
+	"fmt"
 	"runtime"
 	"slices"
 	"time"
@@ -260,6 +262,13 @@ func (c *client) stats() ClientStats {
 		Snappy:        id.snappy,
 		UserAgent:     id.userAgent,
 	}
+	if ts := c.tlsState.Load(); ts != nil {
+		s.TLS = true
+		s.CipherSuite = tls.CipherSuiteName(ts.CipherSuite)
+		s.TLSVersion = tlsVersionName(ts.Version)
+		s.TLSNegotiatedProtocol = ts.NegotiatedProtocol
+		s.TLSNegotiatedProtocolIsMutual = true // always, since Go 1.3; NSQ reports the field
+	}
 	if sub := c.sub.Load(); sub != nil {
 		s.InFlightCount = sub.inFlight.Load()
 		s.TimeoutCount = sub.timeouts.Load()
@@ -271,6 +280,21 @@ func (c *client) stats() ClientStats {
 	c.pubMu.Unlock()
 	slices.SortFunc(s.PubCounts, func(a, b PubCount) int { return cmp.Compare(a.Topic, b.Topic) })
 	return s
+}
+
+// tlsVersionName names a TLS version as NSQ's /stats does: "TLS1.2".
+func tlsVersionName(v uint16) string {
+	switch v {
+	case tls.VersionTLS10:
+		return "TLS1.0"
+	case tls.VersionTLS11:
+		return "TLS1.1"
+	case tls.VersionTLS12:
+		return "TLS1.2"
+	case tls.VersionTLS13:
+		return "TLS1.3"
+	}
+	return fmt.Sprintf("Unknown %d", v)
 }
 
 // producerStats lists the TCP connections that have published, as NSQ's "producers".

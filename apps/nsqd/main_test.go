@@ -1,10 +1,15 @@
 package main
 
 import (
-	"github.com/ternmq/tern/internal/testutil"
+	"context"
+	"io"
 	"net"
+	"os"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/ternmq/tern/internal/testutil"
 	"github.com/ternmq/tern/internal/version"
 )
 
@@ -37,11 +42,13 @@ func TestRun(t *testing.T) {
 		{Name: "invalid options", Args: []string{"--max-deflate-level=12", "--node-id=4096"}, Code: 1, Stderr: "--max-deflate-level"},
 		// Until TLS and AUTH are implemented, asking for them must stop start-up, naming the
 		// option, rather than serve in the clear or let unauthenticated clients in.
-		{Name: "tls-required refused", Args: append(loopbackArgs(t), "--tls-required=true"), Code: 1, Stderr: "--tls-required is not supported yet"},
-		{Name: "tls-required tcp-https refused", Args: append(loopbackArgs(t), "--tls-required=tcp-https"), Code: 1, Stderr: "--tls-required is not supported yet"},
-		{Name: "tls-cert refused", Args: append(loopbackArgs(t), "--tls-cert=c.pem", "--tls-key=k.pem"), Code: 1, Stderr: "--tls-key is not supported yet"},
-		{Name: "tls-root-ca-file refused", Args: append(loopbackArgs(t), "--tls-root-ca-file=ca.pem"), Code: 1, Stderr: "--tls-root-ca-file is not supported yet"},
-		{Name: "tls-client-auth-policy refused", Args: append(loopbackArgs(t), "--tls-client-auth-policy=require"), Code: 1, Stderr: "--tls-client-auth-policy is not supported yet"},
+		{Name: "tls-required without a certificate", Args: append(loopbackArgs(t), "--tls-required=true"), Code: 1, Stderr: "cannot require TLS client connections without TLS key and cert"},
+		{Name: "tls-required tcp-https without a certificate", Args: append(loopbackArgs(t), "--tls-required=tcp-https"), Code: 1, Stderr: "cannot require TLS client connections without TLS key and cert"},
+		{Name: "tls-cert without a key", Args: append(loopbackArgs(t), "--tls-cert=c.pem"), Code: 1, Stderr: "--tls-cert and --tls-key must be given together"},
+		{Name: "tls files missing", Args: append(loopbackArgs(t), "--tls-cert=/nonexistent/c.pem", "--tls-key=/nonexistent/k.pem"), Code: 1, Stderr: "failed to start: --tls-cert /nonexistent/c.pem and --tls-key /nonexistent/k.pem: open /nonexistent/c.pem: no such file or directory"},
+		{Name: "tls-root-ca-file without a certificate", Args: append(loopbackArgs(t), "--tls-root-ca-file=ca.pem"), Code: 1, Stderr: "--tls-root-ca-file needs --tls-cert and --tls-key"},
+		{Name: "tls-client-auth-policy without a certificate", Args: append(loopbackArgs(t), "--tls-client-auth-policy=require"), Code: 1, Stderr: "cannot require TLS client connections without TLS key and cert"},
+		{Name: "bad tls-client-auth-policy", Args: append(loopbackArgs(t), "--tls-client-auth-policy=maybe"), Code: 1, Stderr: "--tls-client-auth-policy must be require or require-verify"},
 		{Name: "auth-http-address refused", Args: append(loopbackArgs(t), "--auth-http-address=127.0.0.1:4181"), Code: 1, Stderr: "--auth-http-address is not supported yet"},
 		{Name: "tls-required false starts", Args: append(loopbackArgs(t), "--tls-required=false", "--tls-min-version=tls1.2"), Code: 0, Stderr: "msg=starting", Cancelled: true},
 		{Name: "failed start", Args: append(loopbackArgs(t), "--tcp-address="+busy.Addr().String()), Code: 1, Stderr: "nsqd: failed to start:"},
@@ -55,4 +62,31 @@ func TestRun(t *testing.T) {
 // start followed by SIGTERM, which must end in a clean exit 0.
 func TestBinary(t *testing.T) {
 	testutil.CheckBinary(t, "nsqd", "--tls-required=sometimes", loopbackArgs(t))
+}
+
+// TestRunReloadsTLSOnSIGHUP: with TLS configured, SIGHUP reloads the certificate files
+// rather than ending the process.
+func TestRunReloadsTLSOnSIGHUP(t *testing.T) {
+	ca := testutil.NewCA(t, "tern-test")
+	cert, key, _ := ca.Issue(t, testutil.CertOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	log := testutil.NewOutput()
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, append(loopbackArgs(t), "--tls-cert="+cert, "--tls-key="+key), io.Discard, log)
+	}()
+	if !log.WaitFor("nsqd started", 10*time.Second) {
+		t.Fatalf("no start in the log:\n%s", log.String())
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if !log.WaitFor("TLS files reloaded", 10*time.Second) {
+		t.Errorf("no reload in the log after SIGHUP:\n%s", log.String())
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("exit %d after the reload and a stop", code)
+	}
 }

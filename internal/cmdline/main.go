@@ -23,6 +23,12 @@ type Daemon interface {
 	Run(ctx context.Context) error
 }
 
+// Reloader is a Daemon that re-reads files on SIGHUP (nsqd: its TLS certificates). A daemon
+// that is not one keeps SIGHUP's default, as NSQ's daemons do.
+type Reloader interface {
+	Reload() error
+}
+
 // Binary is everything that differs between Tern's daemon binaries; Main does the rest.
 type Binary[T any] struct {
 	// Name is the program name, used in messages and --version.
@@ -96,6 +102,21 @@ func (b Binary[T]) Main(ctx context.Context, args []string, stdout, stderr io.Wr
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: failed to start: %v\n", b.Name, err)
 		return 1
+	}
+	if r, ok := daemon.(Reloader); ok {
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go func() {
+			for {
+				select {
+				case <-hup:
+					_ = r.Reload() // the daemon logs the outcome
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
 	}
 	if err := daemon.Run(ctx); err != nil {
 		logger.Error("stopped with an error", "error", err)

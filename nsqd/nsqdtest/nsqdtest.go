@@ -19,7 +19,7 @@ import (
 // takes longer is stuck, and waiting for the test binary's own timeout would hide where.
 const stopTimeout = 15 * time.Second
 
-// Start runs an NSQD with TCP and HTTP on 127.0.0.1 with ports chosen by the kernel, broadcast
+// Start runs an NSQD with TCP and HTTP (and HTTPS, when configured) on 127.0.0.1 with ports chosen by the kernel, broadcast
 // address 127.0.0.1, a fresh temporary data path and node ID 1, logging through t, until the
 // test ends. configure, when not nil, may change the options first (limits, a fixed address
 // for a restart, HTTPAddress "" to turn HTTP off). The test fails if the daemon cannot start,
@@ -39,6 +39,7 @@ func StartWithStop(t testing.TB, configure func(*nsqd.Options)) (d *nsqd.NSQD, s
 	opts := nsqd.NewOptions()
 	opts.TCPAddress = "127.0.0.1:0"
 	opts.HTTPAddress = "127.0.0.1:0"
+	opts.HTTPSAddress = "127.0.0.1:0" // serves only when a test configures TLS
 	opts.BroadcastAddress = "127.0.0.1"
 	opts.DataPath = t.TempDir()
 	opts.NodeID = 1
