@@ -131,6 +131,7 @@ type consConn struct {
 	idle     chan struct{} // capacity 1: inFlight reached 0, CLOSE_WAIT came, or the conn ended
 
 	subscribed atomic.Bool
+	closing    atomic.Bool // CLS was sent: the connection is draining
 	closeWait  atomic.Bool // CLOSE_WAIT came: later messages are not handled
 	dead       atomic.Bool // the connection has ended: queued messages are not handled
 	inFlight   atomic.Int64
@@ -272,6 +273,31 @@ func (c *Consumer) Stats() ConsumerStats {
 	s.Connects = c.connects.Load()
 	s.ConnectErrors = c.connectErrs.Load()
 	return s
+}
+
+// starvedFraction is go-nsq's: a connection holding this much of its RDY in flight is
+// starved.
+const starvedFraction = 0.85
+
+// IsStarved reports whether any connection holds in flight at least 85% of its RDY count
+// (truncated, as go-nsq computes it) and at least one message, and is neither closing nor
+// lost. It has the semantics of go-nsq's Consumer.IsStarved: nsqd sends such a connection
+// little or nothing more until some of its messages are answered, so a handler that holds
+// messages to answer them in batches (nsq_to_file finishes them once their file is synced)
+// should answer what it holds now rather than wait. The check is per connection: with
+// several nsqds, one connection can be starved while the Consumer as a whole holds far
+// less than its MaxInFlight.
+func (c *Consumer) IsStarved() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, cc := range c.conns {
+		threshold := int64(float64(cc.rdy) * starvedFraction)
+		inFlight := cc.inFlight.Load()
+		if inFlight >= threshold && inFlight > 0 && !cc.closing.Load() && !cc.dead.Load() {
+			return true
+		}
+	}
+	return false
 }
 
 // Stop stops the Consumer gracefully: it sends CLS on every connection, so that nsqd
@@ -463,6 +489,7 @@ func (c *Consumer) wait(ctx context.Context, d time.Duration) bool {
 // received before it to be answered, then half-close after the last FIN, so that nsqd
 // reads them all. The Consumer's hard context cuts it short.
 func (c *Consumer) drain(cc *consConn) {
+	cc.closing.Store(true)
 	if cc.conn.write(protocol.StartClose()) == nil {
 		cc.conn.flush()
 	}

@@ -239,3 +239,37 @@ func TestConsumerChangeMaxInFlight(t *testing.T) {
 		t.Error("ChangeMaxInFlight(-1) accepted")
 	}
 }
+
+// A Consumer whose handler holds every message it was sent is starved once a connection
+// holds its RDY, and no longer once they are answered.
+func TestConsumerIsStarved(t *testing.T) {
+	t.Parallel()
+	s := startNSQD(t, nil)
+	publish(t, s, "starve", bodies("m", 10))
+	held := make(chan *nsq.Message, 10)
+	h := nsq.HandlerFunc(func(m *nsq.Message) error {
+		m.DisableAutoResponse()
+		held <- m
+		return nil
+	})
+	cfg := nsq.NewConfig()
+	cfg.MaxInFlight = 10
+	c := newConsumer(t, "starve", "ch", h, cfg)
+	if c.IsStarved() {
+		t.Fatal("starved before connecting")
+	}
+	if err := c.ConnectToNSQD(ctxTimeout(t, 5*time.Second), s.tcpAddr()); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool { return len(held) == 10 }, "%d of 10 messages held", func() int { return len(held) })
+	if !c.IsStarved() {
+		t.Errorf("not starved holding 10 messages at RDY 10; stats %+v", c.Stats())
+	}
+	for range 10 {
+		(<-held).Finish()
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool { return c.Stats().InFlight == 0 }, "in flight %d", func() int64 { return c.Stats().InFlight })
+	if c.IsStarved() {
+		t.Error("starved with nothing in flight")
+	}
+}
