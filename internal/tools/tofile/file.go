@@ -145,7 +145,10 @@ func (w *topicWriter) run(ctx context.Context) (err error) {
 			if err := w.write(m.Body); err != nil {
 				return fmt.Errorf("[%s/%s] writing message to disk: %w", w.topic, w.opts.Channel, err)
 			}
-			sync = len(w.pending) >= w.opts.MaxInFlight || w.starved()
+			// A starved connection (go-nsq's rule: one holding 85% of its RDY) is sent
+			// nothing more until its messages are finished: sync now rather than at
+			// the next tick.
+			sync = len(w.pending) >= w.opts.MaxInFlight || w.consumer.IsStarved()
 		}
 		// Once stopping, nothing more is coming but what is in flight: sync at once.
 		if sync || stopped != nil {
@@ -166,14 +169,6 @@ func (w *topicWriter) shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), toolflag.DrainTimeout)
 	defer cancel()
 	return w.consumer.Stop(ctx)
-}
-
-// starved reports whether the consumer holds most of what it may hold, so that nsqd sends
-// nothing more until some messages are finished: the messages written must be synced now
-// rather than wait for the next tick.
-func (w *topicWriter) starved() bool {
-	s := w.consumer.Stats()
-	return s.RDY > 0 && float64(s.InFlight) >= 0.85*float64(s.RDY)
 }
 
 func (w *topicWriter) write(body []byte) error {

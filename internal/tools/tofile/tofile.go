@@ -6,8 +6,9 @@
 // list, at once and every --topic-refresh, that match --topic-pattern. It runs one
 // topicWriter (file.go) per topic, each with its own Consumer and files: the writer's
 // router goroutine writes messages through a buffer (and gzip), syncs the file to disk at
-// least every --sync-interval, whenever --max-in-flight messages are waiting or the
-// consumer can receive no more, and finishes the messages only then. Files are named by
+// least every --sync-interval, whenever --max-in-flight messages are waiting or one of the
+// consumer's connections is starved (nsq.Consumer.IsStarved: it holds 85% of its RDY, so
+// nsqd sends it little more), and finishes the messages only then. Files are named by
 // --filename-format (filename.go): <TOPIC>, <HOST>, <PID>, <DATETIME> (--datetime-format,
 // strftime) and <REV>, a revision that tells apart the files of one name. A file is
 // replaced by a new one when its name's <DATETIME> changes, when it is older than

@@ -206,10 +206,10 @@ func bodies(prefix string, n int) []string {
 	return out
 }
 
-// channelEmpty reports whether the channel holds nothing: every message finished.
-func channelEmpty(c *tooltest.Cluster, topic, channel string) func() bool {
+// channelEmpty reports whether the channel on node holds nothing: every message finished.
+func channelEmpty(c *tooltest.Cluster, node int, topic, channel string) func() bool {
 	return func() bool {
-		ts, ok := c.Nodes[0].TopicStats(topic)
+		ts, ok := c.Nodes[node].TopicStats(topic)
 		if !ok {
 			return false
 		}
@@ -273,7 +273,7 @@ func TestWrite(t *testing.T) {
 				o.Topics = []string{topic}
 				tt.mutate(o)
 			}))
-			testutil.Eventually(t, tooltest.Timeout, channelEmpty(c, topic, "nsq_to_file"), "every message finished")
+			testutil.Eventually(t, tooltest.Timeout, channelEmpty(c, 0, topic, "nsq_to_file"), "every message finished")
 			stop()
 			if got := lines(t, out); !slices.Equal(got, want) {
 				t.Errorf("lines %q, want %q", got, want)
@@ -295,7 +295,7 @@ func TestWorkDir(t *testing.T) {
 	}
 	c.Publish(t, 0, "w", "one", "two")
 	_, stop := start(t, options(c, out, func(o *Options) { o.Topics, o.WorkDir, o.GZIP = []string{"w"}, work, true }))
-	testutil.Eventually(t, tooltest.Timeout, channelEmpty(c, "w", "nsq_to_file"), "every message finished")
+	testutil.Eventually(t, tooltest.Timeout, channelEmpty(c, 0, "w", "nsq_to_file"), "every message finished")
 	if got := files(t, work); len(got) != 1 || got[0] != "w.host-000001."+hour+".log.gz" {
 		t.Errorf("work dir %q", got)
 	}
@@ -317,7 +317,7 @@ func TestRotate(t *testing.T) {
 	out := t.TempDir()
 	tf, stop := start(t, options(c, out, func(o *Options) { o.Topics, o.GZIP, o.SkipEmptyFiles = []string{"r"}, true, true }))
 	c.Publish(t, 0, "r", "before")
-	testutil.Eventually(t, tooltest.Timeout, channelEmpty(c, "r", "nsq_to_file"), "first message finished")
+	testutil.Eventually(t, tooltest.Timeout, channelEmpty(c, 0, "r", "nsq_to_file"), "first message finished")
 	tf.Rotate()
 	// The rotation is asynchronous: publish until a second revision appears.
 	testutil.Eventually(t, tooltest.Timeout, func() bool {
@@ -403,4 +403,25 @@ func TestWriteFailure(t *testing.T) {
 		ts, _ := c.Nodes[0].TopicStats("f")
 		return len(ts.Channels) == 1 && ts.Channels[0].Depth == 1
 	}, "the message back on the channel")
+}
+
+// TestSyncWhenOneConnectionIsStarved: with two nsqds and uneven load, the connection to the
+// busy one fills its RDY while the consumer as a whole holds far less than --max-in-flight.
+// Its messages are synced and finished then, as go-nsq's per-connection IsStarved has NSQ
+// do, not at the next --sync-interval.
+func TestSyncWhenOneConnectionIsStarved(t *testing.T) {
+	c := tooltest.Start(t, 2, false)
+	c.Publish(t, 0, "uneven", bodies("few", 3)...)
+	c.Publish(t, 1, "uneven", bodies("many", 60)...)
+	out := t.TempDir()
+	_, stop := start(t, options(c, out, func(o *Options) {
+		o.Topics, o.MaxInFlight, o.SyncInterval = []string{"uneven"}, 20, time.Hour
+		o.Source.NSQDTCPAddrs = []string{c.TCP(0), c.TCP(1)}
+	}))
+	// Well within the hour: nothing but starvation syncs.
+	testutil.Eventually(t, tooltest.Timeout, channelEmpty(c, 0, "uneven", "nsq_to_file"), "the quiet nsqd's messages finished")
+	stop()
+	if got := lines(t, out); len(got) < 3 {
+		t.Errorf("%d lines written", len(got))
+	}
 }
