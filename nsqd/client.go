@@ -39,6 +39,11 @@ type client struct {
 	// stream is what the compressors read and write: conn, or the TLS session over it. The
 	// read loop changes it, in IDENTIFY, while the pump is not yet running.
 	stream io.ReadWriter
+	// authSecret is the secret of the client's AUTH, asked about again when its grants
+	// expire; auth is what the auth servers granted (nil before AUTH). The read loop writes
+	// both; stats read auth.
+	authSecret string
+	auth       atomic.Pointer[authState]
 	// tlsState is the TLS session's state once IDENTIFY upgraded the connection, for /stats.
 	tlsState atomic.Pointer[tls.ConnectionState]
 

@@ -76,6 +76,7 @@ type NSQD struct {
 	httpListener  net.Listener
 	httpsListener net.Listener // when TLS is configured and --https-address is set
 	tls           *tlsFiles    // nil without --tls-cert
+	auth          *authServers // nil without --auth-http-address
 	registry      *prometheus.Registry
 	lock          *os.File
 	sched         *scheduler
@@ -152,6 +153,9 @@ func New(opts *Options, logger *slog.Logger, reg *prometheus.Registry) (*NSQD, e
 		return nil, err
 	}
 	n.tls = tlsFiles
+	if n.auth, err = newAuthServers(&o); err != nil {
+		return nil, err
+	}
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -361,6 +365,7 @@ func (n *NSQD) Run(ctx context.Context) error {
 
 	stopBackground()
 	bg.Wait()
+	n.auth.close()
 	err := n.closeTopics()
 	if merr := n.writeMetadata(true); merr != nil {
 		err = errors.Join(err, merr)

@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -34,8 +35,8 @@ type Options struct {
 	BroadcastHTTPPort int `flag:"broadcast-http-port" toml:"broadcast_http_port"`
 	// LookupdTCPAddresses are the nsqlookupd instances this node registers with.
 	LookupdTCPAddresses []string `flag:"lookupd-tcp-address" toml:"nsqlookupd_tcp_addresses"`
-	// AuthHTTPAddresses are the auth servers consulted for AUTH. Refused by Validate until
-	// AUTH is implemented.
+	// AuthHTTPAddresses are the auth servers consulted for AUTH (host:port, asked at
+	// /auth, or a URL); with any, clients must AUTH before PUB, MPUB, DPUB and SUB.
 	AuthHTTPAddresses []string `flag:"auth-http-address" toml:"auth_http_addresses"`
 	// AuthHTTPRequestMethod is get or post.
 	AuthHTTPRequestMethod string `flag:"auth-http-request-method" toml:"auth_http_request_method"`
@@ -204,15 +205,6 @@ func NewOptions() *Options {
 	}
 }
 
-// unimplementedSecurity names the auth options that are set. Until nsqd implements AUTH,
-// accepting them would be failing open: an auth server would never be asked.
-func (o *Options) unimplementedSecurity() []string {
-	if len(o.AuthHTTPAddresses) > 0 {
-		return []string{"--auth-http-address"}
-	}
-	return nil
-}
-
 // tlsRequired is --tls-required in effect: as in NSQ, a client auth policy makes TLS
 // required when it was not.
 func (o *Options) tlsRequired() string {
@@ -258,9 +250,10 @@ func (o *Options) Validate() error {
 	default:
 		bad("--tls-required must be true, false or tcp-https, got %q", o.TLSRequired)
 	}
-	for _, name := range o.unimplementedSecurity() {
-		bad("%s is not supported yet: Tern's nsqd has no AUTH until the security work "+
-			"lands, and refuses to start rather than serve unauthenticated", name)
+	for _, a := range o.AuthHTTPAddresses {
+		if a == "" || strings.ContainsAny(a, " ?#") {
+			bad("--auth-http-address %q: want host:port or an http(s):// URL without a query", a)
+		}
 	}
 	if (o.TLSCert == "") != (o.TLSKey == "") {
 		bad("--tls-cert and --tls-key must be given together")

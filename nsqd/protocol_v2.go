@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"time"
 
@@ -141,23 +142,23 @@ func (p *protocolV2) exec(ctx context.Context, c *client, params [][]byte) ([]by
 	case bytes.Equal(cmd, []byte("REQ")):
 		return p.req(c, params)
 	case bytes.Equal(cmd, []byte("PUB")):
-		return p.pub(c, params)
+		return p.pub(ctx, c, params)
 	case bytes.Equal(cmd, []byte("MPUB")):
-		return p.mpub(c, params)
+		return p.mpub(ctx, c, params)
 	case bytes.Equal(cmd, []byte("DPUB")):
-		return p.dpub(c, params)
+		return p.dpub(ctx, c, params)
 	case bytes.Equal(cmd, []byte("NOP")):
 		return nil, nil
 	case bytes.Equal(cmd, []byte("TOUCH")):
 		return p.touch(c, params)
 	case bytes.Equal(cmd, []byte("SUB")):
-		return p.sub(c, params)
+		return p.sub(ctx, c, params)
 	case bytes.Equal(cmd, []byte("CLS")):
 		return p.cls(c)
 	case bytes.Equal(cmd, []byte("IDENTIFY")):
 		return p.identify(c, params)
 	case bytes.Equal(cmd, []byte("AUTH")):
-		return p.auth(c, params)
+		return p.auth(ctx, c, params)
 	}
 	return nil, protocol.NewFatalError(protocol.ErrInvalid, "invalid command %s", cmd)
 }
@@ -283,7 +284,7 @@ func (p *protocolV2) identify(c *client, params [][]byte) ([]byte, error) {
 		MaxDeflateLevel:     opts.MaxDeflateLevel,
 		Snappy:              snappyOn,
 		SampleRate:          req.SampleRate,
-		AuthRequired:        false,
+		AuthRequired:        p.n.auth != nil,
 		OutputBufferSize:    bufSize,
 		OutputBufferTimeout: bufTimeout.Milliseconds(),
 	})
@@ -317,14 +318,90 @@ func (p *protocolV2) identify(c *client, params [][]byte) ([]byte, error) {
 	return nil, nil
 }
 
-func (p *protocolV2) auth(c *client, params [][]byte) ([]byte, error) {
+// auth answers AUTH as NSQ does: the secret is checked with the auth servers, and the
+// client's grants are kept for its later commands. A failure to reach them is E_AUTH_FAILED
+// without the reason, which is logged: it is none of an untrusted client's business.
+func (p *protocolV2) auth(ctx context.Context, c *client, params [][]byte) ([]byte, error) {
 	if c.state.Load() != stateInit {
 		return nil, protocol.NewFatalError(protocol.ErrInvalid, "cannot AUTH in current state")
 	}
-	return nil, protocol.NewFatalError(protocol.ErrAuthDisabled, "AUTH disabled")
+	if len(params) != 1 {
+		return nil, protocol.NewFatalError(protocol.ErrInvalid, "AUTH invalid number of parameters")
+	}
+	body, err := protocol.ReadBody(c.r, nil, p.n.getOpts().MaxBodySize, protocol.ErrBadBody, "AUTH")
+	if err != nil {
+		return nil, err
+	}
+	if s := c.auth.Load(); s != nil && len(s.grants) > 0 {
+		return nil, protocol.NewFatalError(protocol.ErrInvalid, "AUTH already set")
+	}
+	if p.n.auth == nil {
+		return nil, protocol.NewFatalError(protocol.ErrAuthDisabled, "AUTH disabled")
+	}
+	c.authSecret = string(body)
+	s, err := p.queryAuth(ctx, c)
+	if err != nil {
+		p.n.logger.Warn("AUTH failed", "client", c.remote, "error", err)
+		return nil, protocol.NewFatalError(protocol.ErrAuthFailed, "AUTH failed")
+	}
+	c.auth.Store(s)
+	if len(s.grants) == 0 {
+		return nil, protocol.NewFatalError(protocol.ErrUnauthorized, "AUTH no authorizations found")
+	}
+	resp, err := json.Marshal(struct {
+		Identity        string `json:"identity"`
+		IdentityURL     string `json:"identity_url"`
+		PermissionCount int    `json:"permission_count"`
+	}{s.identity, s.identityURL, len(s.grants)})
+	if err != nil {
+		return nil, protocol.NewFatalError(protocol.ErrAuthError, "AUTH error %s", err)
+	}
+	return resp, nil
 }
 
-func (p *protocolV2) sub(c *client, params [][]byte) ([]byte, error) {
+// queryAuth asks the auth servers about c's secret, with what nsqd knows of c: its address,
+// whether it uses TLS, and its certificate's common name.
+func (p *protocolV2) queryAuth(ctx context.Context, c *client) (*authState, error) {
+	r := authRequest{secret: c.authSecret}
+	if a, ok := c.conn.RemoteAddr().(*net.TCPAddr); ok {
+		r.remoteIP = a.IP.String()
+	}
+	if ts := c.tlsState.Load(); ts != nil {
+		r.tls = true
+		if len(ts.PeerCertificates) > 0 {
+			r.commonName = ts.PeerCertificates[0].Subject.CommonName
+		}
+	}
+	return p.n.auth.query(ctx, r, rand.IntN(len(p.n.auth.addrs)))
+}
+
+// checkAuth lets cmd on topic (and channel, for SUB) through when auth is off, or when the
+// client's grants allow it, asking the auth servers again once they have expired, as NSQ
+// does. Every refusal is fatal, with NSQ's codes and texts.
+func (p *protocolV2) checkAuth(ctx context.Context, c *client, cmd, topic, channel string) error {
+	if p.n.auth == nil {
+		return nil
+	}
+	s := c.auth.Load()
+	if s == nil || len(s.grants) == 0 {
+		return protocol.NewFatalError(protocol.ErrAuthFirst, "AUTH required before %s", cmd)
+	}
+	if time.Now().After(s.expires) {
+		fresh, err := p.queryAuth(ctx, c)
+		if err != nil {
+			p.n.logger.Warn("AUTH failed", "client", c.remote, "error", err)
+			return protocol.NewFatalError(protocol.ErrAuthFailed, "AUTH failed")
+		}
+		c.auth.Store(fresh)
+		s = fresh
+	}
+	if !s.allows(topic, channel) {
+		return protocol.NewFatalError(protocol.ErrUnauthorized, "AUTH failed for %s on %q %q", cmd, topic, channel)
+	}
+	return nil
+}
+
+func (p *protocolV2) sub(ctx context.Context, c *client, params [][]byte) ([]byte, error) {
 	if c.state.Load() != stateInit {
 		return nil, protocol.NewFatalError(protocol.ErrInvalid, "cannot SUB in current state")
 	}
@@ -340,6 +417,9 @@ func (p *protocolV2) sub(c *client, params [][]byte) ([]byte, error) {
 	}
 	if !protocol.IsValidChannelName(channelName) {
 		return nil, protocol.NewFatalError(protocol.ErrBadChannel, "SUB channel name %q is not valid", channelName)
+	}
+	if err := p.checkAuth(ctx, c, "SUB", topicName, channelName); err != nil {
+		return nil, err
 	}
 	// An ephemeral topic or channel may be deleted between lookup and subscription when its
 	// last client leaves at that moment; one retry gets a fresh one.
@@ -508,7 +588,7 @@ func (p *protocolV2) publish(c *client, name string, bodies [][]byte, deferNs in
 	return nil
 }
 
-func (p *protocolV2) pub(c *client, params [][]byte) ([]byte, error) {
+func (p *protocolV2) pub(ctx context.Context, c *client, params [][]byte) ([]byte, error) {
 	name, err := p.publishTopic("PUB", params, 2)
 	if err != nil {
 		return nil, err
@@ -517,13 +597,16 @@ func (p *protocolV2) pub(c *client, params [][]byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := p.checkAuth(ctx, c, "PUB", name, ""); err != nil {
+		return nil, err
+	}
 	if err := p.publish(c, name, [][]byte{body}, 0); err != nil {
 		return nil, protocol.NewFatalError(protocol.ErrPubFailed, "PUB failed %s", err)
 	}
 	return okBytes, nil
 }
 
-func (p *protocolV2) mpub(c *client, params [][]byte) ([]byte, error) {
+func (p *protocolV2) mpub(ctx context.Context, c *client, params [][]byte) ([]byte, error) {
 	name, err := p.publishTopic("MPUB", params, 2)
 	if err != nil {
 		return nil, err
@@ -533,13 +616,16 @@ func (p *protocolV2) mpub(c *client, params [][]byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := p.checkAuth(ctx, c, "MPUB", name, ""); err != nil {
+		return nil, err
+	}
 	if err := p.publish(c, name, bodies, 0); err != nil {
 		return nil, protocol.NewFatalError(protocol.ErrMPubFailed, "MPUB failed %s", err)
 	}
 	return okBytes, nil
 }
 
-func (p *protocolV2) dpub(c *client, params [][]byte) ([]byte, error) {
+func (p *protocolV2) dpub(ctx context.Context, c *client, params [][]byte) ([]byte, error) {
 	name, err := p.publishTopic("DPUB", params, 3)
 	if err != nil {
 		return nil, err
@@ -554,6 +640,9 @@ func (p *protocolV2) dpub(c *client, params [][]byte) ([]byte, error) {
 	}
 	body, err := protocol.ReadBody(c.r, nil, opts.MaxMsgSize, protocol.ErrBadMessage, "DPUB")
 	if err != nil {
+		return nil, err
+	}
+	if err := p.checkAuth(ctx, c, "DPUB", name, ""); err != nil {
 		return nil, err
 	}
 	if err := p.publish(c, name, [][]byte{body}, int64(time.Duration(ms)*time.Millisecond)); err != nil {

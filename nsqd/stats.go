@@ -262,6 +262,10 @@ func (c *client) stats() ClientStats {
 		Snappy:        id.snappy,
 		UserAgent:     id.userAgent,
 	}
+	if a := c.auth.Load(); a != nil {
+		s.Authed = true
+		s.AuthIdentity, s.AuthIdentityURL = a.identity, a.identityURL
+	}
 	if ts := c.tlsState.Load(); ts != nil {
 		s.TLS = true
 		s.CipherSuite = tls.CipherSuiteName(ts.CipherSuite)
