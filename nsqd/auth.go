@@ -87,6 +87,7 @@ type grant struct {
 	topic              *regexp.Regexp
 	channels           []*regexp.Regexp
 	publish, subscribe bool
+	all                bool // topic ".*" and a channel ".*": every topic and channel
 }
 
 // allows reports whether s grants publishing to topic (channel "") or subscribing to
@@ -104,6 +105,17 @@ func (s *authState) allows(topic, channel string) bool {
 			if c.MatchString(channel) {
 				return true
 			}
+		}
+	}
+	return false
+}
+
+// allowsEverything reports whether s grants publish and subscribe on every topic and
+// channel: what the HTTP API asks of a request that changes the whole daemon.
+func (s *authState) allowsEverything() bool {
+	for _, g := range s.grants {
+		if g.all && g.publish && g.subscribe {
+			return true
 		}
 	}
 	return false
@@ -208,6 +220,7 @@ func (a *authServers) queryOne(ctx context.Context, addr string, r authRequest) 
 				return nil, fmt.Errorf("unable to compile channel %q %v", c, err)
 			}
 			g.channels = append(g.channels, re)
+			g.all = g.all || au.Topic == ".*" && c == ".*"
 		}
 		s.grants = append(s.grants, g)
 	}

@@ -2,6 +2,7 @@ package nsqd_test
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -265,5 +266,79 @@ func TestAuthOverTLS(t *testing.T) {
 	q := a.questions()
 	if len(q) != 1 || q[0].Get("tls") != "true" || q[0].Get("common_name") != "billing-service" {
 		t.Errorf("the auth server was asked %v", q)
+	}
+}
+
+// TestHTTPAPIAuth: with --http-api-auth, the HTTP API wants a bearer secret whose grants
+// allow the request; with open reads, health checks and monitoring need none.
+func TestHTTPAPIAuth(t *testing.T) {
+	t.Parallel()
+	a := newAuthServer(t)
+	a.grant("writer", 3600, "writer", `{"topic":"orders","channels":[".*"],"permissions":["publish"]}`)
+	a.grant("reader", 3600, "reader", `{"topic":"orders","channels":["billing"],"permissions":["subscribe"]}`)
+	a.grant("root", 3600, "root", `{"topic":".*","channels":[".*"],"permissions":["publish","subscribe"]}`)
+	for _, openReads := range []bool{false, true} {
+		t.Run(fmt.Sprint("open reads ", openReads), func(t *testing.T) {
+			d := authNSQD(t, a, func(o *nsqd.Options) { o.HTTPAPIAuth, o.HTTPAPIAuthOpenReads = true, openReads })
+			base := "http://" + d.HTTPAddr().String()
+			do := func(method, path, secret string) (int, string) {
+				t.Helper()
+				req, err := http.NewRequest(method, base+path, strings.NewReader("body"))
+				must(t, err)
+				if secret != "" {
+					req.Header.Set("Authorization", "Bearer "+secret)
+				}
+				resp, err := http.DefaultClient.Do(req)
+				must(t, err)
+				defer resp.Body.Close()
+				var b strings.Builder
+				_, _ = io.Copy(&b, resp.Body)
+				return resp.StatusCode, strings.TrimSpace(b.String())
+			}
+			readCode := 401
+			if openReads {
+				readCode = 200
+			}
+			for _, tc := range []struct {
+				method, path, secret string
+				code                 int
+				body                 string
+			}{
+				{"POST", "/pub?topic=orders", "", 401, `{"message":"AUTH_REQUIRED"}`},
+				{"POST", "/pub?topic=orders", "guess", 401, `{"message":"AUTH_FAILED"}`},
+				{"POST", "/pub?topic=orders", "writer", 200, "OK"},
+				{"POST", "/pub?topic=orders_archive", "writer", 403, `{"message":"UNAUTHORIZED"}`},
+				{"POST", "/pub?topic=orders", "reader", 403, `{"message":"UNAUTHORIZED"}`},
+				{"POST", "/channel/create?topic=orders&channel=billing", "reader", 200, ""},
+				{"POST", "/channel/delete?topic=orders&channel=billing", "writer", 403, `{"message":"UNAUTHORIZED"}`},
+				{"PUT", "/config/log_level", "writer", 403, `{"message":"UNAUTHORIZED"}`},
+				{"GET", "/ping", "", readCode, ""},
+				{"GET", "/stats?format=json", "", readCode, ""},
+				{"GET", "/ping", "reader", 200, "OK"},
+				{"GET", "/config/log_level", "", 401, `{"message":"AUTH_REQUIRED"}`},
+				{"GET", "/config/log_level", "reader", 200, ""},
+			} {
+				code, body := do(tc.method, tc.path, tc.secret)
+				if code != tc.code || tc.body != "" && body != tc.body {
+					t.Errorf("%s %s with %q: %d %s, want %d %s", tc.method, tc.path, tc.secret, code, body, tc.code, tc.body)
+				}
+			}
+			if code, _ := do("PUT", "/config/log_level", "root"); code != 400 && code != 200 {
+				t.Errorf("PUT /config by a grant of everything: %d", code)
+			}
+		})
+	}
+	// The answers are cached: many requests, few questions.
+	d := authNSQD(t, a, func(o *nsqd.Options) { o.HTTPAPIAuth = true })
+	before := len(a.questions())
+	for range 20 {
+		req, _ := http.NewRequest("POST", "http://"+d.HTTPAddr().String()+"/pub?topic=orders", strings.NewReader("x"))
+		req.Header.Set("Authorization", "Bearer writer")
+		resp, err := http.DefaultClient.Do(req)
+		must(t, err)
+		_ = resp.Body.Close()
+	}
+	if asked := len(a.questions()) - before; asked != 1 {
+		t.Errorf("20 publishes asked the auth server %d times", asked)
 	}
 }

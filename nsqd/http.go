@@ -84,7 +84,8 @@ func (n *NSQD) newHTTPServer(h http.Handler, t httpTimeouts) *http.Server {
 // httpAPI is nsqd's HTTP API, NSQ 1.3's endpoints with NSQ's parameters, answers and error
 // codes (reference §3.2), plus GET /metrics.
 type httpAPI struct {
-	secure bool // served over HTTPS
+	secure    bool // served over HTTPS
+	authCache httpAuthCache
 	n      *NSQD
 	logger *slog.Logger
 	router *httpapi.Router
@@ -163,6 +164,15 @@ func (s *httpAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			HTTPSPort int    `json:"https_port"`
 		}{codeTLSRequired, s.httpsPort()})
 		return
+	}
+	if s.n.getOpts().HTTPAPIAuth {
+		if e := s.authorizeHTTP(r); e != nil {
+			if e.Code == http.StatusUnauthorized {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="nsqd"`)
+			}
+			httpapi.RespondError(w, e)
+			return
+		}
 	}
 	s.router.ServeHTTP(w, r)
 }

@@ -40,6 +40,12 @@ type Options struct {
 	AuthHTTPAddresses []string `flag:"auth-http-address" toml:"auth_http_addresses"`
 	// AuthHTTPRequestMethod is get or post.
 	AuthHTTPRequestMethod string `flag:"auth-http-request-method" toml:"auth_http_request_method"`
+	// HTTPAPIAuth (a Tern option) puts the HTTP API under the same auth: a request needs
+	// "Authorization: Bearer <secret>", whose grants allow it (see httpauth.go).
+	HTTPAPIAuth bool `flag:"http-api-auth" toml:"http_api_auth"`
+	// HTTPAPIAuthOpenReads (a Tern option) leaves GET /ping, /info, /stats and /metrics open
+	// under HTTPAPIAuth, for health checks and monitoring.
+	HTTPAPIAuthOpenReads bool `flag:"http-api-auth-open-reads" toml:"http_api_auth_open_reads"`
 	// HTTPClientConnectTimeout and HTTPClientRequestTimeout bound calls to lookupd and auth.
 	HTTPClientConnectTimeout time.Duration `flag:"http-client-connect-timeout" toml:"http_client_connect_timeout"`
 	HTTPClientRequestTimeout time.Duration `flag:"http-client-request-timeout" toml:"http_client_request_timeout"`
@@ -249,6 +255,12 @@ func (o *Options) Validate() error {
 	case "", "false", "true", "tcp-https":
 	default:
 		bad("--tls-required must be true, false or tcp-https, got %q", o.TLSRequired)
+	}
+	if o.HTTPAPIAuth && len(o.AuthHTTPAddresses) == 0 {
+		bad("--http-api-auth needs --auth-http-address: the secrets are checked by the auth servers")
+	}
+	if o.HTTPAPIAuthOpenReads && !o.HTTPAPIAuth {
+		bad("--http-api-auth-open-reads only applies with --http-api-auth")
 	}
 	for _, a := range o.AuthHTTPAddresses {
 		if a == "" || strings.ContainsAny(a, " ?#") {
