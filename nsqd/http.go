@@ -86,9 +86,9 @@ func (n *NSQD) newHTTPServer(h http.Handler, t httpTimeouts) *http.Server {
 type httpAPI struct {
 	secure    bool // served over HTTPS
 	authCache httpAuthCache
-	n      *NSQD
-	logger *slog.Logger
-	router *httpapi.Router
+	n         *NSQD
+	logger    *slog.Logger
+	router    *httpapi.Router
 
 	// configMu serialises PUT /config: each writer copies the options, changes one field and
 	// stores the copy, and two at once would lose one change.
