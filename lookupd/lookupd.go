@@ -2,11 +2,13 @@ package lookupd
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"github.com/ternmq/tern/internal/goroutines"
 	"github.com/ternmq/tern/internal/logging"
 	"github.com/ternmq/tern/internal/protocol"
+	"github.com/ternmq/tern/internal/tlsfiles"
 	"log/slog"
 	"net"
 	"net/http"
@@ -49,6 +51,7 @@ type Lookupd struct {
 
 	tcpListener  net.Listener
 	httpListener net.Listener
+	tls          *tlsfiles.Files // nil without --tls-cert
 
 	peerLogLimit logLimiter
 
@@ -92,6 +95,12 @@ func New(opts *Options, logger *slog.Logger, reg *prometheus.Registry) (*Lookupd
 		counters: newCounters(),
 		conns:    make(map[uint64]net.Conn),
 	}
+	if l.tls, err = tlsfiles.Load(tlsfiles.Config{
+		CertFile: opts.TLSCert, KeyFile: opts.TLSKey, RootCAFile: opts.TLSRootCAFile,
+		ClientAuthPolicy: opts.TLSClientAuthPolicy, MinVersion: opts.TLSMinVersion,
+	}, l.logger.With("component", "tls")); err != nil {
+		return nil, err
+	}
 	tl, err := protocol.Listen(opts.TCPAddress)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", opts.TCPAddress, err)
@@ -100,6 +109,10 @@ func New(opts *Options, logger *slog.Logger, reg *prometheus.Registry) (*Lookupd
 	if err != nil {
 		_ = tl.Close()
 		return nil, fmt.Errorf("listen on %s: %w", opts.HTTPAddress, err)
+	}
+	if l.tls != nil {
+		// TLS only: a lookupd that offers TLS and takes plain text as well protects nothing.
+		tl, hl = tls.NewListener(tl, l.tls.Server()), tls.NewListener(hl, l.tls.Server())
 	}
 	l.tcpListener, l.httpListener = tl, hl
 	if err := l.registerMetrics(reg); err != nil {
@@ -116,6 +129,15 @@ func (l *Lookupd) TCPAddr() net.Addr { return l.tcpListener.Addr() }
 // HTTPAddr returns the address the HTTP API listens on.
 func (l *Lookupd) HTTPAddr() net.Addr { return l.httpListener.Addr() }
 
+// Reload re-reads the TLS certificate, key and root CA files (the binary calls it on SIGHUP;
+// a change to the files is noticed by itself too). A failure keeps the files in use.
+func (l *Lookupd) Reload() error {
+	if l.tls == nil {
+		return nil
+	}
+	return l.tls.Reload()
+}
+
 // Run serves until ctx is cancelled, then shuts down and returns: it stops accepting, makes
 // GET /ping answer 500, lets HTTP requests under way finish (for up to 5 s), closes every nsqd
 // connection and waits for every goroutine it started. Registrations are in memory only and
@@ -126,13 +148,16 @@ func (l *Lookupd) Run(ctx context.Context) error {
 	}
 	httpServer := l.newHTTPServer(l.newHTTPAPI())
 	l.goroutines.Go(func() { l.acceptLoop(ctx) })
+	if l.tls != nil {
+		l.goroutines.Go(func() { l.tls.Watch(ctx) })
+	}
 	l.goroutines.Go(func() {
 		if err := httpServer.Serve(l.httpListener); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			l.logger.Error("http server", "error", err)
 		}
 	})
 	l.logger.Info("nsqlookupd started", "version", version.Binary,
-		"tcp_address", l.TCPAddr().String(), "http_address", l.HTTPAddr().String(),
+		"tcp_address", l.TCPAddr().String(), "http_address", l.HTTPAddr().String(), "tls", l.tls != nil,
 		"broadcast_address", l.opts.BroadcastAddress)
 
 	<-ctx.Done()

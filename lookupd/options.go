@@ -33,6 +33,17 @@ type Options struct {
 	// TombstoneLifetime is how long POST /topic/tombstone hides an nsqd from /lookup for a
 	// topic.
 	TombstoneLifetime time.Duration `flag:"tombstone-lifetime" toml:"tombstone_lifetime"`
+
+	// TLS (Tern extensions; NSQ's lookupd speaks only plain text): with a certificate and
+	// key, the TCP and HTTP listeners serve TLS only, so nsqd registers (--lookupd-tls) and
+	// consumers and nsqadmin query over TLS. TLSClientAuthPolicy require or require-verify
+	// asks clients for a certificate, verified against TLSRootCAFile with require-verify.
+	// The files are reloaded when they change and on SIGHUP.
+	TLSCert             string `flag:"tls-cert" toml:"tls_cert"`
+	TLSKey              string `flag:"tls-key" toml:"tls_key"`
+	TLSRootCAFile       string `flag:"tls-root-ca-file" toml:"tls_root_ca_file"`
+	TLSClientAuthPolicy string `flag:"tls-client-auth-policy" toml:"tls_client_auth_policy"`
+	TLSMinVersion       string `flag:"tls-min-version" toml:"tls_min_version"`
 }
 
 // NewOptions returns NSQ 1.3's defaults: TCP on 4160, HTTP on 4161, the OS host name as the
@@ -52,6 +63,8 @@ func NewOptions() *Options {
 
 		InactiveProducerTimeout: 300 * time.Second,
 		TombstoneLifetime:       45 * time.Second,
+
+		TLSMinVersion: "tls1.2",
 	}
 }
 
@@ -73,6 +86,22 @@ func (o *Options) Validate() error {
 	}
 	if o.TombstoneLifetime <= 0 {
 		bad("--tombstone-lifetime must be positive, got %v", o.TombstoneLifetime)
+	}
+	if (o.TLSCert == "") != (o.TLSKey == "") {
+		bad("--tls-cert and --tls-key must be given together")
+	}
+	if o.TLSCert == "" && (o.TLSRootCAFile != "" || o.TLSClientAuthPolicy != "") {
+		bad("--tls-root-ca-file and --tls-client-auth-policy need --tls-cert and --tls-key")
+	}
+	switch o.TLSClientAuthPolicy {
+	case "", "require", "require-verify":
+	default:
+		bad("--tls-client-auth-policy must be require or require-verify, got %q", o.TLSClientAuthPolicy)
+	}
+	switch o.TLSMinVersion {
+	case "", "tls1.0", "tls1.1", "tls1.2", "tls1.3":
+	default:
+		bad("--tls-min-version must be tls1.0, tls1.1, tls1.2 or tls1.3, got %q", o.TLSMinVersion)
 	}
 	return errors.Join(errs...)
 }

@@ -16,6 +16,7 @@ func TestNewOptionsAreNSQDefaults(t *testing.T) {
 		LogLevel: "info", LogPrefix: "[nsqlookupd] ",
 		TCPAddress: "0.0.0.0:4160", HTTPAddress: "0.0.0.0:4161", BroadcastAddress: hostname,
 		InactiveProducerTimeout: 300 * time.Second, TombstoneLifetime: 45 * time.Second,
+		TLSMinVersion: "tls1.2", // Tern's TLS, off without a certificate
 	}
 	if got := *NewOptions(); got != want {
 		t.Errorf("NewOptions() = %+v, want %+v", got, want)

@@ -15,6 +15,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/ternmq/tern/internal/tlsfiles"
 )
 
 // maxAuthAnswerBytes bounds what nsqd reads of an auth server's answer.
@@ -57,7 +59,7 @@ func newAuthServers(o *Options) (*authServers, error) {
 				DialContext:           (&net.Dialer{Timeout: o.HTTPClientConnectTimeout}).DialContext,
 				ResponseHeaderTimeout: o.HTTPClientRequestTimeout,
 				TLSHandshakeTimeout:   o.HTTPClientRequestTimeout,
-				TLSClientConfig:       &tls.Config{RootCAs: roots, MinVersion: tlsVersion(o.TLSMinVersion)},
+				TLSClientConfig:       &tls.Config{RootCAs: roots, MinVersion: tlsfiles.Version(o.TLSMinVersion)},
 				MaxIdleConnsPerHost:   4,
 				IdleConnTimeout:       90 * time.Second,
 			},

@@ -21,6 +21,7 @@ import (
 	"bufio"
 	"cmp"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -133,6 +134,8 @@ type lookupSource interface {
 	lookupdAddresses() []string
 	// lookupdDialTimeout bounds a dial; 0 means the peer's I/O timeout.
 	lookupdDialTimeout() time.Duration
+	// lookupdTLS is the TLS configuration to register over, or nil for plain text.
+	lookupdTLS() *tls.Config
 	// lookupIdentity returns the IDENTIFY body.
 	lookupIdentity() lookupIdentity
 	// registrationSnapshot returns every topic with its channels.
@@ -144,6 +147,8 @@ type lookupSource interface {
 func (n *NSQD) lookupdAddresses() []string { return n.getOpts().LookupdTCPAddresses }
 
 func (n *NSQD) lookupdDialTimeout() time.Duration { return n.getOpts().HTTPClientConnectTimeout }
+
+func (n *NSQD) lookupdTLS() *tls.Config { return n.lookupdTLSConfig }
 
 // lookupIdentity describes this node to lookupd. Broadcast ports from the options win over
 // the real listener ports, so a node behind NAT or a container port mapping is reachable.
@@ -437,6 +442,21 @@ func (p *lookupPeer) connect(ctx context.Context) (connected bool, err error) {
 	conn, err := d.DialContext(ctx, protocol.Network(p.addr), p.addr)
 	if err != nil {
 		return false, fmt.Errorf("dial: %w", err)
+	}
+	if cfg := p.src.lookupdTLS(); cfg != nil {
+		cfg = cfg.Clone()
+		if host, _, err := net.SplitHostPort(p.addr); err == nil && cfg.ServerName == "" {
+			cfg.ServerName = host
+		}
+		sess := tls.Client(conn, cfg)
+		hctx, cancel := context.WithTimeout(ctx, dialTimeout)
+		err := sess.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			_ = conn.Close()
+			return false, fmt.Errorf("TLS handshake: %w", err)
+		}
+		conn = sess
 	}
 	s := startLookupSession(conn, p.tuning.ioTimeout)
 	// Closing the connection at once when ctx ends unblocks any write or wait, so a hung

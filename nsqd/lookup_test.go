@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -732,6 +733,7 @@ type fakeSource struct{ state map[string][]string }
 
 func (s fakeSource) lookupdAddresses() []string        { return nil }
 func (s fakeSource) lookupdDialTimeout() time.Duration { return 0 }
+func (s fakeSource) lookupdTLS() *tls.Config           { return nil }
 func (s fakeSource) lookupIdentity() lookupIdentity    { return lookupIdentity{} }
 
 func (s fakeSource) registrationSnapshot() []topicRegistrations {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/ternmq/tern/internal/logging"
 	"github.com/ternmq/tern/internal/protocol"
+	"github.com/ternmq/tern/internal/tlsfiles"
 	"github.com/ternmq/tern/internal/version"
 	"github.com/ternmq/tern/nsqd/logstore"
 )
@@ -74,16 +75,18 @@ type NSQD struct {
 
 	tcpListener   net.Listener
 	httpListener  net.Listener
-	httpsListener net.Listener // when TLS is configured and --https-address is set
-	tls           *tlsFiles    // nil without --tls-cert
-	auth          *authServers // nil without --auth-http-address
-	registry      *prometheus.Registry
-	lock          *os.File
-	sched         *scheduler
-	ids           *idGenerator
-	memBudget     *logstore.Budget // --mem-queue-bytes, shared by every topic's hot tail
-	proto         *protocolV2
-	startTime     time.Time
+	httpsListener net.Listener    // when TLS is configured and --https-address is set
+	tls           *tlsfiles.Files // nil without --tls-cert
+	auth          *authServers    // nil without --auth-http-address
+	// lookupdTLSConfig is how nsqd registers with the lookupds over TLS (--lookupd-tls).
+	lookupdTLSConfig *tls.Config
+	registry         *prometheus.Registry
+	lock             *os.File
+	sched            *scheduler
+	ids              *idGenerator
+	memBudget        *logstore.Budget // --mem-queue-bytes, shared by every topic's hot tail
+	proto            *protocolV2
+	startTime        time.Time
 
 	exiting       atomic.Bool
 	nextClientID  atomic.Int64
@@ -148,13 +151,26 @@ func New(opts *Options, logger *slog.Logger, reg *prometheus.Registry) (*NSQD, e
 	}
 	n.opts.Store(&o)
 	n.proto = &protocolV2{n: n}
-	tlsFiles, err := newTLSFiles(&o, n.logger.With("component", "tls"))
+	tlsFiles, err := tlsfiles.Load(tlsfiles.Config{
+		CertFile: o.TLSCert, KeyFile: o.TLSKey, RootCAFile: o.TLSRootCAFile,
+		ClientAuthPolicy: o.TLSClientAuthPolicy, MinVersion: o.TLSMinVersion,
+	}, n.logger.With("component", "tls"))
 	if err != nil {
 		return nil, err
 	}
 	n.tls = tlsFiles
 	if n.auth, err = newAuthServers(&o); err != nil {
 		return nil, err
+	}
+	if o.LookupdTLS {
+		roots, err := tlsfiles.RootCAs(o.TLSRootCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-root-ca-file: %w", err)
+		}
+		n.lookupdTLSConfig = &tls.Config{RootCAs: roots, MinVersion: tlsfiles.Version(o.TLSMinVersion)}
+		if n.tls != nil {
+			n.lookupdTLSConfig.GetClientCertificate = n.tls.ClientCertificate
+		}
 	}
 	if reg == nil {
 		reg = prometheus.NewRegistry()
@@ -200,7 +216,7 @@ func New(opts *Options, logger *slog.Logger, reg *prometheus.Registry) (*NSQD, e
 			n.unlock()
 			return nil, fmt.Errorf("listen on %s: %w", o.HTTPSAddress, err)
 		}
-		n.httpsListener = tls.NewListener(hl, n.tls.server)
+		n.httpsListener = tls.NewListener(hl, n.tls.Server())
 	}
 	if err := n.registerMetrics(reg); err != nil {
 		n.closeListeners()
@@ -296,7 +312,7 @@ func (n *NSQD) Run(ctx context.Context) error {
 	}
 	bg.Go(func() { n.lookupLoop(bgCtx) })
 	if n.tls != nil {
-		bg.Go(func() { n.tls.watch(bgCtx) })
+		bg.Go(func() { n.tls.Watch(bgCtx) })
 	}
 	acceptDone := make(chan struct{})
 	go func() {

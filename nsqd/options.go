@@ -35,6 +35,10 @@ type Options struct {
 	BroadcastHTTPPort int `flag:"broadcast-http-port" toml:"broadcast_http_port"`
 	// LookupdTCPAddresses are the nsqlookupd instances this node registers with.
 	LookupdTCPAddresses []string `flag:"lookupd-tcp-address" toml:"nsqlookupd_tcp_addresses"`
+	// LookupdTLS (a Tern option) registers with the lookupds over TLS (Tern's nsqlookupd
+	// with --tls-cert), verifying them against TLSRootCAFile (or the system's authorities)
+	// and presenting TLSCert as a client certificate when there is one.
+	LookupdTLS bool `flag:"lookupd-tls" toml:"lookupd_tls"`
 	// AuthHTTPAddresses are the auth servers consulted for AUTH (host:port, asked at
 	// /auth, or a URL); with any, clients must AUTH before PUB, MPUB, DPUB and SUB.
 	AuthHTTPAddresses []string `flag:"auth-http-address" toml:"auth_http_addresses"`

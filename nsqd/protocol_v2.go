@@ -295,7 +295,7 @@ func (p *protocolV2) identify(c *client, params [][]byte) ([]byte, error) {
 		return nil, err
 	}
 	if tlsv1 {
-		if err := c.upgradeTLS(p.n.tls.server); err != nil {
+		if err := c.upgradeTLS(p.n.tls.Server()); err != nil {
 			p.n.logger.Info("TLS handshake failed", "client", c.remote, "error", err)
 			return nil, protocol.NewFatalError(protocol.ErrIdentifyFailed, "IDENTIFY failed %s", err)
 		}

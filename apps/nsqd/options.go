@@ -43,6 +43,7 @@ var flagUsage = map[string]string{
 	"lookupd-tcp-address":         "lookupd TCP address (may be given multiple times)",
 	"auth-http-address":           "<addr>:<port> or full URL of an auth server (may be given multiple times)",
 	"auth-http-request-method":    "HTTP method used to query the auth server: get or post",
+	"lookupd-tls":                 "register with the lookupds over TLS, verified with --tls-root-ca-file, presenting --tls-cert (Tern extension)",
 	"http-api-auth":               "require an auth secret (Authorization: Bearer) for the HTTP API, checked by the auth servers (Tern extension)",
 	"http-api-auth-open-reads":    "with --http-api-auth, leave GET /ping, /info, /stats and /metrics open (Tern extension)",
 	"http-client-connect-timeout": "timeout for connecting to lookupd and auth servers over HTTP",

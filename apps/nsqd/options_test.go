@@ -32,7 +32,7 @@ var nsqFlags = []string{
 }
 
 // ternFlags are Tern's additions; each is documented in the README.
-var ternFlags = []string{"fsync-always", "mem-queue-bytes", "http-api-auth", "http-api-auth-open-reads"}
+var ternFlags = []string{"fsync-always", "mem-queue-bytes", "http-api-auth", "http-api-auth-open-reads", "lookupd-tls"}
 
 func TestFlagNamesMatchNSQ(t *testing.T) {
 	fs := newFlagSet(nsqd.NewOptions(), &cmdLine{})

@@ -26,6 +26,12 @@ func flagUsage() map[string]string {
 
 		"inactive-producer-timeout": "duration of time a producer will remain in the active list since its last ping",
 		"tombstone-lifetime":        "duration of time a producer will remain tombstoned if registration remains",
+
+		"tls-cert":               "path to a certificate file: TCP and HTTP then serve TLS only (Tern extension)",
+		"tls-key":                "path to the certificate's key file (Tern extension)",
+		"tls-root-ca-file":       "path to the authorities that sign client certificates (Tern extension)",
+		"tls-client-auth-policy": "client certificate policy: require or require-verify (Tern extension)",
+		"tls-min-version":        "minimum TLS version: tls1.0, tls1.1, tls1.2 or tls1.3 (Tern extension)",
 	}
 }
 
@@ -36,7 +42,7 @@ func spec() *cmdline.Spec[lookupd.Options] {
 		Name:          "nsqlookupd",
 		Defaults:      lookupd.NewOptions,
 		Usage:         flagUsage(),
-		Normalizers:   map[string]func(string) (string, error){"log-level": cmdline.Lowercase},
+		Normalizers:   map[string]func(string) (string, error){"log-level": cmdline.Lowercase, "tls-min-version": cmdline.Lowercase},
 		NoOps:         map[string]string{flagVerbose: "[deprecated] has no effect, use --log-level"},
 		ExampleConfig: "contrib/nsqlookupd.toml.example",
 	}

@@ -13,10 +13,12 @@ import (
 	"github.com/ternmq/tern/lookupd"
 )
 
-// nsqFlags are the flags NSQ 1.3's nsqlookupd accepts.
+// nsqFlags are the flags NSQ 1.3's nsqlookupd accepts, and Tern's TLS flags.
 var nsqFlags = []string{
 	"broadcast-address", "config", "http-address", "inactive-producer-timeout", "log-level",
-	"log-prefix", "tcp-address", "tombstone-lifetime", "verbose", "version",
+	"log-prefix", "tcp-address",
+	"tls-cert", "tls-client-auth-policy", "tls-key", "tls-min-version", "tls-root-ca-file", // Tern's
+	"tombstone-lifetime", "verbose", "version",
 }
 
 func TestFlagNamesMatchNSQ(t *testing.T) {
@@ -26,7 +28,7 @@ func TestFlagNamesMatchNSQ(t *testing.T) {
 	var got []string
 	fs.VisitAll(func(fl *flag.Flag) { got = append(got, fl.Name) })
 	if !slices.Equal(got, nsqFlags) {
-		t.Errorf("flags = %q, want NSQ 1.3's %q", got, nsqFlags)
+		t.Errorf("flags = %q, want NSQ 1.3's and Tern's %q", got, nsqFlags)
 	}
 }
 

@@ -67,6 +67,7 @@ func (ca *CA) Pool() *x509.CertPool {
 // 127.0.0.1, ::1 and localhost, valid from an hour ago for a day.
 type CertOptions struct {
 	Client  bool      // a client certificate (ExtKeyUsageClientAuth) rather than a server one
+	Both    bool      // a server certificate that is a client certificate too
 	Expired bool      // NotAfter an hour ago
 	Name    string    // the common name; default "localhost"
 	Hosts   []string  // IP addresses and DNS names; default 127.0.0.1, ::1, localhost
@@ -98,6 +99,9 @@ func (ca *CA) Issue(t testing.TB, o CertOptions) (certFile, keyFile string, pair
 	}
 	if o.Client {
 		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	}
+	if o.Both {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
 	}
 	switch {
 	case o.Expired:
