@@ -62,7 +62,8 @@ type Config struct {
 	DeflateLevel int
 	// TLS, when set, requires the connection to upgrade to TLS; a server that does not
 	// offer TLS is refused rather than used in the clear. An empty ServerName is taken
-	// from the address dialled.
+	// from the address dialled. It also verifies https:// lookupds (Tern's nsqlookupd with
+	// --tls-cert), presenting the same client certificate.
 	TLS *tls.Config
 	// AuthSecret is sent with AUTH when, and only when, the server says auth is required.
 	AuthSecret string

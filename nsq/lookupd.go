@@ -2,6 +2,7 @@ package nsq
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -65,6 +66,18 @@ func lookupURL(addr, topic string) (string, error) {
 	return u.String(), nil
 }
 
+// lookupdTransport is the HTTP transport of the lookupd queries: Config.TLS, when set,
+// verifies https:// lookupds (and presents its client certificate) as it does nsqds, each
+// lookupd checked against its own host name.
+func lookupdTransport(cfg *tls.Config) *http.Transport {
+	t := &http.Transport{Proxy: http.ProxyFromEnvironment, IdleConnTimeout: 90 * time.Second}
+	if cfg != nil {
+		t.TLSClientConfig = cfg.Clone()
+		t.TLSClientConfig.ServerName = ""
+	}
+	return t
+}
+
 // pollSoon asks the lookupd loop to poll now rather than at its next interval.
 func (c *Consumer) pollSoon() {
 	select {
@@ -77,7 +90,7 @@ func (c *Consumer) pollSoon() {
 // returns when Stop begins.
 func (c *Consumer) lookupLoop() {
 	defer c.loops.Done()
-	client := &http.Client{Timeout: c.cfg.LookupdPollTimeout}
+	client := &http.Client{Timeout: c.cfg.LookupdPollTimeout, Transport: lookupdTransport(c.cfg.TLS)}
 	defer client.CloseIdleConnections()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
