@@ -228,3 +228,19 @@ func TestTLSReload(t *testing.T) {
 		t.Errorf("after a failed reload, served %q", got)
 	}
 }
+
+// TestTLSExpiredServerCertificate: a client refuses an nsqd whose certificate has expired,
+// rather than publishing to it.
+func TestTLSExpiredServerCertificate(t *testing.T) {
+	t.Parallel()
+	ca := testutil.NewCA(t, "tern-test")
+	cert, key, _ := ca.Issue(t, testutil.CertOptions{Expired: true})
+	d := nsqdtest.Start(t, func(o *nsqd.Options) { o.TLSCert, o.TLSKey, o.TLSRequired = cert, key, "true" })
+	p := newProducer(t, d.TCPAddr().String(), tlsConfig(ca, nil))
+	if err := p.Publish("t", []byte("x")); err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Errorf("publish to an nsqd with an expired certificate: %v", err)
+	}
+	if _, ok := d.TopicStats("t"); ok {
+		t.Error("the message was published")
+	}
+}
