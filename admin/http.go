@@ -21,6 +21,7 @@ import (
 // Requests that change something and come from another site's page are refused
 // (net/http's CrossOriginProtection): a cross-site form could otherwise delete a topic with
 // the user's credentials. Scripts and curl send no browser headers and are not affected.
+// Every answer, refusals included, carries the security headers (securityHeaders).
 func (a *Admin) handler() http.Handler {
 	logger := a.logger.With("component", "http")
 	p := a.pages
@@ -72,5 +73,21 @@ func (a *Admin) handler() http.Handler {
 		ErrorHandling: promhttp.ContinueOnError,
 	}))
 
-	return http.NewCrossOriginProtection().Handler(rt)
+	return securityHeaders(http.NewCrossOriginProtection().Handler(rt))
+}
+
+// securityHeaders sets on every answer, pages, JSON, assets and errors alike: the strict
+// Content-Security-Policy (which forbids framing with frame-ancestors), X-Frame-Options for
+// browsers that predate frame-ancestors, nosniff so that nothing is run as another type than
+// the one it is served as, and a Referrer-Policy that keeps the admin's URLs (topic names)
+// from other sites.
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", contentSecurityPolicy)
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "same-origin")
+		next.ServeHTTP(w, r)
+	})
 }

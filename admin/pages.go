@@ -186,10 +186,7 @@ func (p *pages) render(w http.ResponseWriter, status int, name string, d *pageDa
 	}
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Content-Security-Policy", contentSecurityPolicy)
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "same-origin")
+	h.Set("Cache-Control", "no-store") // the security headers are set for every answer (securityHeaders)
 	w.WriteHeader(status)
 	_, _ = w.Write(buf.Bytes())
 }
@@ -285,7 +282,6 @@ func (p *pages) serveStatic(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h := w.Header()
-	h.Set("X-Content-Type-Options", "nosniff")
 	if p.a.getOpts().DevStaticDir == "" {
 		h.Set("Cache-Control", "public, max-age=3600")
 	} else {
