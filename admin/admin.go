@@ -2,6 +2,7 @@ package admin
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -18,6 +19,7 @@ import (
 	"github.com/ternmq/tern/internal/goroutines"
 	"github.com/ternmq/tern/internal/logging"
 	"github.com/ternmq/tern/internal/protocol"
+	"github.com/ternmq/tern/internal/tlsfiles"
 )
 
 // ErrAlreadyRun is returned by a second call to Run: an Admin serves once, and its listener is
@@ -57,6 +59,7 @@ type Admin struct {
 	metrics  *adminMetrics
 
 	listener net.Listener
+	tls      *tlsfiles.Files // nil without --tls-cert: the admin serves plain HTTP
 
 	// ctx ends when Run shuts down: fetches under way are abandoned.
 	ctx    context.Context
@@ -66,8 +69,8 @@ type Admin struct {
 	goroutines goroutines.Tracker
 }
 
-// New validates opts, loads the templates and the TLS client configuration, and binds the
-// HTTP listener. Metrics are registered on reg and GET /metrics serves everything reg
+// New validates opts, loads the templates, the TLS client configuration and the certificate
+// it serves HTTPS with (--tls-cert), and binds the HTTP listener. Metrics are registered on reg and GET /metrics serves everything reg
 // gathers; with a nil reg the admin makes its own, with the Go and process collectors. A nil
 // logger discards the logs.
 func New(opts *Options, logger *slog.Logger, reg *prometheus.Registry) (*Admin, error) {
@@ -102,6 +105,11 @@ func New(opts *Options, logger *slog.Logger, reg *prometheus.Registry) (*Admin, 
 	}
 	o := *opts
 	a.opts.Store(&o)
+	if a.tls, err = tlsfiles.Load(tlsfiles.Config{
+		CertFile: opts.TLSCert, KeyFile: opts.TLSKey, MinVersion: "tls1.2",
+	}, a.logger.With("component", "tls")); err != nil {
+		return nil, err
+	}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	a.cluster = &cluster{client: client, options: a.getOpts}
 	a.metrics = newAdminMetrics()
@@ -121,9 +129,25 @@ func New(opts *Options, logger *slog.Logger, reg *prometheus.Registry) (*Admin, 
 		reg.Unregister(a.metrics)
 		return nil, fmt.Errorf("listen on %s: %w", opts.HTTPAddress, err)
 	}
+	if a.tls != nil {
+		ln = tls.NewListener(ln, a.tls.Server())
+	}
 	a.listener = ln
 	return a, nil
 }
+
+// Reload re-reads the files the admin takes at start: the --tls-cert and --tls-key it serves
+// HTTPS with (the binary calls it on SIGHUP; the files are also watched). On failure the
+// certificate in use stays, and the error says why. Without --tls-cert it does nothing.
+func (a *Admin) Reload() error {
+	if a.tls == nil {
+		return nil
+	}
+	return a.tls.Reload()
+}
+
+// TLS reports whether the admin serves HTTPS.
+func (a *Admin) TLS() bool { return a.tls != nil }
 
 // getOpts returns the current options; never change what it points to.
 func (a *Admin) getOpts() *Options { return a.opts.Load() }
@@ -149,7 +173,7 @@ func (a *Admin) Run(ctx context.Context) error {
 	}
 	defer a.cancel()
 	defer a.client.close()
-	a.logger.Info("nsqadmin started", "http_address", a.listener.Addr().String(),
+	a.logger.Info("nsqadmin started", "http_address", a.listener.Addr().String(), "https", a.tls != nil,
 		"lookupds", a.getOpts().NSQLookupdHTTPAddresses, "nsqds", a.getOpts().NSQDHTTPAddresses)
 
 	server := &http.Server{
@@ -166,6 +190,9 @@ func (a *Admin) Run(ctx context.Context) error {
 		}
 	})
 	a.goroutines.Go(func() { a.sample(a.ctx) })
+	if a.tls != nil {
+		a.goroutines.Go(func() { a.tls.Watch(a.ctx) })
+	}
 	a.goroutines.Go(func() { a.notifier.run(a.ctx) })
 
 	var runErr error

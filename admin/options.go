@@ -29,6 +29,12 @@ type Options struct {
 	// a reverse proxy that forwards one path of its site. It is normalised to begin with a
 	// slash and to have none at its end ("/" serves at the root).
 	BasePath string `flag:"base-path" toml:"base_path"`
+	// TLSCert and TLSKey, when set (both or neither), make the admin serve HTTPS instead of
+	// HTTP on HTTPAddress. The files are reloaded when they change and on SIGHUP (Reload),
+	// without a restart. Not NSQ options: NSQ's admin serves plain HTTP only.
+	TLSCert string `flag:"tls-cert" toml:"tls_cert"`
+	// TLSKey is the private key of TLSCert.
+	TLSKey string `flag:"tls-key" toml:"tls_key"`
 	// DevStaticDir, when set, serves the CSS and JavaScript from this directory instead of
 	// the copies built into the binary, so that they can be edited without rebuilding.
 	DevStaticDir string `flag:"dev-static-dir" toml:"dev_static_dir"`
@@ -147,6 +153,9 @@ func (o *Options) Validate() error {
 	}
 	if o.HTTPClientRequestTimeout <= 0 {
 		bad("--http-client-request-timeout must be positive, got %v", o.HTTPClientRequestTimeout)
+	}
+	if (o.TLSCert == "") != (o.TLSKey == "") {
+		bad("--tls-cert and --tls-key must be given together")
 	}
 	if (o.HTTPClientTLSCert == "") != (o.HTTPClientTLSKey == "") {
 		bad("--http-client-tls-cert and --http-client-tls-key must be given together")

@@ -34,6 +34,7 @@ func TestRun(t *testing.T) {
 		{Name: "graphite refused", Args: with("--graphite-url=http://graphite"), Code: 1, Stderr: "--graphite-url is not supported"},
 		{Name: "failed start", Args: []string{"--http-address=" + busy.Addr().String(), "--lookupd-http-address=127.0.0.1:1"}, Code: 1, Stderr: "nsqadmin: failed to start:"},
 		{Name: "missing root CA", Args: with("--http-client-tls-root-ca-file=/nonexistent.pem"), Code: 1, Stderr: "--http-client-tls-root-ca-file"},
+		{Name: "missing certificate", Args: with("--tls-cert=/nonexistent.pem", "--tls-key=/nonexistent-key.pem"), Code: 1, Stderr: "nsqadmin: failed to start: --tls-cert /nonexistent.pem"},
 		{Name: "clean shutdown", Args: with("--log-level=debug"), Stderr: "msg=starting", Cancelled: true},
 		{Name: "verbose warns", Args: with("--verbose"), Stderr: "flag=--verbose", Cancelled: true},
 	})

@@ -23,6 +23,8 @@ func flagUsage() map[string]string {
 
 		"http-address":   "<addr>:<port> to listen on for HTTP clients",
 		"base-path":      "URL base path, for an admin behind a proxy that forwards one path of its site",
+		"tls-cert":       "PEM certificate to serve HTTPS with instead of HTTP on --http-address; reloaded when it changes and on SIGHUP (Tern only)",
+		"tls-key":        "PEM private key of --tls-cert (Tern only)",
 		"dev-static-dir": "serve the CSS and JavaScript from this directory instead of the built-in copies",
 
 		"lookupd-http-address": "lookupd HTTP address to discover the cluster through (may be given multiple times)",

@@ -13,15 +13,18 @@ import (
 	"github.com/ternmq/tern/admin"
 )
 
-// nsqFlags are the flags NSQ 1.3's nsqadmin accepts, and sample-interval, Tern's own.
+// nsqFlags are the flags NSQ 1.3's nsqadmin accepts.
 var nsqFlags = []string{
 	"acl-http-header", "admin-user", "allow-config-from-cidr", "base-path", "config", "dev-static-dir",
 	"graphite-url", "http-address", "http-client-connect-timeout", "http-client-request-timeout",
 	"http-client-tls-cert", "http-client-tls-insecure-skip-verify", "http-client-tls-key",
 	"http-client-tls-root-ca-file", "log-level", "log-prefix", "lookupd-http-address",
-	"notification-http-endpoint", "nsqd-http-address", "proxy-graphite", "sample-interval",
+	"notification-http-endpoint", "nsqd-http-address", "proxy-graphite",
 	"statsd-counter-format", "statsd-gauge-format", "statsd-interval", "statsd-prefix", "verbose", "version",
 }
+
+// ternFlags are Tern's own flags, which NSQ's nsqadmin does not have.
+var ternFlags = []string{"sample-interval", "tls-cert", "tls-key"}
 
 // nsqKeys are the TOML keys NSQ names differently from the flag.
 var nsqKeys = map[string]string{
@@ -36,8 +39,9 @@ func TestFlagNamesMatchNSQ(t *testing.T) {
 	fs := spec().FlagSet(admin.NewOptions(), &configPath, &version)
 	var got []string
 	fs.VisitAll(func(fl *flag.Flag) { got = append(got, fl.Name) })
-	if !slices.Equal(got, nsqFlags) {
-		t.Errorf("flags = %q, want %q", got, nsqFlags)
+	want := slices.Sorted(slices.Values(append(slices.Clone(nsqFlags), ternFlags...)))
+	if !slices.Equal(got, want) {
+		t.Errorf("flags = %q, want %q", got, want)
 	}
 }
 
@@ -130,6 +134,7 @@ func TestValidate(t *testing.T) {
 		{"graphite", func(o *admin.Options) { o.GraphiteURL = "http://g" }, "--graphite-url is not supported"},
 		{"statsd", func(o *admin.Options) { o.StatsdPrefix = "x" }, "--statsd-* options"},
 		{"cert without key", func(o *admin.Options) { o.HTTPClientTLSCert = "c.pem" }, "must be given together"},
+		{"tls key without cert", func(o *admin.Options) { o.TLSKey = "k.pem" }, "--tls-cert and --tls-key must be given together"},
 		{"bad cidr", func(o *admin.Options) { o.AllowConfigFromCIDR = "everyone" }, "not a CIDR network"},
 		{"bad endpoint", func(o *admin.Options) { o.NotificationHTTPEndpoint = "ftp://x" }, "must be an http:// or https:// URL"},
 		{"fast sampling", func(o *admin.Options) { o.SampleInterval = time.Millisecond }, "--sample-interval must be at least 1s"},
