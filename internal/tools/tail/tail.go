@@ -131,15 +131,12 @@ func (t *Tail) Run(ctx context.Context) error {
 	return t.err
 }
 
-// stop drains the consumers, within toolflag.DrainTimeout. It may be called more than once.
+// stop drains the consumers, all at once, within toolflag.DrainTimeout. It may be called
+// more than once.
 func (t *Tail) stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), toolflag.DrainTimeout)
 	defer cancel()
-	for _, c := range t.consumers {
-		if err := c.Stop(ctx); err != nil {
-			t.logger.Warn("consumer did not drain", "consumer", c.String(), "error", err)
-		}
-	}
+	toolflag.StopConsumers(ctx, t.logger, t.consumers...)
 }
 
 // handler shows the messages of topic.

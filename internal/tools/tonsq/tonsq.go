@@ -165,8 +165,8 @@ func New(o *Options, logger *slog.Logger) (*ToNSQ, error) {
 	return t, nil
 }
 
-// Run copies until ctx ends, then stops the consumers, letting the publishes in progress
-// complete (and their messages be finished or requeued), and then the producers.
+// Run copies until ctx ends, then stops the consumers, all at once, letting the publishes in
+// progress complete (and their messages be finished or requeued), and then the producers.
 func (t *ToNSQ) Run(ctx context.Context) error {
 	var err error
 	for _, c := range t.consumers {
@@ -179,11 +179,7 @@ func (t *ToNSQ) Run(ctx context.Context) error {
 	}
 	stopCtx, cancel := context.WithTimeout(context.Background(), toolflag.DrainTimeout)
 	defer cancel()
-	for _, c := range t.consumers {
-		if serr := c.Stop(stopCtx); serr != nil {
-			t.logger.Warn("consumer did not drain", "consumer", c.String(), "error", serr)
-		}
-	}
+	toolflag.StopConsumers(stopCtx, t.logger, t.consumers...)
 	t.stopProducers()
 	if err != nil && ctx.Err() == nil {
 		return err

@@ -9,6 +9,8 @@
 //     rather than ignoring it;
 //   - Source, the nsqds or lookupds a tool consumes from, with NSQ's rule that exactly one
 //     kind is given;
+//   - StopConsumers, which stops a tool's consumers all at once, each draining within
+//     the same deadline;
 //   - Command and its Main, which every tool's main package calls: flag parsing, --help,
 //     --version, validation with every problem reported at once, the logger, and
 //     SIGINT/SIGTERM as a graceful stop (a second signal kills).
