@@ -60,6 +60,7 @@ type Admin struct {
 
 	listener net.Listener
 	tls      *tlsfiles.Files // nil without --tls-cert: the admin serves plain HTTP
+	auth     *auth           // nil without --user: no login
 
 	// ctx ends when Run shuts down: fetches under way are abandoned.
 	ctx    context.Context
@@ -108,6 +109,9 @@ func New(opts *Options, logger *slog.Logger, reg *prometheus.Registry) (*Admin, 
 	if a.tls, err = tlsfiles.Load(tlsfiles.Config{
 		CertFile: opts.TLSCert, KeyFile: opts.TLSKey, MinVersion: "tls1.2",
 	}, a.logger.With("component", "tls")); err != nil {
+		return nil, err
+	}
+	if a.auth, err = newAuth(opts, a.tls != nil, a.basePath, a.logger.With("component", "auth")); err != nil {
 		return nil, err
 	}
 	a.ctx, a.cancel = context.WithCancel(context.Background())

@@ -350,13 +350,15 @@ func (a *Admin) apiSeries(_ http.ResponseWriter, r *http.Request, _ httprouter.P
 }
 
 // isAdmin reports whether the request may change the cluster: anyone when no admin users are
-// configured, otherwise only the users named, as the --acl-http-header header tells.
+// configured, otherwise only the users named, as the logged-in user or the --acl-http-header
+// header tells (a.user).
 func (a *Admin) isAdmin(r *http.Request) bool {
 	o := a.getOpts()
 	if len(o.AdminUsers) == 0 {
 		return true
 	}
-	return slices.Contains(o.AdminUsers, r.Header.Get(o.ACLHTTPHeader))
+	u := a.user(r)
+	return u != "" && slices.Contains(o.AdminUsers, u)
 }
 
 // act checks the request may act, carries out act, invalidates the cached snapshot and
@@ -397,7 +399,7 @@ func (a *Admin) act(r *http.Request, act action) ([]error, error) {
 		return nil, err
 	}
 	a.logger.Info("action", "action", act.notification(), "topic", act.topic, "channel", act.channel,
-		"node", act.node, "user", r.Header.Get(a.getOpts().ACLHTTPHeader), "warnings", len(warnings))
+		"node", act.node, "user", a.user(r), "warnings", len(warnings))
 	if act.kind == actCreate {
 		// NSQ's admin notifies the topic's creation, and then the channel's.
 		a.notifier.notify(action{kind: actCreate, topic: act.topic}, r)

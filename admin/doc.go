@@ -25,12 +25,17 @@
 //     seconds and asks before an action; without it the server asks.
 //   - api.go is NSQ's /api/* and config.go its /config/:opt; notify.go posts NSQ's
 //     notification of every action; metrics.go is the admin's own /metrics.
+//   - Tern's additions, each off by default: HTTPS (--tls-cert, reloaded through
+//     internal/tlsfiles), and login (auth.go, password.go): users from --user with PBKDF2
+//     hashes, sessions in signed cookies, HTTP Basic for the API. http.go wraps every answer
+//     in the security headers and the cross-origin check, then the login check.
 //
 // # Locks
 //
 // Each lock guards its own fields and none is held while another is taken, or during I/O:
 // snapshotCache.mu (the current snapshot and the fetch under way), sampler.mu (the rings),
-// pages.probeMu (which nodes serve /metrics), Admin.configMu (serialises PUT /config; the
+// pages.probeMu (which nodes serve /metrics), auth.mu (failed logins per address and
+// verified Basic credentials; never held while hashing), Admin.configMu (serialises PUT /config; the
 // options themselves are swapped whole through an atomic pointer).
 //
 // # Running one in a test

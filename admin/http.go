@@ -16,7 +16,8 @@ import (
 //   - the pages (GET), and the forms of their actions (POST to the same paths);
 //   - NSQ's JSON API under /api/ and /config/, with NSQ's shapes and error codes, plus
 //     GET /api/series, the history behind a chart;
-//   - /ping, /metrics (the admin's own) and /static/.
+//   - /ping, /metrics (the admin's own) and /static/;
+//   - with --user, /login and /logout, and every other path behind a login (auth.go).
 //
 // Requests that change something and come from another site's page are refused
 // (net/http's CrossOriginProtection): a cross-site form could otherwise delete a topic with
@@ -46,6 +47,12 @@ func (a *Admin) handler() http.Handler {
 	rt.Handler("GET", bp("/counter"), p.handle(p.counter))
 	rt.Handler("GET", bp("/static/:asset"), http.HandlerFunc(p.serveStatic))
 
+	if a.auth != nil {
+		rt.Handler("GET", bp("/login"), http.HandlerFunc(p.loginForm))
+		rt.Handler("POST", bp("/login"), http.HandlerFunc(p.login))
+		rt.Handler("POST", bp("/logout"), http.HandlerFunc(p.logout))
+	}
+
 	post := http.HandlerFunc(p.postAction)
 	rt.Handler("POST", bp("/topics"), post)
 	rt.Handler("POST", bp("/topics/:topic"), post)
@@ -73,7 +80,7 @@ func (a *Admin) handler() http.Handler {
 		ErrorHandling: promhttp.ContinueOnError,
 	}))
 
-	return securityHeaders(http.NewCrossOriginProtection().Handler(rt))
+	return securityHeaders(http.NewCrossOriginProtection().Handler(a.requireLogin(rt)))
 }
 
 // securityHeaders sets on every answer, pages, JSON, assets and errors alike: the strict

@@ -26,8 +26,8 @@ type adminAction struct {
 	Channel   string `json:"channel,omitempty"`
 	Node      string `json:"node,omitempty"`
 	Timestamp int64  `json:"timestamp"`
-	// User is the user name of HTTP basic authentication, as in NSQ; the admin check uses
-	// --acl-http-header instead.
+	// User is the logged-in user with --user; otherwise, as in NSQ, the user name of HTTP
+	// basic authentication (the admin check uses --acl-http-header instead).
 	User      string `json:"user,omitempty"`
 	RemoteIP  string `json:"remote_ip"`
 	UserAgent string `json:"user_agent"`
@@ -143,8 +143,12 @@ func (n *notifier) send(ctx context.Context, a *adminAction) {
 	}
 }
 
-// basicAuthUser returns the user name of the request's HTTP basic authentication, or "".
+// basicAuthUser returns the logged-in user (--user), or the user name of the request's HTTP
+// basic authentication, or "".
 func basicAuthUser(r *http.Request) string {
+	if u, ok := r.Context().Value(userKey{}).(string); ok {
+		return u
+	}
 	user, _, _ := r.BasicAuth()
 	return user
 }

@@ -69,11 +69,20 @@ type Options struct {
 	// through the admin (topic deleted, channel paused, ...), in NSQ's format.
 	NotificationHTTPEndpoint string `flag:"notification-http-endpoint" toml:"notification_http_endpoint"`
 	// ACLHTTPHeader is the request header carrying the user's name, set by an authenticating
-	// proxy in front of the admin.
+	// proxy in front of the admin. It must be empty with Users: one source of identity.
 	ACLHTTPHeader string `flag:"acl-http-header" toml:"acl_http_header"`
-	// AdminUsers, when not empty, are the only users (by ACLHTTPHeader) allowed to act on the
-	// cluster; everyone may still look.
+	// AdminUsers, when not empty, are the only users (by ACLHTTPHeader, or the logged-in user
+	// with Users) allowed to act on the cluster; everyone may still look.
 	AdminUsers []string `flag:"admin-user" toml:"admin_users"`
+	// Users, when set, are the only people who may use the admin: each "name:hash", the hash
+	// made by `nsqadmin --hash-password` (pbkdf2-sha256$<iterations>$<salt>$<hash>), never
+	// the password itself. Every page then needs a login, and the JSON API a session or the
+	// user's HTTP Basic credentials. Not an NSQ option: NSQ's admin has no login of its own.
+	Users []string `flag:"user" toml:"users"`
+	// SessionKeyFile holds the key (32 bytes or more) login sessions are signed with, so that
+	// they survive a restart and are valid on every admin sharing the file. Without it the
+	// key is random per process: every session ends when the admin restarts.
+	SessionKeyFile string `flag:"session-key-file" toml:"session_key_file"`
 
 	// SampleInterval is how often the admin samples the cluster for its charts and rates; the
 	// charts keep an hour of samples. Not an NSQ option: NSQ's admin draws charts only from
@@ -169,8 +178,31 @@ func (o *Options) Validate() error {
 		!strings.HasPrefix(o.NotificationHTTPEndpoint, "https://") {
 		bad("--notification-http-endpoint must be an http:// or https:// URL, got %q", o.NotificationHTTPEndpoint)
 	}
-	if o.ACLHTTPHeader == "" && len(o.AdminUsers) > 0 {
-		bad("--admin-user needs --acl-http-header to tell who the user is")
+	users := make(map[string]bool)
+	for i, u := range o.Users {
+		name, _, err := parseUser(u)
+		switch {
+		case err != nil:
+			bad("--user #%d: %v", i+1, err)
+		case users[name]:
+			bad("--user %q is given twice", name)
+		}
+		users[name] = true
+	}
+	switch {
+	case len(o.Users) > 0 && o.ACLHTTPHeader != "":
+		bad("--user and --acl-http-header both say who the user is: with --user, set --acl-http-header to \"\" (acl_http_header = \"\")")
+	case len(o.Users) > 0:
+		for _, u := range o.AdminUsers {
+			if !users[u] {
+				bad("--admin-user %q is not one of the --user users", u)
+			}
+		}
+	case o.ACLHTTPHeader == "" && len(o.AdminUsers) > 0:
+		bad("--admin-user needs --acl-http-header or --user to tell who the user is")
+	}
+	if o.SessionKeyFile != "" && len(o.Users) == 0 {
+		bad("--session-key-file signs login sessions and needs --user")
 	}
 	if o.SampleInterval < minSampleInterval {
 		bad("--sample-interval must be at least %v, got %v", minSampleInterval, o.SampleInterval)

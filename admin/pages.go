@@ -60,7 +60,7 @@ type metricsProbe struct {
 const metricsProbeTTL = 5 * time.Minute
 
 // pageNames are the pages, each one template file drawn inside layout.html.
-var pageNames = []string{"overview", "topic", "channel", "nodes", "node", "lookup", "counter", "confirm", "message"}
+var pageNames = []string{"overview", "topic", "channel", "nodes", "node", "lookup", "counter", "confirm", "message", "login"}
 
 func newPages(a *Admin) (*pages, error) {
 	p := &pages{a: a, templates: make(map[string]*template.Template), probes: make(map[string]metricsProbe)}
@@ -96,6 +96,7 @@ type pageData struct {
 	Updated        time.Time
 	User           string
 	ACLHeader      string
+	Login          bool // users log in (--user): the header has a logout button
 	Admin          bool // the user may act
 	Lookupd        bool // the cluster is found through lookupds
 	Version        string
@@ -164,7 +165,8 @@ func (p *pages) newPageData(r *http.Request, title, section string) *pageData {
 		Section:        section,
 		RefreshSeconds: int(liveRefresh / time.Second),
 		Updated:        time.Now(),
-		User:           r.Header.Get(o.ACLHTTPHeader),
+		User:           p.a.user(r),
+		Login:          p.a.auth != nil,
 		ACLHeader:      o.ACLHTTPHeader,
 		Admin:          p.a.isAdmin(r),
 		Lookupd:        len(o.NSQLookupdHTTPAddresses) > 0,

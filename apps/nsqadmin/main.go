@@ -5,13 +5,21 @@
 // hands the result to package admin, which does all the work. The daemon runs until SIGINT or
 // SIGTERM, then exits 0; bad flags, a bad config file or a failed start exit 1 with a message
 // on stderr.
+//
+// `nsqadmin --hash-password` instead reads a password from one line of stdin, prints its hash
+// for --user (name:<hash>) and exits.
 package main
 
 import (
+	"bufio"
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -25,6 +33,9 @@ func main() {
 
 // run is main without the exit, so tests can drive it: it returns the process exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if wantsHashPassword(args) {
+		return hashPassword(os.Stdin, stdout, stderr)
+	}
 	return cmdline.Binary[admin.Options]{
 		Name:              "nsqadmin",
 		Spec:              spec(),
@@ -35,4 +46,45 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return admin.New(o, logger, reg)
 		},
 	}.Main(ctx, args, stdout, stderr)
+}
+
+// wantsHashPassword reports whether args ask for --hash-password (or -hash-password, or
+// =true), before the flags that end at "--".
+func wantsHashPassword(args []string) bool {
+	for _, a := range args {
+		if a == "--" {
+			return false
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || name != flagHashPassword {
+			continue
+		}
+		if !hasValue {
+			return true
+		}
+		b, err := strconv.ParseBool(value)
+		return err == nil && b
+	}
+	return false
+}
+
+// hashPassword reads one line from in, prints its hash and returns the exit code.
+func hashPassword(in io.Reader, stdout, stderr io.Writer) int {
+	line, err := bufio.NewReader(in).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		fmt.Fprintf(stderr, "nsqadmin: --hash-password: %v\n", err)
+		return 1
+	}
+	password := strings.TrimRight(line, "\r\n")
+	if password == "" {
+		fmt.Fprintln(stderr, "nsqadmin: --hash-password: give the password on one line of stdin")
+		return 1
+	}
+	hash, err := admin.HashPassword(password)
+	if err != nil {
+		fmt.Fprintf(stderr, "nsqadmin: --hash-password: %v\n", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, hash)
+	return 0
 }

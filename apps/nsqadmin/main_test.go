@@ -6,9 +6,11 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/ternmq/tern/admin"
 	"github.com/ternmq/tern/internal/testutil"
 	"github.com/ternmq/tern/internal/version"
 )
@@ -80,4 +82,36 @@ func TestRunServes(t *testing.T) {
 // and a start followed by SIGTERM, which must end in a clean exit 0.
 func TestBinary(t *testing.T) {
 	testutil.CheckBinary(t, "nsqadmin", "--http-client-connect-timeout=soon", loopbackArgs)
+}
+
+// TestHashPassword: --hash-password prints a hash that admin accepts for --user, and is
+// recognised however it is spelt.
+func TestHashPassword(t *testing.T) {
+	var out, errs strings.Builder
+	if code := hashPassword(strings.NewReader("s3cret pass\n"), &out, &errs); code != 0 {
+		t.Fatalf("exit %d: %s", code, errs.String())
+	}
+	hash := strings.TrimSpace(out.String())
+	if !strings.HasPrefix(hash, "pbkdf2-sha256$600000$") || strings.Contains(hash, "s3cret") {
+		t.Fatalf("hash %q", hash)
+	}
+	o := admin.NewOptions()
+	o.NSQDHTTPAddresses = []string{"127.0.0.1:4151"}
+	o.ACLHTTPHeader = ""
+	o.Users = []string{"alice:" + hash}
+	if err := o.Validate(); err != nil {
+		t.Errorf("the printed hash is refused: %v", err)
+	}
+	out.Reset()
+	if code := hashPassword(strings.NewReader(""), &out, &errs); code != 1 || out.Len() != 0 {
+		t.Errorf("empty stdin: exit %d, printed %q", code, out.String())
+	}
+	for args, want := range map[string]bool{
+		"--hash-password": true, "-hash-password": true, "--hash-password=true": true,
+		"--hash-password=false": false, "--user=x --hash-password": true, "-- --hash-password": false, "--http-address=x": false,
+	} {
+		if got := wantsHashPassword(strings.Fields(args)); got != want {
+			t.Errorf("wantsHashPassword(%q) = %v", args, got)
+		}
+	}
 }

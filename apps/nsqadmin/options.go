@@ -12,6 +12,10 @@ import (
 // flagVerbose is NSQ's deprecated --verbose, accepted and ignored.
 const flagVerbose = "verbose"
 
+// flagHashPassword makes nsqadmin hash a password for --user instead of running (run checks
+// for it before the options are parsed; it is declared in the Spec for --help).
+const flagHashPassword = "hash-password"
+
 // flagUsage returns the help text of every flag derived from admin.Options. It is the one
 // thing the struct tags do not carry; TestEveryOptionIsSettable keeps it in step with the
 // struct.
@@ -40,7 +44,9 @@ func flagUsage() map[string]string {
 		"allow-config-from-cidr":     "the network allowed to read and change options through /config (empty: everyone)",
 		"notification-http-endpoint": "HTTP endpoint to POST a JSON notification of every action taken to",
 		"acl-http-header":            "HTTP header naming the user, set by an authenticating proxy",
-		"admin-user":                 "user (by --acl-http-header) allowed to change the cluster; with none given everyone may (may be given multiple times)",
+		"admin-user":                 "user (by --acl-http-header, or the logged-in --user) allowed to change the cluster; with none given everyone may (may be given multiple times)",
+		"user":                       "name:hash of a user who may log in, the hash from nsqadmin --hash-password; with any, every page and API call needs a login (needs --acl-http-header=\"\"; may be given multiple times; Tern only)",
+		"session-key-file":           "file of 32 or more random bytes that login sessions are signed with; without it sessions end when the admin restarts (Tern only)",
 
 		"sample-interval": "how often to sample the cluster for the charts and rates (the charts keep an hour)",
 
@@ -57,11 +63,14 @@ func flagUsage() map[string]string {
 // package variable, so that nothing can change it for later callers.
 func spec() *cmdline.Spec[admin.Options] {
 	return &cmdline.Spec[admin.Options]{
-		Name:          "nsqadmin",
-		Defaults:      admin.NewOptions,
-		Usage:         flagUsage(),
-		Normalizers:   map[string]func(string) (string, error){"log-level": cmdline.Lowercase},
-		NoOps:         map[string]string{flagVerbose: "[deprecated] has no effect, use --log-level"},
+		Name:        "nsqadmin",
+		Defaults:    admin.NewOptions,
+		Usage:       flagUsage(),
+		Normalizers: map[string]func(string) (string, error){"log-level": cmdline.Lowercase},
+		NoOps: map[string]string{
+			flagVerbose:      "[deprecated] has no effect, use --log-level",
+			flagHashPassword: "read a password from one line of stdin, print its hash for --user name:<hash>, and exit",
+		},
 		ExampleConfig: "contrib/nsqadmin.toml.example",
 	}
 }

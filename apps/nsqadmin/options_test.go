@@ -24,13 +24,15 @@ var nsqFlags = []string{
 }
 
 // ternFlags are Tern's own flags, which NSQ's nsqadmin does not have.
-var ternFlags = []string{"sample-interval", "tls-cert", "tls-key"}
+var ternFlags = []string{"hash-password", "sample-interval", "session-key-file", "tls-cert", "tls-key", "user"}
 
-// nsqKeys are the TOML keys NSQ names differently from the flag.
+// nsqKeys are the TOML keys NSQ (or Tern, for its repeatable --user) names differently from
+// the flag.
 var nsqKeys = map[string]string{
 	"lookupd-http-address": "nsqlookupd_http_addresses",
 	"nsqd-http-address":    "nsqd_http_addresses",
 	"admin-user":           "admin_users",
+	"user":                 "users",
 }
 
 func TestFlagNamesMatchNSQ(t *testing.T) {
@@ -139,6 +141,17 @@ func TestValidate(t *testing.T) {
 		{"bad endpoint", func(o *admin.Options) { o.NotificationHTTPEndpoint = "ftp://x" }, "must be an http:// or https:// URL"},
 		{"fast sampling", func(o *admin.Options) { o.SampleInterval = time.Millisecond }, "--sample-interval must be at least 1s"},
 		{"bad level", func(o *admin.Options) { o.LogLevel = "loud" }, "--log-level"},
+		{"plain password", func(o *admin.Options) { o.ACLHTTPHeader = ""; o.Users = []string{"alice:secret"} }, "want pbkdf2-sha256$<iterations>"},
+		{"no name", func(o *admin.Options) { o.ACLHTTPHeader = ""; o.Users = []string{"secret"} }, "want name:hash"},
+		{"few iterations", func(o *admin.Options) {
+			o.ACLHTTPHeader = ""
+			o.Users = []string{"alice:pbkdf2-sha256$10$c2FsdHNhbHQ=$aGFzaGhhc2hoYXNoaGFzaA=="}
+		}, "iterations must be a number from 10000"},
+		{"users and header", func(o *admin.Options) { o.Users = []string{"alice:" + testHash} }, "--user and --acl-http-header both say who the user is"},
+		{"admin not a user", func(o *admin.Options) {
+			o.ACLHTTPHeader, o.Users, o.AdminUsers = "", []string{"alice:" + testHash}, []string{"bob"}
+		}, `--admin-user "bob" is not one of the --user users`},
+		{"key without users", func(o *admin.Options) { o.SessionKeyFile = "k" }, "--session-key-file signs login sessions and needs --user"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -155,6 +168,9 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+// testHash is a well-formed hash, for the validation tests.
+const testHash = "pbkdf2-sha256$10000$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g="
+
 // TestExampleConfig parses contrib/nsqadmin.toml.example strictly and checks that it sets
 // every key to its default. It starts from zero Options rather than the defaults, so a key
 // missing from the example, or set to something else, shows up as a difference.
@@ -169,7 +185,7 @@ func TestExampleConfig(t *testing.T) {
 	}
 	want := admin.NewOptions()
 	// Empty lists in the file decode as empty, not nil.
-	got.NSQLookupdHTTPAddresses, got.NSQDHTTPAddresses, got.AdminUsers = nil, nil, nil
+	got.NSQLookupdHTTPAddresses, got.NSQDHTTPAddresses, got.AdminUsers, got.Users = nil, nil, nil, nil
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("the example sets:\n %+v\nwant the defaults:\n %+v", got, want)
 	}

@@ -1,0 +1,384 @@
+package admin
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ternmq/tern/internal/httpapi"
+)
+
+// Login (--user) is Tern's: NSQ's admin has none and trusts a proxy's header. With users
+// configured every page and endpoint needs a session but /ping, /static/*, /login and
+// /logout. A session is a cookie signed with HMAC-SHA256 over the user and its expiry; the
+// server keeps no session state, so the key (--session-key-file, or random per process) is
+// the only secret. The JSON API and /metrics also take HTTP Basic credentials, for scripts
+// and scrapers.
+
+const (
+	sessionCookie = "tern_admin_session"
+	sessionTTL    = 12 * time.Hour
+	// minSessionKey is the shortest --session-key-file: an HMAC-SHA256 key of full strength.
+	minSessionKey = 32
+	// codeAuthRequired is the API's answer without credentials.
+	codeAuthRequired = "AUTH_REQUIRED"
+
+	// loginFailLimit failed logins from one address within loginFailWindow refuse its
+	// further attempts until the window ends, without checking them: a brute force gets
+	// loginFailLimit guesses a minute, and each costs it a PBKDF2 anyway.
+	loginFailLimit  = 5
+	loginFailWindow = time.Minute
+	// maxFailureAddrs bounds the addresses remembered; past it, expired ones are dropped.
+	maxFailureAddrs = 10_000
+
+	// basicCacheTTL is how long verified Basic credentials are trusted without another
+	// PBKDF2, so that a script polling the API does not cost the admin a hash per request.
+	basicCacheTTL = 5 * time.Minute
+	maxBasicCache = 1_000
+	// maxLoginBody bounds the login form.
+	maxLoginBody = 16 << 10
+)
+
+// auth checks who a request is from, when users are configured.
+type auth struct {
+	users  map[string]passwordHash
+	dummy  passwordHash // checked for an unknown name, so that it takes as long as a known one
+	key    []byte       // the session key
+	secure bool         // the cookie is Secure: the admin serves HTTPS
+	path   string       // the cookie's Path: the base path
+	logger *slog.Logger
+	now    func() time.Time
+
+	failedLogins  atomic.Int64 // logins refused for a wrong name or password
+	limitedLogins atomic.Int64 // logins refused unchecked, from an address over the limit
+
+	mu       sync.Mutex             // guards failures and basicOK; held for no I/O or hashing
+	failures map[string]*failWindow // remote address → its recent failures
+	basicOK  map[[32]byte]time.Time // HMAC of verified Basic credentials → when to check again
+}
+
+type failWindow struct {
+	start time.Time
+	count int
+}
+
+// newAuth returns nil without users. Validate has checked the users' format.
+func newAuth(o *Options, secure bool, basePath string, logger *slog.Logger) (*auth, error) {
+	if len(o.Users) == 0 {
+		return nil, nil
+	}
+	au := &auth{
+		users: make(map[string]passwordHash), secure: secure, path: basePath, logger: logger,
+		now: time.Now, failures: make(map[string]*failWindow), basicOK: make(map[[32]byte]time.Time),
+	}
+	if au.path == "" {
+		au.path = "/"
+	}
+	maxIter := minHashIterations
+	for _, u := range o.Users {
+		name, h, err := parseUser(u)
+		if err != nil {
+			return nil, fmt.Errorf("--user: %w", err)
+		}
+		au.users[name] = h
+		maxIter = max(maxIter, h.iterations)
+		if h.iterations < hashIterations {
+			logger.Warn("a password hash has fewer iterations than recommended; make a new one with nsqadmin --hash-password",
+				"user", name, "iterations", h.iterations, "recommended", hashIterations)
+		}
+	}
+	au.dummy = passwordHash{iterations: maxIter, salt: make([]byte, hashSaltBytes), key: make([]byte, hashKeyBytes)}
+	if o.SessionKeyFile != "" {
+		key, err := os.ReadFile(o.SessionKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--session-key-file: %w", err)
+		}
+		if len(key) < minSessionKey {
+			return nil, fmt.Errorf("--session-key-file %s: %d bytes, want at least %d", o.SessionKeyFile, len(key), minSessionKey)
+		}
+		au.key = key
+	} else {
+		au.key = make([]byte, minSessionKey)
+		_, _ = rand.Read(au.key)
+		logger.Info("sessions are signed with a key made at start: they end when the admin restarts (set --session-key-file to keep them)")
+	}
+	return au, nil
+}
+
+// check reports whether name and password are a configured user's.
+func (au *auth) check(name, password string) bool {
+	h, ok := au.users[name]
+	if !ok {
+		au.dummy.matches(password)
+		return false
+	}
+	return h.matches(password)
+}
+
+// sign is the MAC of a session of user until expiry (Unix seconds).
+func (au *auth) sign(user string, expiry int64) []byte {
+	m := hmac.New(sha256.New, au.key)
+	m.Write([]byte("tern-admin-session\x00" + user + "\x00" + strconv.FormatInt(expiry, 10)))
+	return m.Sum(nil)
+}
+
+// sessionValue is the cookie of a new session of user: user, expiry and MAC.
+func (au *auth) sessionValue(user string) (string, time.Time) {
+	expiry := au.now().Add(sessionTTL).Truncate(time.Second)
+	enc := base64.RawURLEncoding
+	return enc.EncodeToString([]byte(user)) + "." + strconv.FormatInt(expiry.Unix(), 10) + "." +
+		enc.EncodeToString(au.sign(user, expiry.Unix())), expiry
+}
+
+// sessionUser returns the user of the request's session cookie, if it is valid: signed with
+// the key, not expired, and of a user still configured.
+func (au *auth) sessionUser(r *http.Request) (string, bool) {
+	c, err := r.Cookie(sessionCookie)
+	if err != nil {
+		return "", false
+	}
+	parts := strings.Split(c.Value, ".")
+	if len(parts) != 3 {
+		return "", false
+	}
+	enc := base64.RawURLEncoding
+	user, err1 := enc.DecodeString(parts[0])
+	expiry, err2 := strconv.ParseInt(parts[1], 10, 64)
+	mac, err3 := enc.DecodeString(parts[2])
+	if err1 != nil || err2 != nil || err3 != nil {
+		return "", false
+	}
+	if !hmac.Equal(mac, au.sign(string(user), expiry)) || au.now().Unix() >= expiry {
+		return "", false
+	}
+	if _, ok := au.users[string(user)]; !ok {
+		return "", false
+	}
+	return string(user), true
+}
+
+// cookie is the session cookie with value; an empty value and a negative maxAge clear it.
+func (au *auth) cookie(value string, expires time.Time, maxAge int) *http.Cookie {
+	return &http.Cookie{
+		Name: sessionCookie, Value: value, Path: au.path, Expires: expires, MaxAge: maxAge,
+		HttpOnly: true, Secure: au.secure, SameSite: http.SameSiteLaxMode,
+	}
+}
+
+// checkBasic checks Basic credentials, trusting ones verified in the last basicCacheTTL.
+func (au *auth) checkBasic(name, password string) bool {
+	m := hmac.New(sha256.New, au.key)
+	m.Write([]byte(name + "\x00" + password))
+	var id [32]byte
+	copy(id[:], m.Sum(nil))
+	now := au.now()
+	au.mu.Lock()
+	until, ok := au.basicOK[id]
+	au.mu.Unlock()
+	if ok && now.Before(until) {
+		return true
+	}
+	if !au.check(name, password) {
+		return false
+	}
+	au.mu.Lock()
+	if len(au.basicOK) >= maxBasicCache {
+		clear(au.basicOK)
+	}
+	au.basicOK[id] = now.Add(basicCacheTTL)
+	au.mu.Unlock()
+	return true
+}
+
+// limited reports whether addr has failed too often to be let try again yet.
+func (au *auth) limited(addr string) bool {
+	au.mu.Lock()
+	defer au.mu.Unlock()
+	f := au.failures[addr]
+	return f != nil && au.now().Sub(f.start) < loginFailWindow && f.count >= loginFailLimit
+}
+
+// failed counts a failed login from addr.
+func (au *auth) failed(addr string) {
+	au.failedLogins.Add(1)
+	now := au.now()
+	au.mu.Lock()
+	defer au.mu.Unlock()
+	if len(au.failures) >= maxFailureAddrs {
+		for a, f := range au.failures {
+			if now.Sub(f.start) >= loginFailWindow {
+				delete(au.failures, a)
+			}
+		}
+	}
+	f := au.failures[addr]
+	if f == nil || now.Sub(f.start) >= loginFailWindow {
+		f = &failWindow{start: now}
+		au.failures[addr] = f
+	}
+	f.count++
+}
+
+// succeeded forgets addr's failures.
+func (au *auth) succeeded(addr string) {
+	au.mu.Lock()
+	delete(au.failures, addr)
+	au.mu.Unlock()
+}
+
+// remoteHost is the address a request comes from, without the port. Behind a proxy it is
+// the proxy's.
+func remoteHost(r *http.Request) string {
+	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return host
+	}
+	return r.RemoteAddr
+}
+
+type userKey struct{}
+
+// withUser records the logged-in user in the request's context.
+func withUser(r *http.Request, user string) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), userKey{}, user))
+}
+
+// user is who the request is from: the logged-in user with --user, otherwise the name the
+// --acl-http-header header carries (or "").
+func (a *Admin) user(r *http.Request) string {
+	if a.auth != nil {
+		u, _ := r.Context().Value(userKey{}).(string)
+		return u
+	}
+	if h := a.getOpts().ACLHTTPHeader; h != "" {
+		return r.Header.Get(h)
+	}
+	return ""
+}
+
+// requireLogin lets through requests with a session, requests to the API with a user's
+// Basic credentials, and the paths anyone may reach; it sends other page requests to the
+// login form and answers other API requests 401.
+func (a *Admin) requireLogin(next http.Handler) http.Handler {
+	au := a.auth
+	if au == nil {
+		return next
+	}
+	bp := a.pages.base
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		static, isStatic := strings.CutPrefix(p, bp("/static/"))
+		if p == bp("/ping") || p == bp("/login") || p == bp("/logout") || (isStatic && !strings.Contains(static, "/")) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if user, ok := au.sessionUser(r); ok {
+			next.ServeHTTP(w, withUser(r, user))
+			return
+		}
+		if !strings.HasPrefix(p, bp("/api/")) && !strings.HasPrefix(p, bp("/config/")) && p != bp("/metrics") {
+			http.Redirect(w, r, bp("/login")+"?"+url.Values{"next": {r.URL.RequestURI()}}.Encode(), http.StatusSeeOther)
+			return
+		}
+		if name, password, ok := r.BasicAuth(); ok {
+			addr := remoteHost(r)
+			switch {
+			case au.limited(addr):
+				au.limitedLogins.Add(1)
+				httpapi.RespondError(w, httpapi.NewError(http.StatusTooManyRequests, "TOO_MANY_FAILED_LOGINS"))
+				return
+			case au.checkBasic(name, password):
+				next.ServeHTTP(w, withUser(r, name))
+				return
+			}
+			au.failed(addr)
+			au.logger.Warn("failed login", "user", name, "remote_addr", addr, "via", "basic")
+		}
+		w.Header().Set("WWW-Authenticate", `Basic realm="nsqadmin", charset="UTF-8"`)
+		httpapi.RespondError(w, httpapi.NewError(http.StatusUnauthorized, codeAuthRequired))
+	})
+}
+
+// localNext returns next if it is a path of the admin's own, else the admin's root: after
+// logging in, the browser goes only where the admin sends it (no open redirect through
+// "//evil.example" or "https://evil.example").
+func (a *Admin) localNext(next string) string {
+	home := a.pages.base("/")
+	u, err := url.Parse(next)
+	if err != nil || next == "" || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" ||
+		!strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.ContainsAny(next, "\\\r\n\t") {
+		return home
+	}
+	if a.basePath != "" && u.Path != a.basePath && !strings.HasPrefix(u.Path, a.basePath+"/") {
+		return home
+	}
+	return next
+}
+
+// loginBody is login.html.
+type loginBody struct {
+	Next, User, Error string
+}
+
+// loginForm answers GET /login.
+func (p *pages) loginForm(w http.ResponseWriter, r *http.Request) {
+	p.renderLogin(w, r, http.StatusOK, loginBody{Next: p.a.localNext(r.URL.Query().Get("next"))})
+}
+
+func (p *pages) renderLogin(w http.ResponseWriter, r *http.Request, status int, body loginBody) {
+	d := p.newPageData(r, "Log in", "login")
+	d.Body = body
+	p.render(w, status, "login", d)
+}
+
+// login answers POST /login: a session and a 303 to the page asked for, or the form again
+// with a 401.
+func (p *pages) login(w http.ResponseWriter, r *http.Request) {
+	au := p.a.auth
+	r.Body = http.MaxBytesReader(w, r.Body, maxLoginBody)
+	if err := r.ParseForm(); err != nil {
+		p.renderError(w, r, httpapi.NewError(http.StatusBadRequest, "The form could not be read."))
+		return
+	}
+	name, password := r.PostForm.Get("user"), r.PostForm.Get("password")
+	body := loginBody{Next: p.a.localNext(r.PostForm.Get("next")), User: name}
+	addr := remoteHost(r)
+	if au.limited(addr) {
+		au.limitedLogins.Add(1)
+		p.a.logger.Warn("login refused: too many failures from the address", "user", name, "remote_addr", addr)
+		body.Error = "Too many failed logins from your address. Wait a minute and try again."
+		p.renderLogin(w, r, http.StatusTooManyRequests, body)
+		return
+	}
+	if !au.check(name, password) {
+		au.failed(addr)
+		p.a.logger.Warn("failed login", "user", name, "remote_addr", addr, "via", "form")
+		body.Error = "Wrong user name or password."
+		p.renderLogin(w, r, http.StatusUnauthorized, body)
+		return
+	}
+	au.succeeded(addr)
+	value, expires := au.sessionValue(name)
+	http.SetCookie(w, au.cookie(value, expires, int(sessionTTL/time.Second)))
+	p.a.logger.Info("login", "user", name, "remote_addr", addr)
+	http.Redirect(w, r, body.Next, http.StatusSeeOther)
+}
+
+// logout answers POST /logout: the cookie is cleared and the browser sent to the login form.
+// The signed value itself stays valid until it expires: the server keeps no sessions.
+func (p *pages) logout(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, p.a.auth.cookie("", time.Unix(0, 0), -1))
+	http.Redirect(w, r, p.base("/login"), http.StatusSeeOther)
+}
