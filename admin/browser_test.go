@@ -143,3 +143,24 @@ func TestBrowserStoppedNode(t *testing.T) {
 	}
 	b.Shot("stopped-node")
 }
+
+// TestBrowserLogin opens a page, is sent to the login form, logs in, lands on the page it
+// asked for with its name in the header, and logs out.
+func TestBrowserLogin(t *testing.T) {
+	users := testUsers(t)
+	c := startCluster(t, 1, func(o *Options) { o.Users, o.ACLHTTPHeader = users, "" })
+	b := browsertest.New(t)
+
+	b.Do("open the nodes", chromedp.Navigate(c.url("/nodes")), browsertest.Visible("section.login form"))
+	b.Shot("login")
+	// A wrong password is a 401 page, which the harness counts as a failed load: the handler
+	// tests cover it (TestLoginFailures).
+	b.Do("log in", chromedp.SendKeys(`input[name=user]`, "alice"), chromedp.SendKeys(`input[name=password]`, "alice-pw"),
+		chromedp.Click(`section.login button`), browsertest.Visible("#nodes table"))
+	if got := b.Text("header .user"); got != "alice" {
+		t.Errorf("the header shows %q, want alice", got)
+	}
+	b.Shot("logged-in")
+	b.Do("log out", chromedp.Click(`header form.logout button`), browsertest.Visible("section.login form"))
+	b.Do("the nodes again", chromedp.Navigate(c.url("/nodes")), browsertest.Visible("section.login form"))
+}
