@@ -122,10 +122,14 @@ func (h *httpClient) post(ctx context.Context, addr, path string) error {
 // an error quoting the answer, as NSQ's admin reports it: got response 404 Not Found "...".
 // addr must be host:port (checkDaemonAddr): it may come from what a lookupd lists.
 func (h *httpClient) do(ctx context.Context, method, addr, path string, body []byte, v any) error {
+	scheme := "http://"
+	if rest, ok := strings.CutPrefix(addr, "https://"); ok {
+		scheme, addr = "https://", rest // a lookupd that serves TLS
+	}
 	if err := checkDaemonAddr(addr); err != nil {
 		return err
 	}
-	endpoint := "http://" + addr + path
+	endpoint := scheme + addr + path
 	for attempt := 0; ; attempt++ {
 		retry, err := h.try(ctx, method, &endpoint, body, v, attempt)
 		if !retry {

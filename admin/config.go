@@ -91,7 +91,7 @@ func (a *Admin) putConfig(w http.ResponseWriter, r *http.Request, ps httprouter.
 			return nil, apiErr(http.StatusBadRequest, codeInvalidValue)
 		}
 		for _, addr := range addrs {
-			if checkHostPort(addr) != nil {
+			if checkHostPort(strings.TrimPrefix(addr, "https://")) != nil {
 				return nil, apiErr(http.StatusBadRequest, codeInvalidValue)
 			}
 		}

@@ -40,7 +40,8 @@ type Options struct {
 	DevStaticDir string `flag:"dev-static-dir" toml:"dev_static_dir"`
 
 	// NSQLookupdHTTPAddresses are the lookupds the cluster is discovered through. Exactly one
-	// of it and NSQDHTTPAddresses must be set.
+	// of it and NSQDHTTPAddresses must be set. "https://host:port" (a Tern addition) asks a
+	// lookupd that serves TLS, verified with the --http-client-tls-* options.
 	NSQLookupdHTTPAddresses []string `flag:"lookupd-http-address" toml:"nsqlookupd_http_addresses"`
 	// NSQDHTTPAddresses is a fixed list of nsqd nodes, for a cluster without lookupds.
 	NSQDHTTPAddresses []string `flag:"nsqd-http-address" toml:"nsqd_http_addresses"`
@@ -148,7 +149,7 @@ func (o *Options) Validate() error {
 		bad("use --nsqd-http-address or --lookupd-http-address not both")
 	}
 	for _, a := range o.NSQLookupdHTTPAddresses {
-		if err := checkHostPort(a); err != nil {
+		if err := checkHostPort(strings.TrimPrefix(a, "https://")); err != nil {
 			bad("--lookupd-http-address %q: %v", a, err)
 		}
 	}
