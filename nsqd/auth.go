@@ -90,6 +90,7 @@ type grant struct {
 	channels           []*regexp.Regexp
 	publish, subscribe bool
 	all                bool // topic ".*" and a channel ".*": every topic and channel
+	anyChannel         bool // a channel ".*": every channel of the topics it matches
 }
 
 // allows reports whether s grants publishing to topic (channel "") or subscribing to
@@ -117,6 +118,17 @@ func (s *authState) allows(topic, channel string) bool {
 func (s *authState) allowsEverything() bool {
 	for _, g := range s.grants {
 		if g.all && g.publish && g.subscribe {
+			return true
+		}
+	}
+	return false
+}
+
+// allowsTopicAdmin reports whether s grants publish and subscribe on every channel of topic:
+// what the HTTP API asks of a request that deletes or empties a topic.
+func (s *authState) allowsTopicAdmin(topic string) bool {
+	for _, g := range s.grants {
+		if g.publish && g.subscribe && g.anyChannel && g.topic.MatchString(topic) {
 			return true
 		}
 	}
@@ -164,7 +176,8 @@ func (a *authServers) queryOne(ctx context.Context, addr string, r authRequest) 
 		req, err = http.NewRequestWithContext(ctx, http.MethodGet, endpoint+"?"+v.Encode(), nil)
 	}
 	if err != nil {
-		return nil, err
+		// The error quotes the URL, and the URL holds the secret.
+		return nil, fmt.Errorf("invalid auth server address %q", addr)
 	}
 	req.Header.Set("Accept", "application/vnd.nsq; version=1.0")
 	resp, err := a.client.Do(req)
@@ -223,6 +236,7 @@ func (a *authServers) queryOne(ctx context.Context, addr string, r authRequest) 
 			}
 			g.channels = append(g.channels, re)
 			g.all = g.all || au.Topic == ".*" && c == ".*"
+			g.anyChannel = g.anyChannel || c == ".*"
 		}
 		s.grants = append(s.grants, g)
 	}

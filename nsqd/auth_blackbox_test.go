@@ -316,7 +316,12 @@ func TestHTTPAPIAuth(t *testing.T) {
 				{"GET", "/stats?format=json", "", readCode, ""},
 				{"GET", "/ping", "reader", 200, "OK"},
 				{"GET", "/config/log_level", "", 401, `{"message":"AUTH_REQUIRED"}`},
-				{"GET", "/config/log_level", "reader", 200, ""},
+				{"GET", "/config/log_level", "reader", 403, `{"message":"UNAUTHORIZED"}`},
+				{"GET", "/config/log_level", "root", 200, ""},
+				{"GET", "/debug/pprof/cmdline", "writer", 403, `{"message":"UNAUTHORIZED"}`},
+				{"POST", "/topic/empty?topic=orders", "writer", 403, `{"message":"UNAUTHORIZED"}`},
+				{"POST", "/topic/pause?topic=orders", "writer", 200, ""},
+				{"POST", "/topic/empty?topic=orders", "root", 200, ""},
 			} {
 				code, body := do(tc.method, tc.path, tc.secret)
 				if code != tc.code || tc.body != "" && body != tc.body {
@@ -340,5 +345,20 @@ func TestHTTPAPIAuth(t *testing.T) {
 	}
 	if asked := len(a.questions()) - before; asked != 1 {
 		t.Errorf("20 publishes asked the auth server %d times", asked)
+	}
+	// And a refused secret is refused for a while without asking again.
+	before = len(a.questions())
+	for range 20 {
+		req, _ := http.NewRequest("POST", "http://"+d.HTTPAddr().String()+"/pub?topic=orders", strings.NewReader("x"))
+		req.Header.Set("Authorization", "Bearer made-up")
+		resp, err := http.DefaultClient.Do(req)
+		must(t, err)
+		_ = resp.Body.Close()
+		if resp.StatusCode != 401 {
+			t.Fatalf("a made-up secret: %d", resp.StatusCode)
+		}
+	}
+	if asked := len(a.questions()) - before; asked != 1 {
+		t.Errorf("20 requests with a made-up secret asked the auth server %d times", asked)
 	}
 }

@@ -84,11 +84,12 @@ func (n *NSQD) newHTTPServer(h http.Handler, t httpTimeouts) *http.Server {
 // httpAPI is nsqd's HTTP API, NSQ 1.3's endpoints with NSQ's parameters, answers and error
 // codes (reference §3.2), plus GET /metrics.
 type httpAPI struct {
-	secure    bool // served over HTTPS
-	authCache httpAuthCache
-	n         *NSQD
-	logger    *slog.Logger
-	router    *httpapi.Router
+	secure      bool // served over HTTPS
+	authCache   httpAuthCache
+	authQueries chan struct{} // capacity maxHTTPAuthQueries: the HTTP auth queries running
+	n           *NSQD
+	logger      *slog.Logger
+	router      *httpapi.Router
 
 	// configMu serialises PUT /config: each writer copies the options, changes one field and
 	// stores the copy, and two at once would lose one change.
@@ -107,7 +108,7 @@ func (n *NSQD) httpsHandler() http.Handler {
 
 // newHTTPAPI builds the API. extra, when not nil, registers more routes; tests use it.
 func (n *NSQD) newHTTPAPI(extra func(*httpapi.Router)) *httpAPI {
-	s := &httpAPI{n: n, logger: n.logger.With("component", "http")}
+	s := &httpAPI{n: n, logger: n.logger.With("component", "http"), authQueries: make(chan struct{}, maxHTTPAuthQueries)}
 	rt := httpapi.NewRouter(httpapi.Config{Logger: s.logger, WriteTimeout: httpWriteTimeout})
 	s.router = rt
 

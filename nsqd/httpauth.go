@@ -2,6 +2,7 @@ package nsqd
 
 import (
 	"context"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"strings"
@@ -15,16 +16,21 @@ import (
 // reaches it). A request carries "Authorization: Bearer <secret>", checked by the same auth
 // servers as AUTH, and needs:
 //
-//   - POST /pub, /mpub and /topic/*: a publish grant on the topic;
+//   - POST /pub, /mpub, /topic/create, /topic/pause, /topic/unpause: a publish grant on
+//     the topic;
+//   - POST /topic/delete, /topic/empty: publish and subscribe on every channel of the topic
+//     (a grant with both permissions and channel ".*"): they destroy every channel's backlog;
 //   - POST /channel/*: a subscribe grant on the topic and channel;
-//   - PUT /config/*, /debug/setblockrate, POST /debug/freememory: publish and subscribe on
-//     every topic and channel (a grant of topic ".*" with channel ".*");
-//   - everything else (GET /ping, /info, /stats, /metrics, /config, /debug/pprof): any
-//     valid secret, or none with --http-api-auth-open-reads for /ping, /info, /stats and
-//     /metrics.
+//   - /config/* and /debug/*, reads included (options, profiles, the command line):
+//     publish and subscribe on every topic and channel (a grant of topic ".*" with
+//     channel ".*");
+//   - GET /ping, /info, /stats, /metrics: any valid secret, or none with
+//     --http-api-auth-open-reads.
 //
 // Answers are cached per secret and client address until their ttl, so a busy producer
-// does not ask the auth servers for every request.
+// does not ask the auth servers for every request; refusals are cached for a few seconds,
+// and at most maxHTTPAuthQueries queries run at once, so that requests with made-up secrets
+// cannot turn nsqd into a flood of queries to the auth servers.
 
 // HTTP auth error messages, NSQ-style upper-case codes.
 const (
@@ -36,9 +42,45 @@ const (
 // maxHTTPAuthCache bounds the cached answers; past it, the expired ones go, then all.
 const maxHTTPAuthCache = 4096
 
+// httpAuthRefusalTTL is how long a refused secret is refused without asking again.
+const httpAuthRefusalTTL = 5 * time.Second
+
+// maxHTTPAuthQueries bounds the auth queries the HTTP API runs at once.
+const maxHTTPAuthQueries = 16
+
 type httpAuthCache struct {
 	mu      sync.Mutex
 	answers map[string]*authState
+	refusal map[string]time.Time // key -> until when it is refused without asking
+}
+
+// refused reports whether key was refused lately.
+func (c *httpAuthCache) refused(key string, now time.Time) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	until, ok := c.refusal[key]
+	return ok && now.Before(until)
+}
+
+// refuse remembers that key was refused, until until.
+func (c *httpAuthCache) refuse(key string, until time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.refusal == nil {
+		c.refusal = make(map[string]time.Time)
+	}
+	if len(c.refusal) >= maxHTTPAuthCache {
+		now := until.Add(-httpAuthRefusalTTL)
+		for k, u := range c.refusal {
+			if !now.Before(u) {
+				delete(c.refusal, k) // expired
+			}
+		}
+		if len(c.refusal) >= maxHTTPAuthCache {
+			clear(c.refusal)
+		}
+	}
+	c.refusal[key] = until
 }
 
 func (c *httpAuthCache) get(key string, now time.Time) *authState {
@@ -76,6 +118,7 @@ type httpNeed int
 const (
 	needSecret     httpNeed = iota // any valid secret
 	needPublish                    // publish on the topic
+	needTopicAdmin                 // publish and subscribe on every channel of the topic
 	needSubscribe                  // subscribe on the topic and channel
 	needEverything                 // publish and subscribe everywhere
 )
@@ -86,14 +129,15 @@ func httpRequirement(r *http.Request) (need httpNeed, openRead bool) {
 	switch {
 	case r.Method == http.MethodGet && (p == "/ping" || p == "/info" || p == "/stats" || p == "/metrics"):
 		return needSecret, true
+	case p == "/topic/delete" || p == "/topic/empty":
+		return needTopicAdmin, false
 	case p == "/pub" || p == "/mpub" || strings.HasPrefix(p, "/topic/"):
 		return needPublish, false
 	case strings.HasPrefix(p, "/channel/"):
 		return needSubscribe, false
-	case r.Method != http.MethodGet && (strings.HasPrefix(p, "/config/") || strings.HasPrefix(p, "/debug/")):
-		return needEverything, false
 	}
-	return needSecret, false
+	// /config, /debug, and anything the router does not know: the most that can be asked.
+	return needEverything, false
 }
 
 // authorizeHTTP checks r against the auth servers; it returns nil to serve r, or the error
@@ -117,14 +161,24 @@ func (s *httpAPI) authorizeHTTP(r *http.Request) *httpapi.Error {
 	}
 	key := strings.Join([]string{req.secret, req.remoteIP, req.commonName, boolString(req.tls)}, "\x00")
 	now := time.Now()
+	if s.authCache.refused(key, now) {
+		return httpapi.NewError(http.StatusUnauthorized, codeAuthFailed)
+	}
 	state := s.authCache.get(key, now)
 	if state == nil {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*(o.HTTPClientConnectTimeout+o.HTTPClientRequestTimeout))
 		defer cancel()
+		select {
+		case s.authQueries <- struct{}{}:
+		case <-ctx.Done():
+			return httpapi.NewError(http.StatusServiceUnavailable, codeAuthFailed)
+		}
 		var err error
-		state, err = s.n.auth.query(ctx, req, 0)
+		state, err = s.n.auth.query(ctx, req, rand.IntN(len(s.n.auth.addrs)))
+		<-s.authQueries
 		if err != nil {
 			s.logger.Warn("HTTP API auth failed", "remote", r.RemoteAddr, "path", r.URL.Path, "error", err)
+			s.authCache.refuse(key, now.Add(httpAuthRefusalTTL))
 			return httpapi.NewError(http.StatusUnauthorized, codeAuthFailed)
 		}
 		s.authCache.put(key, state, now)
@@ -136,6 +190,8 @@ func (s *httpAPI) authorizeHTTP(r *http.Request) *httpapi.Error {
 		allowed = len(state.grants) > 0
 	case needPublish:
 		allowed = state.allows(q.Get("topic"), "")
+	case needTopicAdmin:
+		allowed = state.allowsTopicAdmin(q.Get("topic"))
 	case needSubscribe:
 		allowed = state.allows(q.Get("topic"), q.Get("channel"))
 	case needEverything:

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -215,6 +217,28 @@ func NewOptions() *Options {
 	}
 }
 
+// checkAuthAddress accepts host:port, or an http:// or https:// URL with a host and no query
+// or fragment: what the AUTH query is built on.
+func checkAuthAddress(a string) error {
+	raw := a
+	if !strings.Contains(a, "://") {
+		raw = "http://" + a + "/auth"
+	}
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+		return errors.New("want host:port or an http(s):// URL without a query")
+	case u.Scheme != "http" && u.Scheme != "https":
+		return errors.New("want an http:// or https:// URL")
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n <= 0 || n > 65535 {
+			return fmt.Errorf("bad port %q", p)
+		}
+	}
+	return nil
+}
+
 // tlsRequired is --tls-required in effect: as in NSQ, a client auth policy makes TLS
 // required when it was not.
 func (o *Options) tlsRequired() string {
@@ -267,8 +291,8 @@ func (o *Options) Validate() error {
 		bad("--http-api-auth-open-reads only applies with --http-api-auth")
 	}
 	for _, a := range o.AuthHTTPAddresses {
-		if a == "" || strings.ContainsAny(a, " ?#") {
-			bad("--auth-http-address %q: want host:port or an http(s):// URL without a query", a)
+		if err := checkAuthAddress(a); err != nil {
+			bad("--auth-http-address %q: %v", a, err)
 		}
 	}
 	if (o.TLSCert == "") != (o.TLSKey == "") {

@@ -50,6 +50,7 @@ func TestRun(t *testing.T) {
 		{Name: "tls-client-auth-policy without a certificate", Args: append(loopbackArgs(t), "--tls-client-auth-policy=require"), Code: 1, Stderr: "cannot require TLS client connections without TLS key and cert"},
 		{Name: "bad tls-client-auth-policy", Args: append(loopbackArgs(t), "--tls-client-auth-policy=maybe"), Code: 1, Stderr: "--tls-client-auth-policy must be require or require-verify"},
 		{Name: "http-api-auth without auth servers", Args: append(loopbackArgs(t), "--http-api-auth"), Code: 1, Stderr: "--http-api-auth needs --auth-http-address"},
+		{Name: "auth-http-address with a bad port", Args: append(loopbackArgs(t), "--auth-http-address=auth.example:80x"), Code: 1, Stderr: `--auth-http-address "auth.example:80x"`},
 		{Name: "bad auth-http-address", Args: append(loopbackArgs(t), "--auth-http-address=host:1?x=y"), Code: 1, Stderr: "want host:port or an http(s):// URL without a query"},
 		{Name: "tls-required false starts", Args: append(loopbackArgs(t), "--tls-required=false", "--tls-min-version=tls1.2"), Code: 0, Stderr: "msg=starting", Cancelled: true},
 		{Name: "failed start", Args: append(loopbackArgs(t), "--tcp-address="+busy.Addr().String()), Code: 1, Stderr: "nsqd: failed to start:"},

@@ -7,6 +7,7 @@ package tlsfiles
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -19,6 +20,9 @@ import (
 
 // checkInterval is how often the files are checked for a change.
 const checkInterval = time.Second
+
+// retryChecks is how many checks pass before files that failed to load are tried again.
+const retryChecks = 30
 
 // Config names the files and the policy, as the daemons' --tls-* options do.
 type Config struct {
@@ -135,20 +139,26 @@ func (f *Files) reload() error {
 	return nil
 }
 
-// fileStamp describes the files' sizes and modification times; a change means a reload.
+// fileStamp identifies the files' contents; a change means a reload.
+//
+// The stamp is a hash of the files' contents, not their sizes and times: a renewed
+// certificate is often the same size, and a copy may keep the old time (cp -p, rsync -t).
+// Certificate files are a few KB; reading them once a second costs nothing.
 func (f *Files) fileStamp() string {
-	s := ""
+	h := sha256.New()
 	for _, name := range []string{f.certFile, f.keyFile, f.caFile} {
 		if name == "" {
 			continue
 		}
-		if fi, err := os.Stat(name); err == nil {
-			s += fmt.Sprintf("%d@%d;", fi.Size(), fi.ModTime().UnixNano())
-		} else {
-			s += "missing;"
+		b, err := os.ReadFile(name)
+		if err != nil {
+			fmt.Fprintf(h, "unreadable %q;", err)
+			continue
 		}
+		fmt.Fprintf(h, "%d;", len(b))
+		h.Write(b)
 	}
-	return s
+	return string(h.Sum(nil))
 }
 
 // Server is the configuration for listeners and handshakes: it hands each handshake the
@@ -178,7 +188,7 @@ func (f *Files) Reload() error {
 func (f *Files) Watch(ctx context.Context) {
 	tick := time.NewTicker(checkInterval)
 	defer tick.Stop()
-	failed := ""
+	failed, sinceFailure := "", 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -189,11 +199,18 @@ func (f *Files) Watch(ctx context.Context) {
 		stamp := f.fileStamp()
 		changed := stamp != f.stamp
 		f.mu.Unlock()
-		if !changed || stamp == failed {
+		if !changed {
 			continue
 		}
+		// A failed version of the files is tried again every retryChecks checks, since a
+		// failure may pass by itself (a permission being fixed during a rotation).
+		if stamp == failed {
+			if sinceFailure++; sinceFailure < retryChecks {
+				continue
+			}
+		}
 		if err := f.Reload(); err != nil {
-			failed = stamp // logged once per version of the files
+			failed, sinceFailure = stamp, 0
 			continue
 		}
 		failed = ""
