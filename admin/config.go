@@ -46,12 +46,34 @@ func (a *Admin) configAllowed(r *http.Request) error {
 	return nil
 }
 
-// GET /config/:opt: any option by its TOML key.
+// secretOptions are the options GET /config never serves, to anyone: they carry a secret
+// (the users' password hashes), say where one is kept (the session key, the private keys), or
+// may embed one (a notification URL with a token or user:password in it). NSQ's admin serves
+// every option; these are Tern's or carry more than NSQ's did. They answer as an unknown
+// option does, so that asking does not even confirm they are set.
+var secretOptions = map[string]bool{
+	"users":                      true,
+	"session_key_file":           true,
+	"tls_key":                    true,
+	"http_client_tls_key":        true,
+	"notification_http_endpoint": true,
+}
+
+// GET /config/:opt: an option by its TOML key, but for secretOptions. With --admin-user it
+// is for the admin users only, as PUT is: behind a proxy on the same host every request comes
+// from 127.0.0.1, inside --allow-config-from-cidr, so the CIDR alone does not say who asks.
 func (a *Admin) getConfig(_ http.ResponseWriter, r *http.Request, ps httprouter.Params) (any, error) {
 	if err := a.configAllowed(r); err != nil {
 		return nil, err
 	}
-	v, ok := cmdline.ValueByKey(a.getOpts(), ps.ByName("opt"))
+	if !a.isAdmin(r) {
+		return nil, apiErr(http.StatusForbidden, codeForbidden)
+	}
+	opt := ps.ByName("opt")
+	if secretOptions[opt] {
+		return nil, apiErr(http.StatusBadRequest, codeInvalidOption)
+	}
+	v, ok := cmdline.ValueByKey(a.getOpts(), opt)
 	if !ok {
 		return nil, apiErr(http.StatusBadRequest, codeInvalidOption)
 	}

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ternmq/tern/internal/cmdline"
 )
 
 // startLoneAdmin runs an admin over an nsqd that does not exist: its pages show the warning
@@ -70,5 +72,52 @@ func TestSecurityHeaders(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestConfigHidesSecrets: GET /config never serves an option that carries a secret, to anyone,
+// and answers for it as for an unknown option; with --admin-user only an admin reads the rest.
+// Behind a proxy on the same host every request is from 127.0.0.1, inside the default
+// --allow-config-from-cidr, so the CIDR alone protects nothing.
+func TestConfigHidesSecrets(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, dir, "key", strings.Repeat("k", minSessionKey))
+	a := startLoginAdmin(t, func(o *Options) {
+		o.SessionKeyFile = dir + "/key"
+		o.NotificationHTTPEndpoint = "https://hooks.example/notify?token=s3cret"
+	})
+	alice, bob := login(t, a, "alice"), login(t, a, "bob")
+	for _, opt := range []string{"users", "session_key_file", "tls_key", "http_client_tls_key", "notification_http_endpoint"} {
+		for who, want := range map[string]struct {
+			cookie *http.Cookie
+			code   int
+			body   string
+		}{
+			"alice": {alice, http.StatusBadRequest, `{"message":"INVALID_OPTION"}`},
+			"bob":   {bob, http.StatusForbidden, `{"message":"FORBIDDEN"}`},
+		} {
+			ans := send(t, nil, "GET", adminURL(a, "/config/"+opt), nil, want.cookie)
+			if ans.code != want.code || ans.body != want.body {
+				t.Errorf("%s reads %s: %d %s, want %d %s", who, opt, ans.code, ans.body, want.code, want.body)
+			}
+			if strings.Contains(ans.body, "pbkdf2") || strings.Contains(ans.body, "s3cret") || strings.Contains(ans.body, dir) {
+				t.Errorf("%s reads %s: %s", who, opt, ans.body)
+			}
+		}
+	}
+	if ans := send(t, nil, "GET", adminURL(a, "/config/log_level"), nil, bob); ans.code != http.StatusForbidden {
+		t.Errorf("bob, not an admin, reads log_level: %d %s", ans.code, ans.body)
+	}
+	if ans := send(t, nil, "GET", adminURL(a, "/config/log_level"), nil, nil, "Authorization", basic("bob", "bob-pw")); ans.code != http.StatusForbidden {
+		t.Errorf("bob by Basic reads log_level: %d %s", ans.code, ans.body)
+	}
+	if ans := send(t, nil, "GET", adminURL(a, "/config/log_level"), nil, alice); ans.code != 200 || ans.body != a.getOpts().LogLevel {
+		t.Errorf("alice reads log_level: %d %s", ans.code, ans.body)
+	}
+	// Every option named secret exists: a renamed one would otherwise be served again.
+	for opt := range secretOptions {
+		if _, ok := cmdline.ValueByKey(NewOptions(), opt); !ok {
+			t.Errorf("secretOptions names %q, which is no option", opt)
+		}
 	}
 }

@@ -41,7 +41,7 @@ func flagUsage() map[string]string {
 		"http-client-tls-cert":                 "PEM client certificate to present over HTTPS",
 		"http-client-tls-key":                  "PEM private key of --http-client-tls-cert",
 
-		"allow-config-from-cidr":     "the network allowed to read and change options through /config (empty: everyone)",
+		"allow-config-from-cidr":     "the network allowed to read and change options through /config (empty: everyone); with --admin-user only those users may, and secret-bearing options are never served",
 		"notification-http-endpoint": "HTTP endpoint to POST a JSON notification of every action taken to",
 		"acl-http-header":            "HTTP header naming the user, set by an authenticating proxy",
 		"admin-user":                 "user (by --acl-http-header, or the logged-in --user) allowed to change the cluster; with none given everyone may (may be given multiple times)",
