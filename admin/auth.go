@@ -36,13 +36,21 @@ const (
 	// codeAuthRequired is the API's answer without credentials.
 	codeAuthRequired = "AUTH_REQUIRED"
 
-	// loginFailLimit failed logins from one address within loginFailWindow refuse its
-	// further attempts until the window ends, without checking them: a brute force gets
-	// loginFailLimit guesses a minute, and each costs it a PBKDF2 anyway.
-	loginFailLimit  = 5
-	loginFailWindow = time.Minute
-	// maxFailureAddrs bounds the addresses remembered; past it, expired ones are dropped.
-	maxFailureAddrs = 10_000
+	// loginFailLimit attempts at one user name from one address within loginFailWindow
+	// refuse its further attempts at that name until the window ends, without checking them:
+	// a brute force gets loginFailLimit guesses a minute at a user, and each costs it a
+	// PBKDF2 anyway. Keyed by the name too, so that behind a proxy (one address for
+	// everyone) a guesser locks out only the name he guesses at, not every user.
+	loginFailLimit = 5
+	// loginAddrFailLimit attempts from one address within loginFailWindow, at any names,
+	// refuse all its further attempts: a guesser spraying names gets no more than this.
+	loginAddrFailLimit = 50
+	loginFailWindow    = time.Minute
+	// maxFailureKeys bounds the windows remembered; past it, expired ones are dropped.
+	maxFailureKeys = 10_000
+	// maxFailureName bounds the part of a user name a window is keyed by: a long name
+	// shares its window with the names it begins like.
+	maxFailureName = 128
 
 	// basicCacheTTL is how long verified Basic credentials are trusted without another
 	// PBKDF2, so that a script polling the API does not cost the admin a hash per request.
@@ -61,15 +69,24 @@ type auth struct {
 	path   string       // the cookie's Path: the base path
 	logger *slog.Logger
 	now    func() time.Time
+	// beforeHash, when not nil, is called as a password is about to be hashed: tests hold
+	// logins there to see how many get that far.
+	beforeHash func()
 
 	failedLogins  atomic.Int64 // logins refused for a wrong name or password
 	limitedLogins atomic.Int64 // logins refused unchecked, from an address over the limit
 
-	mu       sync.Mutex             // guards failures and basicOK; held for no I/O or hashing
-	failures map[string]*failWindow // remote address → its recent failures
-	basicOK  map[[32]byte]time.Time // HMAC of verified Basic credentials → when to check again
+	mu         sync.Mutex               // guards the windows and basicOK; held for no I/O or hashing
+	addrFails  map[string]*failWindow   // remote address → its attempts at any name
+	loginFails map[loginKey]*failWindow // remote address and user name → its attempts
+	basicOK    map[[32]byte]time.Time   // HMAC of verified Basic credentials → when to check again
 }
 
+// loginKey is what the per-user limit counts by.
+type loginKey struct{ addr, user string }
+
+// failWindow counts the attempts of one key since start: the ones under way and the ones
+// that failed. An attempt that succeeds is taken back (attempt.undo).
 type failWindow struct {
 	start time.Time
 	count int
@@ -82,7 +99,8 @@ func newAuth(o *Options, secure bool, basePath string, logger *slog.Logger) (*au
 	}
 	au := &auth{
 		users: make(map[string]passwordHash), secure: secure, path: basePath, logger: logger,
-		now: time.Now, failures: make(map[string]*failWindow), basicOK: make(map[[32]byte]time.Time),
+		now: time.Now, addrFails: make(map[string]*failWindow), loginFails: make(map[loginKey]*failWindow),
+		basicOK: make(map[[32]byte]time.Time),
 	}
 	if au.path == "" {
 		au.path = "/"
@@ -120,6 +138,9 @@ func newAuth(o *Options, secure bool, basePath string, logger *slog.Logger) (*au
 
 // check reports whether name and password are a configured user's.
 func (au *auth) check(name, password string) bool {
+	if au.beforeHash != nil {
+		au.beforeHash()
+	}
 	h, ok := au.users[name]
 	if !ok {
 		au.dummy.matches(password)
@@ -178,19 +199,29 @@ func (au *auth) cookie(value string, expires time.Time, maxAge int) *http.Cookie
 	}
 }
 
-// checkBasic checks Basic credentials, trusting ones verified in the last basicCacheTTL.
-func (au *auth) checkBasic(name, password string) bool {
+// basicID is the key of Basic credentials in basicOK: an HMAC, so that the cache holds no
+// password.
+func (au *auth) basicID(name, password string) [32]byte {
 	m := hmac.New(sha256.New, au.key)
 	m.Write([]byte(name + "\x00" + password))
 	var id [32]byte
 	copy(id[:], m.Sum(nil))
-	now := au.now()
+	return id
+}
+
+// cachedBasic reports whether Basic credentials were verified in the last basicCacheTTL:
+// they are then trusted without another PBKDF2, or a count against the login limits.
+func (au *auth) cachedBasic(name, password string) bool {
+	id := au.basicID(name, password)
 	au.mu.Lock()
 	until, ok := au.basicOK[id]
 	au.mu.Unlock()
-	if ok && now.Before(until) {
-		return true
-	}
+	return ok && au.now().Before(until)
+}
+
+// checkBasic checks Basic credentials and remembers them for basicCacheTTL if they are
+// right.
+func (au *auth) checkBasic(name, password string) bool {
 	if !au.check(name, password) {
 		return false
 	}
@@ -198,45 +229,72 @@ func (au *auth) checkBasic(name, password string) bool {
 	if len(au.basicOK) >= maxBasicCache {
 		clear(au.basicOK)
 	}
-	au.basicOK[id] = now.Add(basicCacheTTL)
+	au.basicOK[au.basicID(name, password)] = au.now().Add(basicCacheTTL)
 	au.mu.Unlock()
 	return true
 }
 
-// limited reports whether addr has failed too often to be let try again yet.
-func (au *auth) limited(addr string) bool {
-	au.mu.Lock()
-	defer au.mu.Unlock()
-	f := au.failures[addr]
-	return f != nil && au.now().Sub(f.start) < loginFailWindow && f.count >= loginFailLimit
+// attempt is a login counted against its address's limits before its password is checked,
+// so that guesses sent in parallel cannot all pass the limit before the first has failed.
+type attempt struct {
+	au         *auth
+	addr, user *failWindow
 }
 
-// failed counts a failed login from addr.
-func (au *auth) failed(addr string) {
-	au.failedLogins.Add(1)
+// begin counts an attempt at user from addr, or reports false, counting nothing, if addr
+// or user from addr has used up its attempts of the current window. The attempt stays
+// counted, as a failure, unless undo takes it back.
+func (au *auth) begin(addr, user string) (attempt, bool) {
+	if len(user) > maxFailureName {
+		user = user[:maxFailureName]
+	}
 	now := au.now()
 	au.mu.Lock()
 	defer au.mu.Unlock()
-	if len(au.failures) >= maxFailureAddrs {
-		for a, f := range au.failures {
+	if len(au.addrFails)+len(au.loginFails) >= maxFailureKeys {
+		for k, f := range au.addrFails {
 			if now.Sub(f.start) >= loginFailWindow {
-				delete(au.failures, a)
+				delete(au.addrFails, k)
+			}
+		}
+		for k, f := range au.loginFails {
+			if now.Sub(f.start) >= loginFailWindow {
+				delete(au.loginFails, k)
 			}
 		}
 	}
-	f := au.failures[addr]
-	if f == nil || now.Sub(f.start) >= loginFailWindow {
-		f = &failWindow{start: now}
-		au.failures[addr] = f
+	a := windowOf(au.addrFails, addr, now)
+	u := windowOf(au.loginFails, loginKey{addr, user}, now)
+	if a.count >= loginAddrFailLimit || u.count >= loginFailLimit {
+		return attempt{}, false
 	}
-	f.count++
+	a.count++
+	u.count++
+	return attempt{au: au, addr: a, user: u}, true
 }
 
-// succeeded forgets addr's failures.
-func (au *auth) succeeded(addr string) {
-	au.mu.Lock()
-	delete(au.failures, addr)
-	au.mu.Unlock()
+// windowOf returns the current window of key in m, starting a new one if its last has
+// ended.
+func windowOf[K comparable](m map[K]*failWindow, key K, now time.Time) *failWindow {
+	f := m[key]
+	if f == nil || now.Sub(f.start) >= loginFailWindow {
+		f = &failWindow{start: now}
+		m[key] = f
+	}
+	return f
+}
+
+// undo takes back an attempt that succeeded, or that was never checked: only failures
+// count. It takes back only this attempt: a success does not clear the failures before it,
+// or a guesser would clear his own by logging in as himself between guesses at another user.
+func (at attempt) undo() {
+	at.au.mu.Lock()
+	defer at.au.mu.Unlock()
+	for _, f := range []*failWindow{at.addr, at.user} {
+		if f.count > 0 {
+			f.count--
+		}
+	}
 }
 
 // remoteHost is the address a request comes from, without the port. Behind a proxy it is
@@ -293,17 +351,23 @@ func (a *Admin) requireLogin(next http.Handler) http.Handler {
 			return
 		}
 		if name, password, ok := r.BasicAuth(); ok {
-			addr := remoteHost(r)
-			switch {
-			case au.limited(addr):
-				au.limitedLogins.Add(1)
-				httpapi.RespondError(w, httpapi.NewError(http.StatusTooManyRequests, "TOO_MANY_FAILED_LOGINS"))
-				return
-			case au.checkBasic(name, password):
+			if au.cachedBasic(name, password) {
 				next.ServeHTTP(w, withUser(r, name))
 				return
 			}
-			au.failed(addr)
+			addr := remoteHost(r)
+			at, ok := au.begin(addr, name)
+			if !ok {
+				au.limitedLogins.Add(1)
+				httpapi.RespondError(w, httpapi.NewError(http.StatusTooManyRequests, "TOO_MANY_FAILED_LOGINS"))
+				return
+			}
+			if au.checkBasic(name, password) {
+				at.undo()
+				next.ServeHTTP(w, withUser(r, name))
+				return
+			}
+			au.failedLogins.Add(1)
 			au.logger.Warn("failed login", "user", name, "remote_addr", addr, "via", "basic")
 		}
 		w.Header().Set("WWW-Authenticate", `Basic realm="nsqadmin", charset="UTF-8"`)
@@ -355,21 +419,22 @@ func (p *pages) login(w http.ResponseWriter, r *http.Request) {
 	name, password := r.PostForm.Get("user"), r.PostForm.Get("password")
 	body := loginBody{Next: p.a.localNext(r.PostForm.Get("next")), User: name}
 	addr := remoteHost(r)
-	if au.limited(addr) {
+	at, ok := au.begin(addr, name)
+	if !ok {
 		au.limitedLogins.Add(1)
 		p.a.logger.Warn("login refused: too many failures from the address", "user", name, "remote_addr", addr)
-		body.Error = "Too many failed logins from your address. Wait a minute and try again."
+		body.Error = "Too many failed logins. Wait a minute and try again."
 		p.renderLogin(w, r, http.StatusTooManyRequests, body)
 		return
 	}
 	if !au.check(name, password) {
-		au.failed(addr)
+		au.failedLogins.Add(1)
 		p.a.logger.Warn("failed login", "user", name, "remote_addr", addr, "via", "form")
 		body.Error = "Wrong user name or password."
 		p.renderLogin(w, r, http.StatusUnauthorized, body)
 		return
 	}
-	au.succeeded(addr)
+	at.undo()
 	value, expires := au.sessionValue(name)
 	http.SetCookie(w, au.cookie(value, expires, int(sessionTTL/time.Second)))
 	p.a.logger.Info("login", "user", name, "remote_addr", addr)

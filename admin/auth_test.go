@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -195,36 +196,120 @@ func TestLoginFailures(t *testing.T) {
 			t.Errorf("failed logins %d, want %d", got, i+1)
 		}
 	}
-	// Two more failures reach the limit; then even the right password is refused unchecked.
-	for range loginFailLimit - len(attempts) {
+	// More failures at alice reach her limit; then even the right password is refused
+	// unchecked, from this address, for alice only.
+	for range loginFailLimit - 1 {
 		send(t, nil, "POST", adminURL(a, "/login"), attempts[0], nil)
 	}
 	ans := send(t, nil, "POST", adminURL(a, "/login"), url.Values{"user": {"alice"}, "password": {"alice-pw"}}, nil)
 	if ans.code != http.StatusTooManyRequests || sessionCookieOf(ans) != nil {
 		t.Errorf("login over the limit: %d", ans.code)
 	}
-	if a.auth.limitedLogins.Load() != 1 || a.auth.failedLogins.Load() != loginFailLimit {
-		t.Errorf("limited %d, failed %d", a.auth.limitedLogins.Load(), a.auth.failedLogins.Load())
+	failed := int64(len(attempts) + loginFailLimit - 1)
+	if a.auth.limitedLogins.Load() != 1 || a.auth.failedLogins.Load() != failed {
+		t.Errorf("limited %d, failed %d; want 1, %d", a.auth.limitedLogins.Load(), a.auth.failedLogins.Load(), failed)
 	}
 	api := send(t, nil, "GET", adminURL(a, "/api/nodes"), nil, nil, "Authorization", basic("alice", "alice-pw"))
 	if api.code != http.StatusTooManyRequests {
 		t.Errorf("Basic over the limit: %d", api.code)
 	}
+	// Behind a proxy every user has the guesser's address: bob still logs in, and his
+	// success gives no guesses at alice back.
+	login(t, a, "bob")
+	ans = send(t, nil, "POST", adminURL(a, "/login"), url.Values{"user": {"alice"}, "password": {"alice-pw"}}, nil)
+	if ans.code != http.StatusTooManyRequests {
+		t.Errorf("login as alice after bob's: %d, want still 429", ans.code)
+	}
 }
 
-// TestLoginFailWindow: the limit is per window and per address.
+// TestLoginFailWindow: the limit is per window, per address and user name, and per address;
+// a success takes back only its own attempt.
 func TestLoginFailWindow(t *testing.T) {
 	now := time.Now()
-	au := &auth{now: func() time.Time { return now }, failures: map[string]*failWindow{}}
+	au := &auth{now: func() time.Time { return now }, addrFails: map[string]*failWindow{}, loginFails: map[loginKey]*failWindow{}}
 	for range loginFailLimit {
-		au.failed("10.0.0.1")
+		if _, ok := au.begin("10.0.0.1", "alice"); !ok {
+			t.Fatal("refused under the limit")
+		}
 	}
-	if !au.limited("10.0.0.1") || au.limited("10.0.0.2") {
+	if _, ok := au.begin("10.0.0.1", "alice"); ok {
+		t.Fatal("alice from 10.0.0.1 is let try past the limit")
+	}
+	// Behind a proxy everyone is 10.0.0.1: bob may still log in, and logging in as bob
+	// does not give back guesses at alice.
+	bob, ok := au.begin("10.0.0.1", "bob")
+	if !ok {
+		t.Fatal("bob is locked out by the failures at alice")
+	}
+	bob.undo()
+	if _, ok := au.begin("10.0.0.1", "alice"); ok {
+		t.Fatal("a success as bob reset the failures at alice")
+	}
+	if _, ok := au.begin("10.0.0.2", "alice"); !ok {
 		t.Fatal("the limit is not per address")
 	}
 	now = now.Add(loginFailWindow)
-	if au.limited("10.0.0.1") {
+	if _, ok := au.begin("10.0.0.1", "alice"); !ok {
 		t.Error("the limit outlasts its window")
+	}
+	// Spraying names from one address: the address's own limit.
+	now = now.Add(loginFailWindow)
+	for i := range loginAddrFailLimit {
+		if _, ok := au.begin("10.0.0.3", "user"+strconv.Itoa(i)); !ok {
+			t.Fatalf("name %d refused under the address's limit", i)
+		}
+	}
+	if _, ok := au.begin("10.0.0.3", "someone-else"); ok {
+		t.Error("an address is let try more names than its limit")
+	}
+}
+
+// TestLoginLimitCountsInFlight: guesses sent in parallel are counted before their password
+// is hashed, so that no more than the limit get hashed, however many are sent at once.
+func TestLoginLimitCountsInFlight(t *testing.T) {
+	a := newTestAdmin(t, func(o *Options) {
+		o.NSQDHTTPAddresses = []string{"127.0.0.1:1"}
+		o.Users, o.ACLHTTPHeader = testUsers(t), ""
+	})
+	var hashing atomic.Int64
+	release := make(chan struct{})
+	a.auth.beforeHash = func() {
+		hashing.Add(1)
+		<-release
+	}
+	_, stop := runAdmin(t, a)
+	t.Cleanup(stop)
+	const guesses = 4 * loginFailLimit
+	codes := make(chan int, guesses)
+	var answered atomic.Int64
+	for range guesses {
+		go func() {
+			resp, err := noRedirect.PostForm(adminURL(a, "/login"), url.Values{"user": {"alice"}, "password": {"guess"}})
+			if err != nil {
+				codes <- 0
+			} else {
+				_ = resp.Body.Close()
+				codes <- resp.StatusCode
+			}
+			answered.Add(1)
+		}()
+	}
+	// Every guess is either answered or held at the hash.
+	testutil.Eventually(t, 10*time.Second, func() bool { return answered.Load()+hashing.Load() == guesses },
+		"answered %d, hashing %d of %d", answered.Load, hashing.Load)
+	close(release)
+	refused := 0
+	for range guesses {
+		switch <-codes {
+		case http.StatusTooManyRequests:
+			refused++
+		case http.StatusUnauthorized:
+		default:
+			t.Error("a guess was neither refused nor failed")
+		}
+	}
+	if hashing.Load() != loginFailLimit || refused != guesses-loginFailLimit {
+		t.Errorf("%d guesses hashed, %d refused; want %d hashed", hashing.Load(), refused, loginFailLimit)
 	}
 }
 

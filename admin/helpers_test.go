@@ -49,6 +49,13 @@ func startAdmin(t testing.TB, configure func(*Options)) *Admin {
 
 func startAdminWithStop(t testing.TB, configure func(*Options)) (*Admin, func()) {
 	t.Helper()
+	return runAdmin(t, newTestAdmin(t, configure))
+}
+
+// newTestAdmin makes an Admin on 127.0.0.1:0 without running it, so that a test may set its
+// parts (a clock, a hook) before it serves.
+func newTestAdmin(t testing.TB, configure func(*Options)) *Admin {
+	t.Helper()
 	o := NewOptions()
 	o.HTTPAddress = "127.0.0.1:0"
 	o.LogLevel = "debug"
@@ -57,6 +64,12 @@ func startAdminWithStop(t testing.TB, configure func(*Options)) (*Admin, func())
 	if err != nil {
 		t.Fatalf("admin.New: %v", err)
 	}
+	return a
+}
+
+// runAdmin runs a until the returned stop is called.
+func runAdmin(t testing.TB, a *Admin) (*Admin, func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
