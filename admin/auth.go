@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -52,6 +53,15 @@ const (
 	// shares its window with the names it begins like.
 	maxFailureName = 128
 
+	// hashSlots bounds the PBKDF2s under way at once, for logins and Basic credentials
+	// alike: each costs a CPU a good fraction of a second, and guesses from many addresses,
+	// each under its limit, would otherwise take every CPU the admin has. A check waits up
+	// to hashWait for a slot, then is refused (503, Retry-After) without being counted.
+	hashSlots = 2
+	hashWait  = 2 * time.Second
+	// codeLoginBusy is the API's answer when no hash slot freed in time.
+	codeLoginBusy = "LOGIN_BUSY"
+
 	// basicCacheTTL is how long verified Basic credentials are trusted without another
 	// PBKDF2, so that a script polling the API does not cost the admin a hash per request.
 	basicCacheTTL = 5 * time.Minute
@@ -72,6 +82,10 @@ type auth struct {
 	// beforeHash, when not nil, is called as a password is about to be hashed: tests hold
 	// logins there to see how many get that far.
 	beforeHash func()
+	// slots holds a token per PBKDF2 under way (hashSlots); slotWait is how long a check
+	// waits for one.
+	slots    chan struct{}
+	slotWait time.Duration
 
 	failedLogins  atomic.Int64 // logins refused for a wrong name or password
 	limitedLogins atomic.Int64 // logins refused unchecked, from an address over the limit
@@ -100,7 +114,7 @@ func newAuth(o *Options, secure bool, basePath string, logger *slog.Logger) (*au
 	au := &auth{
 		users: make(map[string]passwordHash), secure: secure, path: basePath, logger: logger,
 		now: time.Now, addrFails: make(map[string]*failWindow), loginFails: make(map[loginKey]*failWindow),
-		basicOK: make(map[[32]byte]time.Time),
+		basicOK: make(map[[32]byte]time.Time), slots: make(chan struct{}, hashSlots), slotWait: hashWait,
 	}
 	if au.path == "" {
 		au.path = "/"
@@ -136,7 +150,32 @@ func newAuth(o *Options, secure bool, basePath string, logger *slog.Logger) (*au
 	return au, nil
 }
 
-// check reports whether name and password are a configured user's.
+// errLoginBusy is verify's answer when every hash slot stayed taken for slotWait.
+var errLoginBusy = errors.New("too many logins being checked")
+
+// verify reports whether name and password are a configured user's, hashing in one of the
+// hashSlots: it returns errLoginBusy if none frees within slotWait, or ctx's error if the
+// request ends first.
+func (au *auth) verify(ctx context.Context, name, password string) (bool, error) {
+	select {
+	case au.slots <- struct{}{}:
+	default:
+		t := time.NewTimer(au.slotWait)
+		defer t.Stop()
+		select {
+		case au.slots <- struct{}{}:
+		case <-t.C:
+			return false, errLoginBusy
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
+	}
+	defer func() { <-au.slots }()
+	return au.check(name, password), nil
+}
+
+// check reports whether name and password are a configured user's. Call it through verify,
+// which bounds the hashes under way.
 func (au *auth) check(name, password string) bool {
 	if au.beforeHash != nil {
 		au.beforeHash()
@@ -219,11 +258,11 @@ func (au *auth) cachedBasic(name, password string) bool {
 	return ok && au.now().Before(until)
 }
 
-// checkBasic checks Basic credentials and remembers them for basicCacheTTL if they are
+// checkBasic verifies Basic credentials and remembers them for basicCacheTTL if they are
 // right.
-func (au *auth) checkBasic(name, password string) bool {
-	if !au.check(name, password) {
-		return false
+func (au *auth) checkBasic(ctx context.Context, name, password string) (bool, error) {
+	if ok, err := au.verify(ctx, name, password); !ok || err != nil {
+		return false, err
 	}
 	au.mu.Lock()
 	if len(au.basicOK) >= maxBasicCache {
@@ -231,7 +270,7 @@ func (au *auth) checkBasic(name, password string) bool {
 	}
 	au.basicOK[au.basicID(name, password)] = au.now().Add(basicCacheTTL)
 	au.mu.Unlock()
-	return true
+	return true, nil
 }
 
 // attempt is a login counted against its address's limits before its password is checked,
@@ -362,7 +401,14 @@ func (a *Admin) requireLogin(next http.Handler) http.Handler {
 				httpapi.RespondError(w, httpapi.NewError(http.StatusTooManyRequests, "TOO_MANY_FAILED_LOGINS"))
 				return
 			}
-			if au.checkBasic(name, password) {
+			ok, err := au.checkBasic(r.Context(), name, password)
+			if err != nil {
+				at.undo()
+				w.Header().Set("Retry-After", "1")
+				httpapi.RespondError(w, httpapi.NewError(http.StatusServiceUnavailable, codeLoginBusy))
+				return
+			}
+			if ok {
 				at.undo()
 				next.ServeHTTP(w, withUser(r, name))
 				return
@@ -427,7 +473,16 @@ func (p *pages) login(w http.ResponseWriter, r *http.Request) {
 		p.renderLogin(w, r, http.StatusTooManyRequests, body)
 		return
 	}
-	if !au.check(name, password) {
+	ok, err := au.verify(r.Context(), name, password)
+	if err != nil {
+		at.undo()
+		p.a.logger.Warn("login refused: too many logins being checked", "user", name, "remote_addr", addr)
+		body.Error = "The admin is busy checking other logins. Try again in a moment."
+		w.Header().Set("Retry-After", "1")
+		p.renderLogin(w, r, http.StatusServiceUnavailable, body)
+		return
+	}
+	if !ok {
 		au.failedLogins.Add(1)
 		p.a.logger.Warn("failed login", "user", name, "remote_addr", addr, "via", "form")
 		body.Error = "Wrong user name or password."

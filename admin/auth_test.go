@@ -271,6 +271,8 @@ func TestLoginLimitCountsInFlight(t *testing.T) {
 		o.NSQDHTTPAddresses = []string{"127.0.0.1:1"}
 		o.Users, o.ACLHTTPHeader = testUsers(t), ""
 	})
+	const guesses = 4 * loginFailLimit
+	a.auth.slots = make(chan struct{}, guesses) // the limit, not the hash slots, is under test
 	var hashing atomic.Int64
 	release := make(chan struct{})
 	a.auth.beforeHash = func() {
@@ -279,7 +281,6 @@ func TestLoginLimitCountsInFlight(t *testing.T) {
 	}
 	_, stop := runAdmin(t, a)
 	t.Cleanup(stop)
-	const guesses = 4 * loginFailLimit
 	codes := make(chan int, guesses)
 	var answered atomic.Int64
 	for range guesses {
@@ -554,5 +555,49 @@ func TestPasswordHash(t *testing.T) {
 		if _, err := parseHash(bad); err == nil {
 			t.Errorf("parseHash(%q) accepted", bad)
 		}
+	}
+}
+
+// TestLoginHashSlots: no more than hashSlots passwords are hashed at once; a login that finds
+// every slot taken for the wait is refused 503, for the form and Basic alike, without being
+// counted as a failure or against the limits.
+func TestLoginHashSlots(t *testing.T) {
+	a := newTestAdmin(t, func(o *Options) {
+		o.NSQDHTTPAddresses = []string{"127.0.0.1:1"}
+		o.Users, o.ACLHTTPHeader = testUsers(t), ""
+	})
+	if cap(a.auth.slots) != hashSlots || a.auth.slotWait != hashWait {
+		t.Fatalf("%d slots, wait %v", cap(a.auth.slots), a.auth.slotWait)
+	}
+	a.auth.slotWait = time.Millisecond
+	for range hashSlots {
+		a.auth.slots <- struct{}{} // PBKDF2s of others, under way
+	}
+	_, stop := runAdmin(t, a)
+	t.Cleanup(stop)
+	right := url.Values{"user": {"alice"}, "password": {"alice-pw"}}
+	for range loginFailLimit + 1 {
+		ans := send(t, nil, "POST", adminURL(a, "/login"), right, nil)
+		if ans.code != http.StatusServiceUnavailable || sessionCookieOf(ans) != nil || ans.header.Get("Retry-After") == "" ||
+			!strings.Contains(ans.body, "busy") {
+			t.Fatalf("login with every slot taken: %d, Retry-After %q", ans.code, ans.header.Get("Retry-After"))
+		}
+		api := send(t, nil, "GET", adminURL(a, "/api/nodes"), nil, nil, "Authorization", basic("bob", "bob-pw"))
+		if api.code != http.StatusServiceUnavailable || api.body != `{"message":"LOGIN_BUSY"}` {
+			t.Fatalf("Basic with every slot taken: %d %s", api.code, api.body)
+		}
+	}
+	if a.auth.failedLogins.Load() != 0 || a.auth.limitedLogins.Load() != 0 {
+		t.Errorf("refused logins counted: failed %d, limited %d", a.auth.failedLogins.Load(), a.auth.limitedLogins.Load())
+	}
+	for range hashSlots {
+		<-a.auth.slots
+	}
+	login(t, a, "alice")
+	if api := send(t, nil, "GET", adminURL(a, "/metrics"), nil, nil, "Authorization", basic("bob", "bob-pw")); api.code != 200 {
+		t.Errorf("Basic once the slots are free: %d", api.code)
+	}
+	if len(a.auth.slots) != 0 {
+		t.Errorf("%d slots left taken", len(a.auth.slots))
 	}
 }
