@@ -24,9 +24,11 @@ import (
 
 // Login (--user) is Tern's: NSQ's admin has none and trusts a proxy's header. With users
 // configured every page and endpoint needs a session but /ping, /static/*, /login and
-// /logout. A session is a cookie signed with HMAC-SHA256 over the user and its expiry; the
-// server keeps no session state, so the key (--session-key-file, or random per process) is
-// the only secret. The JSON API and /metrics also take HTTP Basic credentials, for scripts
+// /logout. A session is a cookie signed with HMAC-SHA256 over the user, its expiry and a
+// digest of the user's password hash; the server keeps no session state, so the key
+// (--session-key-file, or random per process) is the only secret. A session is revoked by
+// changing the user's hash (a new password, or the same one hashed again: a new salt), or
+// every session at once by changing the key; logging out only clears the browser's cookie. The JSON API and /metrics also take HTTP Basic credentials, for scripts
 // and scrapers.
 
 const (
@@ -73,10 +75,11 @@ const (
 // auth checks who a request is from, when users are configured.
 type auth struct {
 	users  map[string]passwordHash
-	dummy  passwordHash // checked for an unknown name, so that it takes as long as a known one
-	key    []byte       // the session key
-	secure bool         // the cookie is Secure: the admin serves HTTPS
-	path   string       // the cookie's Path: the base path
+	stamps map[string][32]byte // user → SHA-256 of its --user hash, signed into its sessions
+	dummy  passwordHash        // checked for an unknown name, so that it takes as long as a known one
+	key    []byte              // the session key
+	secure bool                // the cookie is Secure: the admin serves HTTPS
+	path   string              // the cookie's Path: the base path
 	logger *slog.Logger
 	now    func() time.Time
 	// beforeHash, when not nil, is called as a password is about to be hashed: tests hold
@@ -112,7 +115,7 @@ func newAuth(o *Options, secure bool, basePath string, logger *slog.Logger) (*au
 		return nil, nil
 	}
 	au := &auth{
-		users: make(map[string]passwordHash), secure: secure, path: basePath, logger: logger,
+		users: make(map[string]passwordHash), stamps: make(map[string][32]byte), secure: secure, path: basePath, logger: logger,
 		now: time.Now, addrFails: make(map[string]*failWindow), loginFails: make(map[loginKey]*failWindow),
 		basicOK: make(map[[32]byte]time.Time), slots: make(chan struct{}, hashSlots), slotWait: hashWait,
 	}
@@ -126,6 +129,8 @@ func newAuth(o *Options, secure bool, basePath string, logger *slog.Logger) (*au
 			return nil, fmt.Errorf("--user: %w", err)
 		}
 		au.users[name] = h
+		_, hash, _ := strings.Cut(u, ":")
+		au.stamps[name] = sha256.Sum256([]byte(hash))
 		maxIter = max(maxIter, h.iterations)
 		if h.iterations < hashIterations {
 			logger.Warn("a password hash has fewer iterations than recommended; make a new one with nsqadmin --hash-password",
@@ -188,10 +193,13 @@ func (au *auth) check(name, password string) bool {
 	return h.matches(password)
 }
 
-// sign is the MAC of a session of user until expiry (Unix seconds).
+// sign is the MAC of a session of user until expiry (Unix seconds). It covers the digest of
+// the user's password hash, so that a new hash for the user ends the sessions made before.
 func (au *auth) sign(user string, expiry int64) []byte {
+	stamp := au.stamps[user]
 	m := hmac.New(sha256.New, au.key)
-	m.Write([]byte("tern-admin-session\x00" + user + "\x00" + strconv.FormatInt(expiry, 10)))
+	m.Write([]byte("tern-admin-session\x00" + user + "\x00" + strconv.FormatInt(expiry, 10) + "\x00"))
+	m.Write(stamp[:])
 	return m.Sum(nil)
 }
 
@@ -204,7 +212,7 @@ func (au *auth) sessionValue(user string) (string, time.Time) {
 }
 
 // sessionUser returns the user of the request's session cookie, if it is valid: signed with
-// the key, not expired, and of a user still configured.
+// the key, not expired, and of a user still configured with the same password hash.
 func (au *auth) sessionUser(r *http.Request) (string, bool) {
 	c, err := r.Cookie(sessionCookie)
 	if err != nil {
@@ -497,7 +505,8 @@ func (p *pages) login(w http.ResponseWriter, r *http.Request) {
 }
 
 // logout answers POST /logout: the cookie is cleared and the browser sent to the login form.
-// The signed value itself stays valid until it expires: the server keeps no sessions.
+// The signed value itself stays valid until it expires, the user's hash changes or the key
+// does: the server keeps no sessions.
 func (p *pages) logout(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, p.a.auth.cookie("", time.Unix(0, 0), -1))
 	http.Redirect(w, r, p.base("/login"), http.StatusSeeOther)

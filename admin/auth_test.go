@@ -506,14 +506,17 @@ func TestLoginOverHTTPS(t *testing.T) {
 }
 
 // TestSessionKeyFile: sessions signed with the file's key are valid on another admin with
-// the same file; a short key is refused.
+// the same file and the same users, until the user's hash changes; a short key is refused.
 func TestSessionKeyFile(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, dir, "key", strings.Repeat("k", minSessionKey))
 	writeFile(t, dir, "short", "short")
 	users := testUsers(t)
 	configure := func(o *Options) { o.SessionKeyFile = dir + "/key" }
-	first := startLoginAdmin(t, configure)
+	first := startLoneAdmin(t, func(o *Options) {
+		o.Users, o.ACLHTTPHeader = users, ""
+		configure(o)
+	})
 	c := login(t, first, "bob")
 	second := startLoneAdmin(t, func(o *Options) {
 		o.Users, o.ACLHTTPHeader = users, ""
@@ -524,6 +527,28 @@ func TestSessionKeyFile(t *testing.T) {
 	}
 	if ans := send(t, nil, "GET", adminURL(startLoginAdmin(t, nil), "/nodes"), nil, c); ans.code != 303 {
 		t.Errorf("the session on an admin with a random key: %d", ans.code)
+	}
+	// A new hash for bob (the same password, a new salt) revokes his sessions, not alice's.
+	alice := login(t, first, "alice")
+	newBob, err := hashPassword("bob-pw", minHashIterations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rehashed := startLoneAdmin(t, func(o *Options) {
+		o.Users, o.ACLHTTPHeader = []string{users[0], "bob:" + newBob}, ""
+		configure(o)
+	})
+	if ans := send(t, nil, "GET", adminURL(rehashed, "/nodes"), nil, c); ans.code != 303 {
+		t.Errorf("bob's session after his hash changed: %d, want 303 to the login", ans.code)
+	}
+	if ans := send(t, nil, "GET", adminURL(rehashed, "/api/nodes"), nil, c); ans.code != 401 {
+		t.Errorf("bob's session on the API after his hash changed: %d, want 401", ans.code)
+	}
+	if ans := send(t, nil, "GET", adminURL(rehashed, "/nodes"), nil, alice); ans.code != 200 {
+		t.Errorf("alice's session after bob's hash changed: %d", ans.code)
+	}
+	if ans := send(t, nil, "GET", adminURL(rehashed, "/nodes"), nil, login(t, rehashed, "bob")); ans.code != 200 {
+		t.Errorf("bob's new session: %d", ans.code)
 	}
 
 	o := NewOptions()
