@@ -4,9 +4,15 @@
 //
 // There is one Consumer per topic, all on the same channel (by default a fresh ephemeral
 // one, "tail<6 digits>#ephemeral", as NSQ names it). Their handlers write through one mutex,
-// so that lines never interleave. With --n, the handler that shows the last message ends
-// the run; messages that arrive after it are requeued rather than shown or finished, so that
-// on a durable channel nothing beyond the n is consumed.
+// so that lines never interleave.
+//
+// With --n, the handler that shows the last message ends the run. Before anything else,
+// still holding the mutex, it sets every consumer's max in flight to 0, so that nsqd sends
+// nothing more; the messages already sent are requeued, unshown and unfinished, with a
+// short delay and without backoff, and the consumers are stopped. On a durable channel
+// nothing beyond the n is consumed: requeued at once to a consumer that still had RDY,
+// a message would come straight back, again and again, until the consumer gave up on it
+// after max_attempts and finished it unseen.
 package tail
 
 import (
@@ -17,6 +23,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"time"
 
 	"github.com/ternmq/tern/internal/tools/toolflag"
 	"github.com/ternmq/tern/nsq"
@@ -24,6 +31,14 @@ import (
 
 // Name is the tool's name, as NSQ spells it.
 const Name = "nsq_tail"
+
+// requeueDelay is how long a message that arrives once the run is over (--n reached, or
+// the output failed) waits on its channel before nsqd offers it again. Max in flight is 0
+// by then on every consumer, ahead of the requeue on the same connection, so nsqd would
+// not send the message back to this tail anyway; the delay is for a message whose REQ
+// reaches nsqd before its connection's RDY 0 all the same, which would otherwise bounce
+// straight back.
+const requeueDelay = time.Second
 
 // Options are nsq_tail's settings, one per NSQ flag.
 type Options struct {
@@ -78,11 +93,12 @@ type Tail struct {
 	logger    *slog.Logger
 	consumers []*nsq.Consumer
 
-	mu    sync.Mutex // guards out, shown, err
+	mu    sync.Mutex // guards out, shown, over, err; taken before any consumer's lock
 	out   io.Writer
 	shown int
+	over  bool // N messages are shown or a write failed: show nothing more
 	err   error
-	done  chan struct{} // closed once N messages are shown or a write failed
+	done  chan struct{} // closed when over is set
 }
 
 // New returns a Tail writing to out. It does not connect: Run does.
@@ -95,6 +111,7 @@ func New(o *Options, logger *slog.Logger, out io.Writer) (*Tail, error) {
 		t.channel = fmt.Sprintf("tail%06d#ephemeral", rand.IntN(999999))
 	}
 	cfg, _ := toolflag.ConsumerConfig(Name, o.ConsumerOpts, o.maxInFlight())
+	cfg.Logger = logger // a message given up on after max_attempts is logged
 	for _, topic := range o.Topics {
 		c, err := nsq.NewConsumer(topic, t.channel, t.handler(topic), cfg)
 		if err != nil {
@@ -113,6 +130,11 @@ func (t *Tail) Channel() string { return t.channel }
 func (t *Tail) Run(ctx context.Context) error {
 	defer t.stop()
 	for i, c := range t.consumers {
+		select {
+		case <-t.done:
+			continue // over already: the others would only be paused
+		default:
+		}
 		t.logger.Info("adding consumer", "topic", t.opts.Topics[i], "channel", t.channel)
 		if err := t.opts.Source.Connect(ctx, c); err != nil {
 			if ctx.Err() != nil {
@@ -148,23 +170,37 @@ func (t *Tail) handler(topic string) nsq.Handler {
 	return nsq.HandlerFunc(func(m *nsq.Message) error {
 		t.mu.Lock()
 		defer t.mu.Unlock()
-		if t.err != nil || t.opts.N > 0 && t.shown >= t.opts.N {
-			// Beyond what is to be shown: back to nsqd, without slowing the others.
-			m.RequeueWithoutBackoff(0)
+		if t.over {
+			// Beyond what is to be shown: back to the channel, without slowing the
+			// others.
+			m.RequeueWithoutBackoff(requeueDelay)
 			return nil
 		}
 		line := make([]byte, 0, len(prefix)+len(m.Body)+1)
 		line = append(append(append(line, prefix...), m.Body...), '\n')
 		if _, err := t.out.Write(line); err != nil {
 			t.err = fmt.Errorf("write output: %w", err)
-			close(t.done)
-			m.RequeueWithoutBackoff(0)
+			t.endLocked()
+			m.RequeueWithoutBackoff(requeueDelay)
 			return nil
 		}
 		t.shown++
 		if t.shown == t.opts.N {
-			close(t.done)
+			t.endLocked()
 		}
 		return nil
 	})
+}
+
+// endLocked ends the run: first every consumer's max in flight goes to 0, so that nsqd
+// sends nothing more while the handlers requeue what it already sent, then Run is woken
+// to stop the consumers. t.mu is held, so that no handler requeues a message before its
+// connection's RDY 0 is on its way.
+func (t *Tail) endLocked() {
+	t.over = true
+	for _, c := range t.consumers {
+		// A consumer already stopping sends nothing more either.
+		_ = c.ChangeMaxInFlight(0)
+	}
+	close(t.done)
 }

@@ -2,6 +2,7 @@ package tail
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"github.com/ternmq/tern/internal/testutil"
 	"github.com/ternmq/tern/internal/tools/toolflag"
 	"github.com/ternmq/tern/internal/tools/tooltest"
+	"github.com/ternmq/tern/nsqd"
 )
 
 func TestMain(m *testing.M) {
@@ -166,4 +168,102 @@ func TestTailUnreachable(t *testing.T) {
 	if err := tl.Run(testutil.Context(t)); err == nil || !strings.Contains(err.Error(), "connect to nsqd 127.0.0.1:1") {
 		t.Fatalf("Run = %v", err)
 	}
+}
+
+// TestTailNDurableLosesNothing: on a durable channel, with several topics and more messages
+// than --n, every message not shown stays on its channel (none is redelivered at once, over
+// and over until given up on and finished unseen), and only the shown ones are finished.
+func TestTailNDurableLosesNothing(t *testing.T) {
+	const perTopic, n = 300, 40
+	tests := []struct {
+		name string
+		// gated holds the first line until every topic has n messages in flight, so that
+		// each consumer holds messages beyond the n when the tail stops. Without it the
+		// first topic reaches n while the others are still being connected.
+		gated bool
+	}{
+		{"first topic reaches n while the others connect", false},
+		{"every topic in flight at once", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := tooltest.Start(t, 1, false)
+			topics := []string{"d1", "d2", "d3"}
+			for _, topic := range topics {
+				c.Publish(t, 0, topic, bodies(topic, perTopic)...)
+			}
+			out := &gatedBuffer{gate: make(chan struct{})}
+			if !tt.gated {
+				close(out.gate)
+			}
+			tl, err := New(&Options{Topics: topics, Channel: "durable", N: n, MaxInFlight: 200, PrintTopic: true, Source: toolflag.Source{NSQDTCPAddrs: []string{c.TCP(0)}}}, testutil.Logger(t), out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), tooltest.Timeout)
+			defer cancel()
+			done := make(chan error, 1)
+			go func() { done <- tl.Run(ctx) }()
+			if tt.gated {
+				for _, topic := range topics {
+					testutil.Eventually(t, tooltest.Timeout, func() bool {
+						cs, _ := c.Nodes[0].ChannelStats(topic, "durable")
+						return cs.InFlightCount == n
+					}, "%s: %d in flight", topic, n)
+				}
+				close(out.gate)
+			}
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-ctx.Done():
+				t.Fatalf("tail did not stop by itself; output %q", out.String())
+			}
+
+			shown := map[string]int{}
+			for line := range strings.Lines(out.String()) {
+				topic, _, _ := strings.Cut(line, " | ")
+				shown[topic]++
+			}
+			total := 0
+			for _, topic := range topics {
+				total += shown[topic]
+				if _, ok := c.Nodes[0].ChannelStats(topic, "durable"); !ok && shown[topic] == 0 {
+					continue // never subscribed: the topic keeps every message
+				}
+				ch := func() nsqd.ChannelStats { cs, _ := c.Nodes[0].ChannelStats(topic, "durable"); return cs }
+				testutil.Eventually(t, tooltest.Timeout, func() bool {
+					cs := ch()
+					return cs.Depth == int64(perTopic-shown[topic]) && cs.InFlightCount == 0 && cs.DeferredCount == 0
+				}, "%s: %d shown, channel %+v", topic, shown[topic], ch)
+				if cs := ch(); cs.FinishCount != uint64(shown[topic]) {
+					t.Errorf("%s: %d finished, %d shown", topic, cs.FinishCount, shown[topic])
+				}
+			}
+			if total < n {
+				t.Errorf("%d shown in all, want at least %d", total, n)
+			}
+		})
+	}
+}
+
+// gatedBuffer is a syncBuffer whose writes wait until gate is closed.
+type gatedBuffer struct {
+	syncBuffer
+	gate chan struct{}
+}
+
+func (g *gatedBuffer) Write(p []byte) (int, error) {
+	<-g.gate
+	return g.syncBuffer.Write(p)
+}
+
+func bodies(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s-%03d", prefix, i)
+	}
+	return out
 }
