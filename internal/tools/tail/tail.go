@@ -1,12 +1,13 @@
 // Package tail is nsq_tail: it consumes one or more topics and writes every message body to
 // its output, one a line, optionally prefixed with the topic ("topic | body"), until it is
-// stopped or, with --n, until it has shown that many messages.
+// stopped or, with --n, until it has shown that many messages of any one topic: as in NSQ,
+// each topic's messages are counted on their own.
 //
 // There is one Consumer per topic, all on the same channel (by default a fresh ephemeral
 // one, "tail<6 digits>#ephemeral", as NSQ names it). Their handlers write through one mutex,
 // so that lines never interleave.
 //
-// With --n, the handler that shows the last message ends the run. Before anything else,
+// With --n, the handler that shows the n-th message of its topic ends the run. Before anything else,
 // still holding the mutex, it sets every consumer's max in flight to 0, so that nsqd sends
 // nothing more; the messages already sent are requeued, unshown and unfinished, with a
 // short delay and without backoff, and the consumers are stopped. On a durable channel
@@ -49,7 +50,8 @@ type Options struct {
 	Channel string
 	// MaxInFlight is how many messages may be in flight per topic (--max-in-flight).
 	MaxInFlight int
-	// N is how many messages to show before exiting; 0 means no limit (--n).
+	// N is how many messages of one topic to show before exiting: the tail exits once any
+	// topic has shown N, as NSQ's does; 0 means no limit (--n).
 	N int
 	// PrintTopic prefixes each message with "<topic> | " (--print-topic).
 	PrintTopic bool
@@ -93,12 +95,13 @@ type Tail struct {
 	logger    *slog.Logger
 	consumers []*nsq.Consumer
 
-	mu    sync.Mutex // guards out, shown, over, err; taken before any consumer's lock
-	out   io.Writer
-	shown int
-	over  bool // N messages are shown or a write failed: show nothing more
-	err   error
-	done  chan struct{} // closed when over is set
+	// mu guards out, over, err and each handler's count. It is taken before a consumer's
+	// own lock (endLocked changes max in flight under it), never after.
+	mu   sync.Mutex
+	out  io.Writer
+	over bool // a topic's N messages are shown or a write failed: show nothing more
+	err  error
+	done chan struct{} // closed when over is set
 }
 
 // New returns a Tail writing to out. It does not connect: Run does.
@@ -161,12 +164,13 @@ func (t *Tail) stop() {
 	toolflag.StopConsumers(ctx, t.logger, t.consumers...)
 }
 
-// handler shows the messages of topic.
+// handler shows the messages of topic, counting them, as NSQ's handler of each topic does.
 func (t *Tail) handler(topic string) nsq.Handler {
 	var prefix []byte
 	if t.opts.PrintTopic {
 		prefix = []byte(topic + " | ")
 	}
+	shown := 0 // guarded by t.mu
 	return nsq.HandlerFunc(func(m *nsq.Message) error {
 		t.mu.Lock()
 		defer t.mu.Unlock()
@@ -184,8 +188,8 @@ func (t *Tail) handler(topic string) nsq.Handler {
 			m.RequeueWithoutBackoff(requeueDelay)
 			return nil
 		}
-		t.shown++
-		if t.shown == t.opts.N {
+		shown++
+		if shown == t.opts.N {
 			t.endLocked()
 		}
 		return nil

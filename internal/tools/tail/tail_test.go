@@ -97,7 +97,7 @@ func TestTail(t *testing.T) {
 		lines   []string
 	}{
 		{"n messages", map[string][]string{"orders": {"o1", "o2", "o3"}}, Options{Topics: []string{"orders"}, N: 3, Source: nsqd}, []string{"o1", "o2", "o3"}},
-		{"print topic", map[string][]string{"a": {"a1", "a2"}, "b": {"b1"}}, Options{Topics: []string{"a", "b"}, N: 3, PrintTopic: true, Source: nsqd}, []string{"a | a1", "a | a2", "b | b1"}},
+		{"print topic", map[string][]string{"a": {"a1", "a2"}}, Options{Topics: []string{"a"}, N: 2, PrintTopic: true, Source: nsqd}, []string{"a | a1", "a | a2"}},
 		{"through the lookupd", map[string][]string{"refunds": {"r1"}}, Options{Topics: []string{"refunds"}, N: 1, Source: toolflag.Source{LookupdHTTPAddrs: []string{c.LookupdHTTP()}}}, []string{"r1"}},
 	}
 	for _, tt := range tests {
@@ -133,6 +133,41 @@ func TestTailNLeavesTheRest(t *testing.T) {
 	slices.Sort(rest)
 	if !slices.Equal(rest, []string{"e3", "e4", "e5"}) {
 		t.Fatalf("left on the channel: %q", rest)
+	}
+}
+
+// TestTailNCountsPerTopic: as in NSQ, --n counts each topic's messages on their own, and
+// the tail exits when any one topic has shown n.
+func TestTailNCountsPerTopic(t *testing.T) {
+	c := tooltest.Start(t, 1, false)
+	var out syncBuffer
+	tl, err := New(&Options{Topics: []string{"few", "many"}, N: 3, MaxInFlight: 10, PrintTopic: true, Source: toolflag.Source{NSQDTCPAddrs: []string{c.TCP(0)}}}, testutil.Logger(t), &out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), tooltest.Timeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- tl.Run(ctx) }()
+	for _, topic := range []string{"few", "many"} {
+		testutil.Eventually(t, tooltest.Timeout, func() bool {
+			cs, _ := c.Nodes[0].ChannelStats(topic, tl.Channel())
+			return cs.ClientCount == 1
+		}, "%s subscribed", topic)
+	}
+	c.Publish(t, 0, "few", "f1", "f2")
+	testutil.Eventually(t, tooltest.Timeout, func() bool { return strings.Count(out.String(), "\n") == 2 }, "output %q", out.String)
+	c.Publish(t, 0, "many", "m1", "m2", "m3")
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-ctx.Done():
+		t.Fatalf("tail did not stop by itself; output %q", out.String())
+	}
+	if want := "few | f1\nfew | f2\nmany | m1\nmany | m2\nmany | m3\n"; out.String() != want {
+		t.Errorf("output %q, want %q", out.String(), want)
 	}
 }
 
