@@ -78,7 +78,7 @@ type auth struct {
 	stamps map[string][32]byte // user → SHA-256 of its --user hash, signed into its sessions
 	dummy  passwordHash        // checked for an unknown name, so that it takes as long as a known one
 	key    []byte              // the session key
-	secure bool                // the cookie is Secure: the admin serves HTTPS
+	secure bool                // the cookie is Secure: the admin or a proxy in front serves HTTPS
 	path   string              // the cookie's Path: the base path
 	logger *slog.Logger
 	now    func() time.Time
@@ -110,12 +110,25 @@ type failWindow struct {
 }
 
 // newAuth returns nil without users. Validate has checked the users' format.
-func newAuth(o *Options, secure bool, basePath string, logger *slog.Logger) (*auth, error) {
+//
+// The session cookie is Secure when the admin serves HTTPS (servesTLS) or with
+// --secure-cookies. Over plain HTTP it warns: passwords and sessions then cross the network in
+// clear unless a proxy in front serves HTTPS.
+func newAuth(o *Options, servesTLS bool, basePath string, logger *slog.Logger) (*auth, error) {
 	if len(o.Users) == 0 {
 		return nil, nil
 	}
+	switch {
+	case servesTLS:
+	case o.SecureCookies:
+		logger.Warn("the admin serves logins over plain HTTP, trusting the proxy in front to serve HTTPS (--secure-cookies): let nothing else reach --http-address",
+			"http_address", o.HTTPAddress)
+	default:
+		logger.Warn("the admin serves logins over plain HTTP: passwords and session cookies cross the network in clear; serve HTTPS with --tls-cert, or behind an HTTPS proxy set --secure-cookies",
+			"http_address", o.HTTPAddress)
+	}
 	au := &auth{
-		users: make(map[string]passwordHash), stamps: make(map[string][32]byte), secure: secure, path: basePath, logger: logger,
+		users: make(map[string]passwordHash), stamps: make(map[string][32]byte), secure: servesTLS || o.SecureCookies, path: basePath, logger: logger,
 		now: time.Now, addrFails: make(map[string]*failWindow), loginFails: make(map[loginKey]*failWindow),
 		basicOK: make(map[[32]byte]time.Time), slots: make(chan struct{}, hashSlots), slotWait: hashWait,
 	}

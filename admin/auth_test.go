@@ -1,9 +1,11 @@
 package admin
 
 import (
+	"bytes"
 	"crypto/tls"
 	"encoding/base64"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -624,5 +626,61 @@ func TestLoginHashSlots(t *testing.T) {
 	}
 	if len(a.auth.slots) != 0 {
 		t.Errorf("%d slots left taken", len(a.auth.slots))
+	}
+}
+
+// TestSecureCookies: behind a proxy that serves HTTPS, --secure-cookies marks the session
+// cookie Secure, and its clearing at logout too; an admin with logins over plain HTTP warns at
+// start, one that serves HTTPS does not.
+func TestSecureCookies(t *testing.T) {
+	tests := []struct {
+		name     string
+		secure   bool
+		wantWarn string
+		wantFlag bool
+	}{
+		{"plain", false, "passwords and session cookies cross the network in clear", false},
+		{"behind an HTTPS proxy", true, "trusting the proxy in front to serve HTTPS", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			o := NewOptions()
+			o.HTTPAddress, o.NSQDHTTPAddresses = "127.0.0.1:0", []string{"127.0.0.1:1"}
+			o.Users, o.ACLHTTPHeader, o.SecureCookies = testUsers(t), "", tt.secure
+			a, err := New(o, slog.New(slog.NewTextHandler(&logs, nil)), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), tt.wantWarn) {
+				t.Errorf("no warning %q at start:\n%s", tt.wantWarn, logs.String())
+			}
+			_, stop := runAdmin(t, a)
+			t.Cleanup(stop)
+			c := login(t, a, "bob")
+			if c.Secure != tt.wantFlag {
+				t.Errorf("session cookie Secure = %v, want %v", c.Secure, tt.wantFlag)
+			}
+			out := send(t, nil, "POST", adminURL(a, "/logout"), url.Values{}, c)
+			if cleared := sessionCookieOf(out); cleared == nil || cleared.Secure != tt.wantFlag {
+				t.Errorf("logout's cookie %+v, want Secure = %v", cleared, tt.wantFlag)
+			}
+		})
+	}
+
+	ca := testutil.NewCA(t, "admin")
+	cert, key, _ := ca.Issue(t, testutil.CertOptions{})
+	var logs bytes.Buffer
+	o := NewOptions()
+	o.HTTPAddress, o.NSQDHTTPAddresses = "127.0.0.1:0", []string{"127.0.0.1:1"}
+	o.Users, o.ACLHTTPHeader, o.TLSCert, o.TLSKey = testUsers(t), "", cert, key
+	a, err := New(o, slog.New(slog.NewTextHandler(&logs, nil)), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, stop := runAdmin(t, a)
+	stop()
+	if strings.Contains(logs.String(), "plain HTTP") {
+		t.Errorf("an admin serving HTTPS warns of plain HTTP:\n%s", logs.String())
 	}
 }

@@ -80,17 +80,26 @@ func (a *Admin) handler() http.Handler {
 		ErrorHandling: promhttp.ContinueOnError,
 	}))
 
-	return securityHeaders(http.NewCrossOriginProtection().Handler(a.requireLogin(rt)))
+	return securityHeaders(a.tls != nil, http.NewCrossOriginProtection().Handler(a.requireLogin(rt)))
 }
+
+// hstsPolicy is the Strict-Transport-Security of an admin serving HTTPS: a year, the host only
+// (the admin does not speak for its domain's other hosts).
+const hstsPolicy = "max-age=31536000"
 
 // securityHeaders sets on every answer, pages, JSON, assets and errors alike: the strict
 // Content-Security-Policy (which forbids framing with frame-ancestors), X-Frame-Options for
 // browsers that predate frame-ancestors, nosniff so that nothing is run as another type than
 // the one it is served as, and a Referrer-Policy that keeps the admin's URLs (topic names)
-// from other sites.
-func securityHeaders(next http.Handler) http.Handler {
+// from other sites. Over HTTPS (the admin's own, https) it adds Strict-Transport-Security for
+// a year, so that a browser that has seen the admin never talks plain HTTP to it again; behind
+// a proxy, HSTS is the proxy's to send.
+func securityHeaders(https bool, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
+		if https {
+			h.Set("Strict-Transport-Security", hstsPolicy)
+		}
 		h.Set("Content-Security-Policy", contentSecurityPolicy)
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("X-Content-Type-Options", "nosniff")

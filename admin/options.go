@@ -84,6 +84,10 @@ type Options struct {
 	// they survive a restart and are valid on every admin sharing the file. Without it the
 	// key is random per process: every session ends when the admin restarts.
 	SessionKeyFile string `flag:"session-key-file" toml:"session_key_file"`
+	// SecureCookies marks the session cookie Secure, so that browsers send it over HTTPS
+	// only, when the admin serves plain HTTP behind a proxy that serves HTTPS (with TLSCert
+	// the cookie is Secure anyway). The admin does not trust X-Forwarded-Proto to tell.
+	SecureCookies bool `flag:"secure-cookies" toml:"secure_cookies"`
 
 	// SampleInterval is how often the admin samples the cluster for its charts and rates; the
 	// charts keep an hour of samples. Not an NSQ option: NSQ's admin draws charts only from
@@ -204,6 +208,9 @@ func (o *Options) Validate() error {
 	}
 	if o.SessionKeyFile != "" && len(o.Users) == 0 {
 		bad("--session-key-file signs login sessions and needs --user")
+	}
+	if o.SecureCookies && len(o.Users) == 0 {
+		bad("--secure-cookies marks the login session's cookie and needs --user")
 	}
 	if o.SampleInterval < minSampleInterval {
 		bad("--sample-interval must be at least %v, got %v", minSampleInterval, o.SampleInterval)

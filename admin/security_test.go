@@ -71,6 +71,10 @@ func TestSecurityHeaders(t *testing.T) {
 					t.Errorf("%s: %q, want %q", k, got, v)
 				}
 			}
+			// Browsers ignore HSTS over plain HTTP; behind a proxy it is the proxy's to send.
+			if got := resp.Header.Get("Strict-Transport-Security"); got != "" {
+				t.Errorf("Strict-Transport-Security %q over plain HTTP", got)
+			}
 		})
 	}
 }

@@ -44,6 +44,9 @@ func TestHTTPS(t *testing.T) {
 		if resp.Header.Get("X-Frame-Options") != "DENY" {
 			t.Error("no security headers over HTTPS")
 		}
+		if got := resp.Header.Get("Strict-Transport-Security"); got != "max-age=31536000" {
+			t.Errorf("Strict-Transport-Security %q over HTTPS", got)
+		}
 		return resp.TLS.PeerCertificates[0].Subject.CommonName
 	}
 	if got := served(); got != first.Leaf.Subject.CommonName {

@@ -46,6 +46,7 @@ func flagUsage() map[string]string {
 		"acl-http-header":            "HTTP header naming the user, set by an authenticating proxy",
 		"admin-user":                 "user (by --acl-http-header, or the logged-in --user) allowed to change the cluster; with none given everyone may (may be given multiple times)",
 		"user":                       "name:hash of a user who may log in, the hash from nsqadmin --hash-password; with any, every page and API call needs a login (needs --acl-http-header=\"\"; may be given multiple times; Tern only)",
+		"secure-cookies":             "mark the login cookie Secure (HTTPS only) when the admin serves plain HTTP behind an HTTPS proxy; --tls-cert does it anyway (Tern only)",
 		"session-key-file":           "file of 32 or more random bytes that login sessions are signed with; without it sessions end when the admin restarts, and a new key logs everyone out (Tern only)",
 
 		"sample-interval": "how often to sample the cluster for the charts and rates (the charts keep an hour)",

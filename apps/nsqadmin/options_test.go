@@ -24,7 +24,7 @@ var nsqFlags = []string{
 }
 
 // ternFlags are Tern's own flags, which NSQ's nsqadmin does not have.
-var ternFlags = []string{"hash-password", "sample-interval", "session-key-file", "tls-cert", "tls-key", "user"}
+var ternFlags = []string{"hash-password", "sample-interval", "secure-cookies", "session-key-file", "tls-cert", "tls-key", "user"}
 
 // nsqKeys are the TOML keys NSQ (or Tern, for its repeatable --user) names differently from
 // the flag.
@@ -152,6 +152,7 @@ func TestValidate(t *testing.T) {
 			o.ACLHTTPHeader, o.Users, o.AdminUsers = "", []string{"alice:" + testHash}, []string{"bob"}
 		}, `--admin-user "bob" is not one of the --user users`},
 		{"key without users", func(o *admin.Options) { o.SessionKeyFile = "k" }, "--session-key-file signs login sessions and needs --user"},
+		{"secure cookies without users", func(o *admin.Options) { o.SecureCookies = true }, "--secure-cookies marks the login session's cookie and needs --user"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
