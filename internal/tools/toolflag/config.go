@@ -15,16 +15,17 @@ func ConsumerConfig(tool string, opts []string, maxInFlight int) (*nsq.Config, e
 	cfg := nsq.NewConfig()
 	cfg.UserAgent = UserAgent(tool)
 	cfg.MaxInFlight = maxInFlight
-	err := ApplyOptions(cfg, "consumer-opt", opts, map[string]string{"max_in_flight": "max-in-flight"})
+	err := ApplyOptions(cfg, ForConsumer, opts, map[string]string{"max_in_flight": "max-in-flight"})
 	return cfg, err
 }
 
 // ProducerConfig returns the Config of a tool's producers: Tern's defaults, the tool's user
-// agent, then the --producer-opt options.
+// agent, then the --producer-opt options, of which those only a consumer uses
+// (max_in_flight, max_attempts, sample_rate, ...) are refused, each named.
 func ProducerConfig(tool string, opts []string) (*nsq.Config, error) {
 	cfg := nsq.NewConfig()
 	cfg.UserAgent = UserAgent(tool)
-	err := ApplyOptions(cfg, "producer-opt", opts, nil)
+	err := ApplyOptions(cfg, ForProducer, opts, nil)
 	return cfg, err
 }
 

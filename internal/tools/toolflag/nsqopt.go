@@ -14,19 +14,43 @@ import (
 	"github.com/ternmq/tern/nsq"
 )
 
+// Role is what a Config configures: a Consumer or a Producer. A Producer uses only some of
+// go-nsq's options; the others it would accept and ignore.
+type Role int
+
+const (
+	// ForConsumer is a Consumer's Config, set with --consumer-opt.
+	ForConsumer Role = iota
+	// ForProducer is a Producer's Config, set with --producer-opt.
+	ForProducer
+)
+
+// flag is the command-line flag that sets the role's options, for messages.
+func (r Role) flag() string {
+	if r == ForProducer {
+		return "producer-opt"
+	}
+	return "consumer-opt"
+}
+
 // ApplyOptions sets go-nsq's options, each "key,value" as NSQ's tools take them from
-// --consumer-opt and --producer-opt (flagName, for the messages), on cfg. A boolean option
-// may be given alone ("snappy" means "snappy,true"), and a key may be spelled with dashes.
+// --consumer-opt and --producer-opt (by role), on cfg. A boolean option may be given alone
+// ("snappy" means "snappy,true"), and a key may be spelled with dashes.
 //
-// Every option Tern's client honours maps onto its nsq.Config field. An unknown option, or
-// one Tern's client cannot honour (local_addr, the low-RDY timeouts, the full_jitter backoff,
-// TLS settings without tls_v1), is refused with a message naming it; nothing is ignored.
-// reserved lists options the tool sets through one of its own flags instead, by option name,
-// with that flag's name: NSQ's tools silently overwrite them, Tern's refuse them. Every
-// problem is reported at once, the ranges of Tern's Config.Validate included.
-func ApplyOptions(cfg *nsq.Config, flagName string, opts []string, reserved map[string]string) error {
+// Every option Tern's client honours maps onto its nsq.Config field. An unknown option, one
+// Tern's client cannot honour (local_addr, the low-RDY timeouts, the full_jitter backoff, TLS
+// settings without tls_v1, deflate_level without deflate), and, for a producer, one that
+// only a consumer uses (max_in_flight, max_attempts, requeue delays, backoff, RDY, lookupd
+// polling, and what shapes nsqd's deliveries: sample_rate, msg_timeout, the output buffer)
+// is refused with a message naming it; nothing is ignored. reserved lists options the tool
+// sets through one of its own flags instead, by option name, with that flag's name: NSQ's
+// tools silently overwrite them, Tern's refuse them. Every problem is reported at once, the
+// ranges of Tern's Config.Validate included.
+func ApplyOptions(cfg *nsq.Config, role Role, opts []string, reserved map[string]string) error {
+	flagName := role.flag()
 	var errs []error
 	var t tlsOptions
+	deflateLevel := false
 	for _, opt := range opts {
 		key, value, hasValue := strings.Cut(opt, ",")
 		key = strings.ReplaceAll(strings.TrimSpace(key), "-", "_")
@@ -44,6 +68,10 @@ func ApplyOptions(cfg *nsq.Config, flagName string, opts []string, reserved map[
 			fail(fmt.Errorf("option %s is not supported: %s", key, o.refuse))
 			continue
 		}
+		if why, ok := consumerOnly[key]; ok && role == ForProducer {
+			fail(fmt.Errorf("option %s is for consumers only: %s", key, why))
+			continue
+		}
 		if !hasValue {
 			if o.kind != kindBool {
 				fail(fmt.Errorf("option %s needs a value: %s,<value>", key, key))
@@ -53,10 +81,16 @@ func ApplyOptions(cfg *nsq.Config, flagName string, opts []string, reserved map[
 		}
 		if err := o.set(cfg, &t, value); err != nil {
 			fail(fmt.Errorf("option %s: %w", key, err))
+			continue
 		}
+		deflateLevel = deflateLevel || key == "deflate_level"
 	}
 	if err := t.apply(cfg); err != nil {
 		errs = append(errs, fmt.Errorf("--%s: %w", flagName, err))
+	}
+	if deflateLevel && !cfg.Deflate {
+		// go-nsq ignores it: it sets the level of a compression not asked for.
+		errs = append(errs, fmt.Errorf("--%s: deflate_level has no effect without deflate (add deflate)", flagName))
 	}
 	if len(errs) == 0 {
 		if err := cfg.Validate(); err != nil {
@@ -66,11 +100,11 @@ func ApplyOptions(cfg *nsq.Config, flagName string, opts []string, reserved map[
 	return errors.Join(errs...)
 }
 
-// OptionNames lists the go-nsq option names ApplyOptions accepts, sorted.
-func OptionNames() []string {
+// OptionNames lists the go-nsq option names ApplyOptions accepts for role, sorted.
+func OptionNames(role Role) []string {
 	var names []string
 	for name, o := range goNSQOptions {
-		if o.refuse == "" {
+		if _, forConsumers := consumerOnly[name]; o.refuse == "" && (role == ForConsumer || !forConsumers) {
 			names = append(names, name)
 		}
 	}
@@ -178,6 +212,35 @@ var goNSQOptions = map[string]goNSQOption{
 		}
 		return nil
 	}},
+}
+
+// Why a Producer has no use for an option.
+const (
+	noMessages   = "a producer receives no messages"
+	noDeliveries = "it shapes the messages nsqd delivers, and a producer receives none"
+	noLookupd    = "a producer does not query lookupds"
+)
+
+// consumerOnly are the options only a Consumer uses, with why a Producer has no use for
+// them. nsqd takes the output buffer settings of any client, but flushes every response to
+// a command at once: they matter only to deliveries.
+var consumerOnly = map[string]string{
+	"lookupd_poll_interval":      noLookupd,
+	"lookupd_poll_jitter":        noLookupd,
+	"lookupd_poll_timeout":       noLookupd,
+	"skip_lookupd_authorization": noLookupd,
+	"max_requeue_delay":          noMessages,
+	"default_requeue_delay":      noMessages,
+	"backoff_strategy":           noMessages,
+	"max_backoff_duration":       noMessages,
+	"backoff_multiplier":         noMessages,
+	"max_attempts":               noMessages,
+	"rdy_redistribute_interval":  noMessages,
+	"max_in_flight":              noMessages,
+	"sample_rate":                noDeliveries,
+	"msg_timeout":                noDeliveries,
+	"output_buffer_size":         noDeliveries,
+	"output_buffer_timeout":      noDeliveries,
 }
 
 func duration(set func(*nsq.Config, time.Duration)) goNSQOption {

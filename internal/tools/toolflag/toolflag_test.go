@@ -45,9 +45,10 @@ func TestApplyOptions(t *testing.T) {
 			c.MaxRequeueDelay, c.DefaultRequeueDelay, c.MaxBackoffDuration, c.BackoffMultiplier = time.Minute, 5*time.Second, 30*time.Second, 2*time.Second
 			c.RDYRedistributeInterval = 2 * time.Second
 		}},
-		{"integers", []string{"max_attempts,9", "sample_rate,50", "output_buffer_size,65536", "max_in_flight,7", "deflate_level,3"}, func(c *nsq.Config) {
-			c.MaxAttempts, c.SampleRate, c.OutputBufferSize, c.MaxInFlight, c.DeflateLevel = 9, 50, 65536, 7, 3
+		{"integers", []string{"max_attempts,9", "sample_rate,50", "output_buffer_size,65536", "max_in_flight,7"}, func(c *nsq.Config) {
+			c.MaxAttempts, c.SampleRate, c.OutputBufferSize, c.MaxInFlight = 9, 50, 65536, 7
 		}},
+		{"deflate level with deflate", []string{"deflate", "deflate_level,3"}, func(c *nsq.Config) { c.Deflate, c.DeflateLevel = true, 3 }},
 		{"bool alone is true", []string{"snappy"}, func(c *nsq.Config) { c.Snappy = true }},
 		{"bool with value", []string{"deflate,true", "snappy,false"}, func(c *nsq.Config) { c.Deflate = true }},
 		{"strings", []string{"client_id,me", "hostname,h.example", "user_agent,ua/1", "auth_secret,s3cret"}, func(c *nsq.Config) {
@@ -62,7 +63,7 @@ func TestApplyOptions(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got := nsq.NewConfig()
-			if err := ApplyOptions(got, "consumer-opt", tt.opts, nil); err != nil {
+			if err := ApplyOptions(got, ForConsumer, tt.opts, nil); err != nil {
 				t.Fatalf("ApplyOptions(%q): %v", tt.opts, err)
 			}
 			want := nsq.NewConfig()
@@ -98,11 +99,12 @@ func TestApplyOptionsRefuses(t *testing.T) {
 		{"out of go-nsq range", []string{"sample_rate,100", "max_attempts,70000"}, nil, []string{"100 is out of range 0..99", "70000 is out of range 0..65535"}},
 		{"out of Tern's range", []string{"read_timeout,10m"}, nil, []string{"nsq: config ReadTimeout"}},
 		{"snappy and deflate", []string{"snappy", "deflate"}, nil, []string{"--consumer-opt: nsq: config"}},
+		{"deflate level without deflate", []string{"deflate_level,3", "deflate,false"}, nil, []string{"deflate_level has no effect without deflate"}},
 		{"reserved", []string{"max_in_flight,5"}, map[string]string{"max_in_flight": "max-in-flight"}, []string{"use --max-in-flight to set max_in_flight"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := ApplyOptions(nsq.NewConfig(), "consumer-opt", tt.opts, tt.reserved)
+			err := ApplyOptions(nsq.NewConfig(), ForConsumer, tt.opts, tt.reserved)
 			if err == nil {
 				t.Fatalf("ApplyOptions(%q) = nil, want an error", tt.opts)
 			}
@@ -119,7 +121,7 @@ func TestApplyOptionsTLS(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := writeSelfSigned(t, dir)
 	cfg := nsq.NewConfig()
-	err := ApplyOptions(cfg, "producer-opt", []string{
+	err := ApplyOptions(cfg, ForProducer, []string{
 		"tls_v1", "tls_root_ca_file," + certFile, "tls_cert," + certFile, "tls_key," + keyFile,
 		"tls_min_version,tls1.2", "tls_insecure_skip_verify,true",
 	}, nil)
@@ -132,7 +134,7 @@ func TestApplyOptionsTLS(t *testing.T) {
 	}
 
 	plain := nsq.NewConfig()
-	if err := ApplyOptions(plain, "producer-opt", []string{"tls_v1,false"}, nil); err != nil || plain.TLS != nil {
+	if err := ApplyOptions(plain, ForProducer, []string{"tls_v1,false"}, nil); err != nil || plain.TLS != nil {
 		t.Fatalf("tls_v1,false: TLS %v, err %v", plain.TLS, err)
 	}
 }
@@ -155,11 +157,19 @@ func TestEveryGoNSQOptionIsKnown(t *testing.T) {
 			t.Errorf("go-nsq option %s is neither mapped nor refused", name)
 		}
 	}
+	for name := range consumerOnly {
+		if !slices.Contains(goNSQ, name) {
+			t.Errorf("consumer-only option %s is not go-nsq's", name)
+		}
+	}
 	if len(goNSQOptions) != len(goNSQ) {
 		t.Errorf("%d options in the table, go-nsq has %d", len(goNSQOptions), len(goNSQ))
 	}
-	if names := OptionNames(); slices.Contains(names, "local_addr") || !slices.Contains(names, "snappy") {
-		t.Errorf("OptionNames = %q", names)
+	if names := OptionNames(ForConsumer); slices.Contains(names, "local_addr") || !slices.Contains(names, "snappy") || !slices.Contains(names, "max_attempts") {
+		t.Errorf("OptionNames(ForConsumer) = %q", names)
+	}
+	if names := OptionNames(ForProducer); slices.Contains(names, "max_in_flight") || !slices.Contains(names, "snappy") {
+		t.Errorf("OptionNames(ForProducer) = %q", names)
 	}
 }
 
@@ -177,6 +187,48 @@ func TestConsumerAndProducerConfig(t *testing.T) {
 	cfg, err = ProducerConfig("to_nsq", []string{"user_agent,mine"})
 	if err != nil || cfg.UserAgent != "mine" {
 		t.Errorf("producer config %+v, %v", cfg, err)
+	}
+}
+
+// TestProducerRefusesConsumerOptions: a Producer never uses what only shapes the messages
+// nsqd delivers, RDY, requeues, backoff and lookupd polling; --producer-opt refuses them,
+// naming each, rather than accept and ignore them.
+func TestProducerRefusesConsumerOptions(t *testing.T) {
+	consumerOnly := []string{
+		"max_in_flight,5", "max_attempts,3", "lookupd_poll_interval,5s", "lookupd_poll_jitter,0.1",
+		"lookupd_poll_timeout,1s", "max_requeue_delay,1m", "default_requeue_delay,1s",
+		"backoff_strategy,exponential", "max_backoff_duration,1m", "backoff_multiplier,2s",
+		"rdy_redistribute_interval,2s", "sample_rate,10", "msg_timeout,2m", "output_buffer_size,1024",
+		"output_buffer_timeout,10ms", "skip_lookupd_authorization,true",
+	}
+	for _, opt := range consumerOnly {
+		key, _, _ := strings.Cut(opt, ",")
+		_, err := ProducerConfig("to_nsq", []string{opt})
+		if want := "--producer-opt \"" + opt + "\": option " + key + " is for consumers only"; err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ProducerConfig(%q) = %v, want %q", opt, err, want)
+		}
+		if key == "max_in_flight" {
+			continue // --max-in-flight sets it
+		}
+		if _, err := ConsumerConfig("nsq_tail", []string{opt}, 1); err != nil {
+			t.Errorf("ConsumerConfig(%q) = %v", opt, err)
+		}
+	}
+	// What a producer's connection does use.
+	both := []string{
+		"dial_timeout,2s", "read_timeout,90s", "write_timeout,3s", "heartbeat_interval,10s", "client_id,me",
+		"hostname,h", "user_agent,ua", "snappy", "auth_secret,s", "tls_v1,false",
+	}
+	if _, err := ProducerConfig("to_nsq", both); err != nil {
+		t.Errorf("ProducerConfig(%q) = %v", both, err)
+	}
+	if _, err := ProducerConfig("to_nsq", []string{"deflate", "deflate_level,9"}); err != nil {
+		t.Errorf("ProducerConfig(deflate) = %v", err)
+	}
+	// Every problem at once.
+	_, err := ProducerConfig("to_nsq", []string{"max_in_flight,5", "sample_rate,10"})
+	if err == nil || !strings.Contains(err.Error(), "option max_in_flight") || !strings.Contains(err.Error(), "option sample_rate") {
+		t.Errorf("two consumer options: %v", err)
 	}
 }
 
