@@ -5,8 +5,8 @@
 //   - Strings, the value of a flag that may be given multiple times (--topic,
 //     --nsqd-tcp-address, --consumer-opt, ...);
 //   - ApplyOptions, which maps go-nsq's "key,value" options of --consumer-opt and
-//     --producer-opt onto Tern's nsq.Config, refusing what Tern's client cannot honour
-//     rather than ignoring it;
+//     --producer-opt onto Tern's nsq.Config, refusing what Tern's client cannot honour,
+//     and for a producer what only a consumer uses, rather than ignoring it;
 //   - Source, the nsqds or lookupds a tool consumes from, with NSQ's rule that exactly one
 //     kind is given;
 //   - StopConsumers, which stops a tool's consumers all at once, each draining within
