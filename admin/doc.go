@@ -34,9 +34,10 @@
 //
 // Each lock guards its own fields and none is held while another is taken, or during I/O:
 // snapshotCache.mu (the current snapshot and the fetch under way), sampler.mu (the rings),
-// pages.probeMu (which nodes serve /metrics), auth.mu (failed logins per address and
-// verified Basic credentials; never held while hashing), Admin.configMu (serialises PUT /config; the
-// options themselves are swapped whole through an atomic pointer).
+// pages.probeMu (which nodes serve /metrics), auth.mu (login attempts per address and per
+// address and user name, and verified Basic credentials; never held while hashing, which
+// waits on auth.slots instead), Admin.configMu (serialises PUT /config; the options
+// themselves are swapped whole through an atomic pointer).
 //
 // # Running one in a test
 //
