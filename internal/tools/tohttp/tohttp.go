@@ -63,7 +63,8 @@ type Options struct {
 	// place of "%s"; one kind only (--post, --get).
 	Post []string
 	Get  []string
-	// Headers are "Key: value" headers added to every request (--header).
+	// Headers are "Key: value" headers added to every request; Host sets the request's
+	// host, and Content-Length, Transfer-Encoding and Trailer are refused (--header).
 	Headers []string
 	// Source is where to consume from (--nsqd-tcp-address, --lookupd-http-address).
 	Source toolflag.Source
@@ -143,9 +144,18 @@ func (o *Options) Validate() error {
 	return errors.Join(append(errs, err)...)
 }
 
-// parseHeaders parses "Key: value" headers; both parts must be there.
-func parseHeaders(hs []string) (http.Header, error) {
-	h := http.Header{}
+// requestHeaders are --header's: Host names the request's host, the others are header
+// fields.
+type requestHeaders struct {
+	fields http.Header
+	host   string // empty: the endpoint URL's
+}
+
+// parseHeaders parses "Key: value" headers; both parts must be there. Host is taken apart:
+// Go's client sends req.Host, never a Host field. Content-Length, Transfer-Encoding and
+// Trailer are refused: the client frames the body itself and would drop them.
+func parseHeaders(hs []string) (requestHeaders, error) {
+	h := requestHeaders{fields: http.Header{}}
 	var errs []error
 	for _, s := range hs {
 		k, v, ok := strings.Cut(s, ":")
@@ -154,7 +164,14 @@ func parseHeaders(hs []string) (http.Header, error) {
 			errs = append(errs, fmt.Errorf("--header %q: want 'Key: value'", s))
 			continue
 		}
-		h.Set(k, v)
+		switch k = http.CanonicalHeaderKey(k); k {
+		case "Host":
+			h.host = v
+		case "Content-Length", "Transfer-Encoding", "Trailer":
+			errs = append(errs, fmt.Errorf("--header %q: %s is not supported: the HTTP client frames each request's body itself", s, k))
+		default:
+			h.fields.Set(k, v)
+		}
 	}
 	return h, errors.Join(errs...)
 }
@@ -164,7 +181,7 @@ type ToHTTP struct {
 	opts      Options
 	logger    *slog.Logger
 	client    *http.Client
-	headers   http.Header
+	headers   requestHeaders
 	endpoints []string
 	get       bool
 	pool      *upstream.Pool
@@ -266,8 +283,11 @@ func (t *ToHTTP) send(endpoint string, body []byte) error {
 		return err
 	}
 	req.Header.Set("User-Agent", fmt.Sprintf("%s v%s", Name, version.Binary))
-	for k, v := range t.headers {
+	for k, v := range t.headers.fields {
 		req.Header[k] = v
+	}
+	if t.headers.host != "" {
+		req.Host = t.headers.host
 	}
 	resp, err := t.client.Do(req)
 	if err != nil {

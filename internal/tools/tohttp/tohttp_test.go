@@ -48,6 +48,12 @@ func TestValidate(t *testing.T) {
 		{"headers", func(o *Options) { o.Post, o.Headers = []string{"http://a/"}, []string{"X-A:", ": v", "nocolon"} }, []string{
 			`--header "X-A:"`, `--header ": v"`, `--header "nocolon"`,
 		}},
+		{"headers Go's client would not send", func(o *Options) {
+			o.Post, o.Headers = []string{"http://a/"}, []string{"Content-Length: 5", "transfer-encoding: chunked", "Trailer: X-Sum"}
+		}, []string{
+			`--header "Content-Length: 5": Content-Length is not supported`, `--header "transfer-encoding: chunked": Transfer-Encoding is not supported`,
+			`--header "Trailer: X-Sum": Trailer is not supported`,
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -151,15 +157,16 @@ func TestDeliver(t *testing.T) {
 		e := newEndpoint(t)
 		c.Publish(t, 0, "post", five...)
 		start(t, options(c, "post", func(o *Options) {
-			o.Post, o.ContentType, o.Headers = []string{e.srv.URL + "/in"}, "text/plain", []string{"X-Token: s3cret", "Accept: */*"}
+			o.Post, o.ContentType, o.Headers = []string{e.srv.URL + "/in"}, "text/plain", []string{"X-Token: s3cret", "Accept: */*", "host: hooks.example"}
 		}))
 		testutil.Eventually(t, tooltest.Timeout, func() bool { return e.count() == 5 }, "5 posts, got %v", e.got)
 		e.mu.Lock()
 		r := e.reqs[0]
 		e.mu.Unlock()
 		if r.Method != "POST" || r.URL.Path != "/in" || r.Header.Get("Content-Type") != "text/plain" ||
-			r.Header.Get("X-Token") != "s3cret" || !strings.HasPrefix(r.Header.Get("User-Agent"), "nsq_to_http v") {
-			t.Errorf("request %s %s %v", r.Method, r.URL, r.Header)
+			r.Header.Get("X-Token") != "s3cret" || !strings.HasPrefix(r.Header.Get("User-Agent"), "nsq_to_http v") ||
+			r.Host != "hooks.example" {
+			t.Errorf("request %s %s Host %q %v", r.Method, r.URL, r.Host, r.Header)
 		}
 		if got := e.got(); !slices.Equal(got, five) {
 			t.Errorf("bodies %q", got)
