@@ -1,7 +1,9 @@
 // Package stat is nsq_stat: every --interval it reads one channel's stats from every nsqd
 // that has its topic, sums them, and prints a row of NSQ's table: the ingress and egress
 // rates since the previous sample, the depths, and the channel's counters, with NSQ's
-// three-line header before the first row and every 25 samples after.
+// three-line header before the first row and every 25 samples after. Rates are over the
+// time measured between the two samples: a /stats slower than --interval makes the ticker
+// drop ticks, and the samples come further apart than --interval.
 //
 // The nsqds are found as NSQ's nsq_stat finds them: through the lookupds' /lookup of the
 // topic, or by asking each --nsqd-http-address for the topic's stats. As in NSQ, a node or
@@ -116,6 +118,7 @@ func (s *Stat) Run(ctx context.Context) error {
 	ticker := time.NewTicker(s.opts.Interval)
 	defer ticker.Stop()
 	var prev *channelStats
+	var prevAt time.Time
 	for i := 0; s.opts.Count == 0 || i <= s.opts.Count; i++ {
 		cur, err := s.sample(ctx)
 		if err != nil {
@@ -124,17 +127,18 @@ func (s *Stat) Run(ctx context.Context) error {
 			}
 			return err
 		}
+		at := time.Now() // when the sample is complete, on the monotonic clock
 		if i%headerEvery == 0 {
 			if err := writeHeader(s.out); err != nil {
 				return err
 			}
 		}
 		if prev != nil {
-			if err := writeRow(s.out, prev, cur, s.opts.Interval); err != nil {
+			if err := writeRow(s.out, prev, cur, at.Sub(prevAt)); err != nil {
 				return err
 			}
 		}
-		prev = cur
+		prev, prevAt = cur, at
 		if s.opts.Count > 0 && i == s.opts.Count {
 			return nil
 		}
@@ -157,10 +161,10 @@ func writeHeader(w io.Writer) error {
 	return nil
 }
 
-// writeRow prints the row of cur, with rates over interval since prev. Egress is what left
-// the channel: what came in less what the depth grew by.
-func writeRow(w io.Writer, prev, cur *channelStats, interval time.Duration) error {
-	secs := interval.Seconds()
+// writeRow prints the row of cur, with rates over elapsed, the time since prev was
+// sampled. Egress is what left the channel: what came in less what the depth grew by.
+func writeRow(w io.Writer, prev, cur *channelStats, elapsed time.Duration) error {
+	secs := max(elapsed, time.Millisecond).Seconds()
 	in := int64(cur.MessageCount) - int64(prev.MessageCount)
 	out := in - (cur.Depth - prev.Depth)
 	_, err := fmt.Fprintf(w, "%7d %7d | %7d %7d %7d %5d %5d | %7d %7d %12d %7d\n",

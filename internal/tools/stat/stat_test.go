@@ -2,8 +2,12 @@ package stat
 
 import (
 	"context"
+	"fmt"
+	"math"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -161,6 +165,53 @@ func createChannel(t *testing.T, node, topic, channel string) {
 		_ = resp.Body.Close()
 		if resp.StatusCode != 200 {
 			t.Fatalf("POST %s: %s", u, resp.Status)
+		}
+	}
+}
+
+// TestStatRatesOverMeasuredTime: when /stats answers slower than --interval, the ticker
+// drops ticks and samples come further apart than --interval; rates are over the time
+// that really passed between them, not over --interval.
+func TestStatRatesOverMeasuredTime(t *testing.T) {
+	const perSample = 1000 // messages in between two answers
+	const answerTime = 100 * time.Millisecond
+	var (
+		mu    sync.Mutex
+		count int
+		times []time.Time
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(answerTime) // a slow nsqd, not synchronisation
+		mu.Lock()
+		count += perSample
+		times = append(times, time.Now())
+		n := count
+		mu.Unlock()
+		fmt.Fprintf(w, `{"topics":[{"topic_name":"orders","channels":[{"channel_name":"billing","message_count":%d}]}]}`, n)
+	}))
+	t.Cleanup(srv.Close)
+	const rows = 3
+	out, err := runStat(t, options(func(o *Options) {
+		o.Count, o.Interval = rows, answerTime/5
+		o.NSQDHTTPAddrs = []string{strings.TrimPrefix(srv.URL, "http://")}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")[2:]
+	mu.Lock()
+	defer mu.Unlock()
+	if len(lines) != rows || len(times) != rows+1 {
+		t.Fatalf("%d answers, output:\n%s", len(times), out)
+	}
+	for i, line := range lines {
+		var ingress float64
+		if _, err := fmt.Sscan(line, &ingress); err != nil {
+			t.Fatalf("row %q: %v", line, err)
+		}
+		want := perSample / times[i+1].Sub(times[i]).Seconds()
+		if math.Abs(ingress-want) > 0.25*want {
+			t.Errorf("row %d: ingress %v/s, want about %.0f/s (%d messages over %v)", i, ingress, want, perSample, times[i+1].Sub(times[i]))
 		}
 	}
 }
