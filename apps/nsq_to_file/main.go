@@ -21,10 +21,11 @@ func main() {
 // run is main without the exit, so tests can drive it: it returns the process exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return toolflag.Command[tofile.Options]{
-		Name:     tofile.Name,
-		Flags:    flags,
-		Validate: (*tofile.Options).Validate,
-		LogLevel: func(o *tofile.Options) string { return o.LogLevel },
+		Name:      tofile.Name,
+		Flags:     flags,
+		Validate:  (*tofile.Options).Validate,
+		LogLevel:  func(o *tofile.Options) string { return o.LogLevel },
+		LogPrefix: func(o *tofile.Options) string { return o.LogPrefix },
 		New: func(o *tofile.Options, env toolflag.Env) (toolflag.Tool, error) {
 			return tofile.New(o, env.Logger)
 		},
@@ -35,7 +36,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func flags(fs *flag.FlagSet) *tofile.Options {
 	o := tofile.NewOptions()
 	fs.StringVar(&o.LogLevel, "log-level", o.LogLevel, "set log verbosity: debug, info, warn, error, or fatal")
-	fs.StringVar(&o.LogPrefix, "log-prefix", o.LogPrefix, "log message prefix (accepted for NSQ compatibility; structured logs have none)")
+	fs.StringVar(&o.LogPrefix, "log-prefix", o.LogPrefix, "log message prefix")
 	fs.StringVar(&o.Channel, "channel", o.Channel, "nsq channel")
 	fs.IntVar(&o.MaxInFlight, "max-in-flight", o.MaxInFlight, "max number of messages to allow in flight")
 	fs.StringVar(&o.OutputDir, "output-dir", o.OutputDir, "directory to write output files to")

@@ -30,6 +30,9 @@ func TestRun(t *testing.T) {
 		{Name: "gzip level", Args: []string{nsqd, "--topic=t", "--gzip-level=0"}, Code: 1, Stderr: "invalid --gzip-level value (0), should be 1-9"},
 		{Name: "missing REV", Args: []string{nsqd, "--topic=t", "--gzip", "--filename-format=<TOPIC>.log"}, Code: 1, Stderr: "missing <REV> in --filename-format"},
 		{Name: "consumer option", Args: []string{nsqd, "--topic=t", "--consumer-opt=read_timeout"}, Code: 1, Stderr: "option read_timeout needs a value"},
+		{Name: "log prefix", Args: []string{nsqd, "--topic=t", "--output-dir=" + t.TempDir(), "--log-prefix=[files] "}, Cancelled: true, Stderr: "[files] time="},
+		{Name: "NSQ's log prefix", Args: []string{nsqd, "--topic=t", "--output-dir=" + t.TempDir()}, Cancelled: true, Stderr: "[nsq_to_file] time="},
+		{Name: "no log prefix", Args: []string{nsqd, "--topic=t", "--output-dir=" + t.TempDir(), "--log-prefix="}, Cancelled: true, Stderr: "msg=starting", NotStderr: "[nsq_to_file]"},
 	})
 }
 

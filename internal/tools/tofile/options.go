@@ -35,7 +35,7 @@ type Options struct {
 	HTTPClientConnectTimeout time.Duration
 	HTTPClientRequestTimeout time.Duration
 
-	// LogPrefix is accepted for NSQ's sake; structured logs have no prefix (--log-prefix).
+	// LogPrefix starts every log line, before the structured record (--log-prefix).
 	LogPrefix string
 	// LogLevel is debug, info, warn, error or fatal (--log-level).
 	LogLevel string

@@ -57,6 +57,9 @@ type Command[O any] struct {
 	// LogLevel, when not nil, returns the --log-level option; without it the tool logs at
 	// info.
 	LogLevel func(*O) string
+	// LogPrefix, when not nil, returns the --log-prefix option, which starts every log line,
+	// as NSQ's log prefix does.
+	LogPrefix func(*O) string
 	// New builds the tool from valid options.
 	New func(o *O, env Env) (Tool, error)
 }
@@ -99,7 +102,13 @@ func (c Command[O]) Main(ctx context.Context, args []string, stdin io.Reader, st
 			level = l
 		}
 	}
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	logOut := stderr
+	if c.LogPrefix != nil {
+		if prefix := c.LogPrefix(opts); prefix != "" {
+			logOut = &prefixWriter{w: stderr, prefix: prefix}
+		}
+	}
+	logger := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level}))
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -144,4 +153,21 @@ func (c Command[O]) Main(ctx context.Context, args []string, stdin io.Reader, st
 // Tern's client.
 func UserAgent(tool string) string {
 	return fmt.Sprintf("%s/%s tern-nsq/%s", tool, version.Binary, version.Tern)
+}
+
+// prefixWriter starts every write with prefix. slog's handlers write each record, one
+// line, with a single Write, under their own lock: every log line gets the prefix, as
+// NSQ's log.Logger prefix does.
+type prefixWriter struct {
+	w      io.Writer
+	prefix string
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	line := make([]byte, 0, len(p.prefix)+len(b))
+	line = append(append(line, p.prefix...), b...)
+	if _, err := p.w.Write(line); err != nil {
+		return 0, err
+	}
+	return len(b), nil
 }

@@ -292,9 +292,10 @@ func TestStrings(t *testing.T) {
 
 // fakeOptions and fakeTool drive Main.
 type fakeOptions struct {
-	Name  string
-	Fail  bool
-	Level string
+	Name   string
+	Fail   bool
+	Level  string
+	Prefix string
 }
 
 type fakeTool struct {
@@ -322,6 +323,7 @@ func fakeCommand() Command[fakeOptions] {
 			fs.StringVar(&o.Name, "name", o.Name, "a name")
 			fs.BoolVar(&o.Fail, "fail", false, "fail")
 			fs.StringVar(&o.Level, "log-level", o.Level, "level")
+			fs.StringVar(&o.Prefix, "log-prefix", o.Prefix, "prefix")
 			return o
 		},
 		Validate: func(o *fakeOptions) error {
@@ -330,8 +332,9 @@ func fakeCommand() Command[fakeOptions] {
 			}
 			return nil
 		},
-		LogLevel: func(o *fakeOptions) string { return o.Level },
-		New:      func(o *fakeOptions, env Env) (Tool, error) { return &fakeTool{o: o, env: env}, nil },
+		LogLevel:  func(o *fakeOptions) string { return o.Level },
+		LogPrefix: func(o *fakeOptions) string { return o.Prefix },
+		New:       func(o *fakeOptions, env Env) (Tool, error) { return &fakeTool{o: o, env: env}, nil },
 	}
 }
 
@@ -370,6 +373,27 @@ func TestMainCommand(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLogPrefix: --log-prefix starts every log line, and no prefix leaves them alone.
+func TestLogPrefix(t *testing.T) {
+	for _, prefix := range []string{"[fake] ", ""} {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		var stdout, stderr strings.Builder
+		if code := fakeCommand().Main(ctx, []string{"--log-prefix=" + prefix, "--log-level=debug"}, strings.NewReader(""), &stdout, &stderr); code != 0 {
+			t.Fatalf("exit %d: %s", code, stderr.String())
+		}
+		lines := strings.Split(strings.TrimSuffix(stderr.String(), "\n"), "\n")
+		if len(lines) < 2 {
+			t.Fatalf("log %q: want the start and the debug record", stderr.String())
+		}
+		for _, l := range lines {
+			if !strings.HasPrefix(l, prefix+"time=") {
+				t.Errorf("prefix %q: line %q", prefix, l)
+			}
+		}
 	}
 }
 
