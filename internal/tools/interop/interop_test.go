@@ -80,6 +80,16 @@ func TestInteropPublishAndTail(t *testing.T) {
 		if err := p.Run(testutil.Context(t)); err != nil {
 			t.Fatal(err)
 		}
+		// NSQ's nsqd registers the topic with its lookupd after the publish is answered;
+		// nsq_tail asks the lookupd once at start, then only every minute.
+		testutil.Eventually(t, tooltest.Timeout, func() bool {
+			resp, err := http.Get("http://" + r.LookupdHTTP + "/lookup?topic=" + topic)
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			return resp.StatusCode == 200
+		}, "NSQ's lookupd never listed topic %s", topic)
 		var out syncBuffer
 		tl, err := tail.New(&tail.Options{Topics: []string{topic}, MaxInFlight: 200, N: 3, PrintTopic: true, ConsumerOpts: []string{opt},
 			Source: toolflag.Source{LookupdHTTPAddrs: []string{r.LookupdHTTP}}}, testutil.Logger(t), &out)
