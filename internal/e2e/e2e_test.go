@@ -20,6 +20,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/ternmq/tern/internal/browsertest"
+	"github.com/ternmq/tern/internal/testutil"
 	"github.com/ternmq/tern/nsq"
 )
 
@@ -66,21 +67,12 @@ func newCluster(t *testing.T) *cluster {
 		t.Fatalf("the image is built from ./bin: run make build first (make e2e does): %v", err)
 	}
 	c.env = os.Environ()
-	for _, v := range portVars {
-		c.ports[v] = freePort(t)
-		c.env = append(c.env, fmt.Sprintf("%s=%d", v, c.ports[v]))
+	for i, addr := range testutil.FreeAddresses(t, len(portVars)) {
+		_, port, _ := net.SplitHostPort(addr)
+		c.ports[portVars[i]], _ = strconv.Atoi(port)
+		c.env = append(c.env, portVars[i]+"="+port)
 	}
 	return c
-}
-
-// freePort returns a TCP port that nothing listens on now.
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // addr is 127.0.0.1 and the port of the variable v: the daemon as the host reaches it.

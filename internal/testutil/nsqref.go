@@ -20,11 +20,12 @@ type RealNSQ struct {
 // StartRealNSQ runs NSQ's nsqlookupd and n nsqds from $TERN_NSQ_BIN until the test ends.
 func StartRealNSQ(t *testing.T, n int) *RealNSQ {
 	t.Helper()
-	r := &RealNSQ{LookupdTCP: FreeAddress(t), LookupdHTTP: FreeAddress(t)}
+	addrs := FreeAddresses(t, 2+2*n)
+	r := &RealNSQ{LookupdTCP: addrs[0], LookupdHTTP: addrs[1]}
 	StartProcess(t, r.LookupdHTTP, NSQBinary(t, "nsqlookupd"),
 		"--tcp-address="+r.LookupdTCP, "--http-address="+r.LookupdHTTP, "--broadcast-address=127.0.0.1")
-	for range n {
-		tcp, http := FreeAddress(t), FreeAddress(t)
+	for i := range n {
+		tcp, http := addrs[2+2*i], addrs[3+2*i]
 		StartProcess(t, http, NSQBinary(t, "nsqd"), "--tcp-address="+tcp, "--http-address="+http,
 			"--broadcast-address=127.0.0.1", "--lookupd-tcp-address="+r.LookupdTCP, "--data-path="+t.TempDir())
 		r.NodesTCP = append(r.NodesTCP, tcp)
@@ -86,10 +87,21 @@ func StartProcess(t *testing.T, httpAddr, path string, args ...string) {
 // started in another process, which cannot be handed a listener.
 func FreeAddress(tb testing.TB) string {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
+	return FreeAddresses(tb, 1)[0]
+}
+
+// FreeAddresses returns n distinct such addresses. They are held open together until all
+// are chosen: one closed before the next is picked could be picked again.
+func FreeAddresses(tb testing.TB, n int) []string {
+	tb.Helper()
+	var addrs []string
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		defer func() { _ = ln.Close() }()
+		addrs = append(addrs, ln.Addr().String())
 	}
-	defer func() { _ = ln.Close() }()
-	return ln.Addr().String()
+	return addrs
 }
