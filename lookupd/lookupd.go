@@ -95,10 +95,7 @@ func New(opts *Options, logger *slog.Logger, reg *prometheus.Registry) (*Lookupd
 		counters: newCounters(),
 		conns:    make(map[uint64]net.Conn),
 	}
-	if l.tls, err = tlsfiles.Load(tlsfiles.Config{
-		CertFile: opts.TLSCert, KeyFile: opts.TLSKey, RootCAFile: opts.TLSRootCAFile,
-		ClientAuthPolicy: opts.TLSClientAuthPolicy, MinVersion: opts.TLSMinVersion,
-	}, l.logger.With("component", "tls")); err != nil {
+	if l.tls, err = tlsfiles.Load(opts.tlsConfig(), l.logger.With("component", "tls")); err != nil {
 		return nil, err
 	}
 	tl, err := protocol.Listen(opts.TCPAddress)

@@ -3,9 +3,11 @@ package lookupd
 import (
 	"errors"
 	"fmt"
-	"github.com/ternmq/tern/internal/logging"
 	"os"
 	"time"
+
+	"github.com/ternmq/tern/internal/logging"
+	"github.com/ternmq/tern/internal/tlsfiles"
 )
 
 // Options configures a Lookupd. It is plain data: every field carries the NSQ flag name it is
@@ -87,21 +89,17 @@ func (o *Options) Validate() error {
 	if o.TombstoneLifetime <= 0 {
 		bad("--tombstone-lifetime must be positive, got %v", o.TombstoneLifetime)
 	}
-	if (o.TLSCert == "") != (o.TLSKey == "") {
-		bad("--tls-cert and --tls-key must be given together")
-	}
+	errs = append(errs, o.tlsConfig().Check()...)
 	if o.TLSCert == "" && (o.TLSRootCAFile != "" || o.TLSClientAuthPolicy != "") {
 		bad("--tls-root-ca-file and --tls-client-auth-policy need --tls-cert and --tls-key")
 	}
-	switch o.TLSClientAuthPolicy {
-	case "", "require", "require-verify":
-	default:
-		bad("--tls-client-auth-policy must be require or require-verify, got %q", o.TLSClientAuthPolicy)
-	}
-	switch o.TLSMinVersion {
-	case "", "tls1.0", "tls1.1", "tls1.2", "tls1.3":
-	default:
-		bad("--tls-min-version must be tls1.0, tls1.1, tls1.2 or tls1.3, got %q", o.TLSMinVersion)
-	}
 	return errors.Join(errs...)
+}
+
+// tlsConfig is the TLS files and policy of o.
+func (o *Options) tlsConfig() tlsfiles.Config {
+	return tlsfiles.Config{
+		CertFile: o.TLSCert, KeyFile: o.TLSKey, RootCAFile: o.TLSRootCAFile,
+		ClientAuthPolicy: o.TLSClientAuthPolicy, MinVersion: o.TLSMinVersion,
+	}
 }

@@ -151,10 +151,7 @@ func New(opts *Options, logger *slog.Logger, reg *prometheus.Registry) (*NSQD, e
 	}
 	n.opts.Store(&o)
 	n.proto = &protocolV2{n: n}
-	tlsFiles, err := tlsfiles.Load(tlsfiles.Config{
-		CertFile: o.TLSCert, KeyFile: o.TLSKey, RootCAFile: o.TLSRootCAFile,
-		ClientAuthPolicy: o.TLSClientAuthPolicy, MinVersion: o.TLSMinVersion,
-	}, n.logger.With("component", "tls"))
+	tlsFiles, err := tlsfiles.Load(o.tlsConfig(), n.logger.With("component", "tls"))
 	if err != nil {
 		return nil, err
 	}

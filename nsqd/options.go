@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ternmq/tern/internal/tlsfiles"
 )
 
 // Options configures an nsqd. It is plain data: every field carries the NSQ flag name it is
@@ -239,6 +241,14 @@ func checkAuthAddress(a string) error {
 	return nil
 }
 
+// tlsConfig is the TLS files and policy of o.
+func (o *Options) tlsConfig() tlsfiles.Config {
+	return tlsfiles.Config{
+		CertFile: o.TLSCert, KeyFile: o.TLSKey, RootCAFile: o.TLSRootCAFile,
+		ClientAuthPolicy: o.TLSClientAuthPolicy, MinVersion: o.TLSMinVersion,
+	}
+}
+
 // tlsRequired is --tls-required in effect: as in NSQ, a client auth policy makes TLS
 // required when it was not.
 func (o *Options) tlsRequired() string {
@@ -295,19 +305,7 @@ func (o *Options) Validate() error {
 			bad("--auth-http-address %q: %v", a, err)
 		}
 	}
-	if (o.TLSCert == "") != (o.TLSKey == "") {
-		bad("--tls-cert and --tls-key must be given together")
-	}
-	switch o.TLSClientAuthPolicy {
-	case "", "require", "require-verify":
-	default:
-		bad("--tls-client-auth-policy must be require or require-verify, got %q", o.TLSClientAuthPolicy)
-	}
-	switch o.TLSMinVersion {
-	case "", "tls1.0", "tls1.1", "tls1.2", "tls1.3":
-	default:
-		bad("--tls-min-version must be tls1.0, tls1.1, tls1.2 or tls1.3, got %q", o.TLSMinVersion)
-	}
+	errs = append(errs, o.tlsConfig().Check()...)
 	if o.TLSCert == "" && o.TLSRootCAFile != "" {
 		bad("--tls-root-ca-file needs --tls-cert and --tls-key: it verifies client certificates")
 	}

@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -34,6 +35,26 @@ type Config struct {
 	ClientAuthPolicy string
 	// MinVersion is "tls1.0" (the default), "tls1.1", "tls1.2" or "tls1.3".
 	MinVersion string
+}
+
+// Check reports what is wrong with c as the daemons' --tls-* options name it: a certificate
+// without its key, an unknown client auth policy or TLS version.
+func (c Config) Check() []error {
+	var errs []error
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key must be given together"))
+	}
+	switch c.ClientAuthPolicy {
+	case "", "require", "require-verify":
+	default:
+		errs = append(errs, fmt.Errorf("--tls-client-auth-policy must be require or require-verify, got %q", c.ClientAuthPolicy))
+	}
+	switch c.MinVersion {
+	case "", "tls1.0", "tls1.1", "tls1.2", "tls1.3":
+	default:
+		errs = append(errs, fmt.Errorf("--tls-min-version must be tls1.0, tls1.1, tls1.2 or tls1.3, got %q", c.MinVersion))
+	}
+	return errs
 }
 
 // Files is a TLS configuration loaded from files. Its methods are safe for concurrent use.
