@@ -128,6 +128,8 @@ func (n *NSQD) newHTTPAPI(extra func(*httpapi.Router)) *httpAPI {
 	rt.Handle("POST", "/channel/empty", s.channelEmpty)
 	rt.Handle("POST", "/channel/pause", s.channelPause(true))
 	rt.Handle("POST", "/channel/unpause", s.channelPause(false))
+	rt.Handle("GET", "/channel/peek", s.channelPeek)
+	rt.Handle("GET", "/channel/message", s.channelMessage)
 	rt.Handle("GET", "/config/:opt", s.getConfig)
 	rt.Handle("PUT", "/config/:opt", s.putConfig)
 
