@@ -1,12 +1,14 @@
 package admin
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -207,6 +209,39 @@ func (a *Admin) apiChannel(_ http.ResponseWriter, r *http.Request, ps httprouter
 		*ChannelStats
 		Message string `json:"message"`
 	}{c, withMessage(warnings)}, nil
+}
+
+// GET /api/topics/:topic/:channel/messages?state=next|deferred|in_flight&n=: each node's
+// messages of the channel (Tern's nsqd only), for admin users.
+func (a *Admin) apiMessages(_ http.ResponseWriter, r *http.Request, ps httprouter.Params) (any, error) {
+	if !a.isAdmin(r) {
+		return nil, apiErr(http.StatusForbidden, codeForbidden)
+	}
+	q := r.URL.Query()
+	state := cmp.Or(q.Get("state"), "next")
+	if !slices.Contains(peekStates, state) {
+		return nil, apiErr(http.StatusBadRequest, "INVALID_STATE")
+	}
+	n := peekPerNode
+	if v := q.Get("n"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 || n > 1000 {
+			return nil, apiErr(http.StatusBadRequest, "INVALID_N")
+		}
+	}
+	c, warnings, err := a.channelWithClients(r.Context(), ps.ByName("topic"), ps.ByName("channel"))
+	if err != nil {
+		return nil, err
+	}
+	var nodes []string
+	for _, nc := range c.NodeStats {
+		nodes = append(nodes, nc.Node)
+	}
+	found, errs := a.cluster.peek(r.Context(), nodes, ps.ByName("topic"), ps.ByName("channel"), state, n)
+	return struct {
+		Nodes   []NodeMessages `json:"nodes"`
+		Message string         `json:"message"`
+	}{found, withMessage(append(warnings, errs...))}, nil
 }
 
 // channelWithClients fetches a channel with its clients from every node that has its topic.

@@ -62,6 +62,7 @@ func (a *Admin) handler() http.Handler {
 	rt.Handle("GET", bp("/api/topics"), a.apiTopics)
 	rt.Handle("GET", bp("/api/topics/:topic"), a.apiTopic)
 	rt.Handle("GET", bp("/api/topics/:topic/:channel"), a.apiChannel)
+	rt.Handle("GET", bp("/api/topics/:topic/:channel/messages"), a.apiMessages)
 	rt.Handle("GET", bp("/api/nodes"), a.apiNodes)
 	rt.Handle("GET", bp("/api/nodes/:node"), a.apiNode)
 	rt.Handle("GET", bp("/api/counter"), a.apiCounter)

@@ -77,6 +77,8 @@ func TestInteropTernAdminOverRealNSQ(t *testing.T) {
 	}
 	if _, _, body := page(t, adminURL(a, "/topics/orders/billing")); !strings.Contains(body, "7</span>") {
 		t.Error("the channel page does not show the channel's depth of 7")
+	} else if !strings.Contains(body, "nsqd cannot show its messages") {
+		t.Error("the channel page does not say that NSQ's nodes cannot show their messages")
 	}
 
 	if code, body := call(t, "POST", adminURL(a, "/api/topics/orders/billing"), `{"action":"pause"}`); code != 200 || body != `{"message":""}` {

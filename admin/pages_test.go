@@ -308,3 +308,63 @@ func TestPagesWarnAboutDepartedNodes(t *testing.T) {
 		t.Errorf("/api/nodes: %d %q, want the warning in the message", code, nodes.Message)
 	}
 }
+
+// TestChannelMessages shows a channel's messages on its page and in the API, escaped, to
+// admin users only.
+func TestChannelMessages(t *testing.T) {
+	c := startCluster(t, 1, func(o *Options) { o.AdminUsers = []string{"alice"} })
+	c.publish(t, 0, "orders", "first <b>bold</b>", "second")
+	base := "http://" + c.nodes[0].HTTPAddr().String()
+	resp, err := http.Post(base+"/channel/create?topic=orders&channel=billing", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	c.publish(t, 0, "orders", "third")
+	c.admin.cache.invalidate()
+
+	req, _ := http.NewRequest("GET", c.url("/topics/orders/billing"), nil)
+	req.Header.Set("X-Forwarded-User", "alice")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	page := string(body)
+	if !strings.Contains(page, `id="messages"`) || !strings.Contains(page, "<code>third</code>") {
+		t.Errorf("the channel page does not show the channel's message:\n%s", page)
+	}
+	if strings.Contains(page, "<b>bold</b>") {
+		t.Error("a message body went into the page unescaped")
+	}
+
+	var api struct {
+		Nodes []struct {
+			Node     string `json:"node"`
+			Messages []struct {
+				Body  []byte `json:"body"`
+				State string `json:"state"`
+			} `json:"messages"`
+		} `json:"nodes"`
+	}
+	code := getJSON(t, c.url("/api/topics/orders/billing/messages?state=next"), &api)
+	if code != 403 {
+		t.Errorf("the API without a user: %d, want 403", code)
+	}
+	code, text := call(t, "GET", c.url("/api/topics/orders/billing/messages?state=next"), "", "X-Forwarded-User", "alice")
+	if code != 200 || !strings.Contains(text, `"node":"`+c.nodes[0].HTTPAddr().String()+`"`) {
+		t.Errorf("the API for alice: %d %s", code, text)
+	}
+
+	req.Header.Set("X-Forwarded-User", "bob")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if strings.Contains(string(body), `id="messages"`) {
+		t.Error("a user who is not an admin sees the messages")
+	}
+}

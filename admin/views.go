@@ -2,7 +2,9 @@ package admin
 
 import (
 	"context"
+	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -176,6 +178,15 @@ type channelBody struct {
 	HasRates              bool
 	DepthChart, RateChart chart
 	Nodes                 []channelRow
+
+	// The messages section, for admin users: the state shown and each node's messages.
+	ShowMessages  bool
+	MessagesState string
+	PeekStates    []string
+	Messages      []messageRow
+	// NoPeek are the nodes that cannot show their messages (NSQ's nsqd): said in the
+	// section, not as a warning, since nothing is wrong with them.
+	NoPeek []string
 }
 
 func (p *pages) channel(r *http.Request, ps httprouter.Params, d *pageData) (string, error) {
@@ -209,6 +220,30 @@ func (p *pages) channel(r *http.Request, ps httprouter.Params, d *pageData) (str
 			row.In, row.Processed, row.HasRates = rt.pub, rt.fin, true
 		}
 		b.Nodes = append(b.Nodes, row)
+	}
+	if d.Admin {
+		b.ShowMessages, b.PeekStates, b.MessagesState = true, peekStates, "next"
+		if s := r.URL.Query().Get("messages"); slices.Contains(peekStates, s) {
+			b.MessagesState = s
+		}
+		var nodes []string
+		for _, nc := range c.NodeStats {
+			nodes = append(nodes, nc.Node)
+		}
+		found, errs := p.a.cluster.peek(r.Context(), nodes, topic, channel, b.MessagesState, peekPerNode)
+		for _, nm := range found {
+			for _, m := range nm.Messages {
+				b.Messages = append(b.Messages, newMessageRow(nm.Node, m, now))
+			}
+		}
+		for _, e := range errs {
+			var de *daemonError
+			if errors.Is(e, errNoPeek) && errors.As(e, &de) {
+				b.NoPeek = append(b.NoPeek, de.addr)
+				continue
+			}
+			d.Warnings = append(d.Warnings, e.Error())
+		}
 	}
 	d.Body = b
 	return "channel", nil
