@@ -81,12 +81,13 @@ browser-test: ## the admin's browser tests in headless Chromium, screenshots kep
 	TERN_SCREENSHOTS="$$dir" $(GO) test -race -tags browser -run '^TestBrowser' $(GO_TEST_FLAGS) ./admin
 
 # The interop tests run Tern's admin over NSQ 1.3's own daemons, NSQ's nsqadmin over Tern's, and
-# Tern's tools (to_nsq, nsq_tail, ...) against NSQ's nsqd and nsqlookupd,
+# Tern's tools (to_nsq, nsq_tail, ...) against NSQ's nsqd and nsqlookupd, and go-nsq's own TLS tests
+# against Tern's nsqd (on the default ports, which must be free),
 # with NSQ built from the Go module proxy into .cache/ (contrib/nsq-reference.sh).
 NSQ_REFERENCE := .cache/nsq-v1.3.0
 interop-test: ## Tern's admin and tools over real NSQ 1.3, and NSQ's nsqadmin over Tern
 	@contrib/nsq-reference.sh $(NSQ_REFERENCE)
-	TERN_NSQ_BIN="$(CURDIR)/$(NSQ_REFERENCE)" $(GO) test -race -tags interop -run '^TestInterop' $(GO_TEST_FLAGS) ./admin ./internal/tools/interop
+	TERN_NSQ_BIN="$(CURDIR)/$(NSQ_REFERENCE)" $(GO) test -race -tags interop -run '^TestInterop' $(GO_TEST_FLAGS) ./admin ./internal/tools/interop ./nsqd
 
 tools: ## install the pinned staticcheck unless it is already there
 	@if ! "$(STATICCHECK)" -version 2>/dev/null | grep -qF '($(STATICCHECK_VERSION:v%=%))'; then \
