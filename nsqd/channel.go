@@ -343,8 +343,10 @@ func (ch *Channel) take(sub *subscription, dst []delivery, now int64) []delivery
 			}
 			// Messages may have become ready while the log was read with mu released (a
 			// subscriber left, a REQ, a timeout): their wake went to the waiting, and sub
-			// was not among them. Take them; each pass hands some of the ready queue out.
-			if len(ch.ready) > ch.readyAt {
+			// was not among them. Take them while sub has room: then each pass hands some
+			// of the ready queue out. Without room (its RDY lowered, or CLS, meanwhile)
+			// nothing can be handed to sub, and looping would spin with mu held.
+			if len(ch.ready) > ch.readyAt && sub.room() > 0 {
 				continue
 			}
 			// Nothing to read. A publish that lands from now on sees mayWait, set with the
