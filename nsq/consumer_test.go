@@ -357,6 +357,10 @@ func TestConsumerReconnectsAfterRestart(t *testing.T) {
 	before := bodies("before", 10)
 	publish(t, first, "restart", before)
 	testutil.Eventually(t, 5*time.Second, func() bool { return col.n.Load() == 10 }, "handled before restart")
+	// The FINs follow the handlers asynchronously; a stop before nsqd has them delivers the
+	// unfinished messages again after the restart, as it must.
+	testutil.Eventually(t, 5*time.Second, func() bool { return channelStats(first, "restart", "ch").FinishCount == 10 },
+		"nsqd has the FINs before it stops")
 	first.stop()
 	testutil.Eventually(t, 5*time.Second, func() bool { return c.Stats().Connections == 0 }, "consumer notices nsqd went away")
 
