@@ -3,7 +3,6 @@ package nsqd
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -39,16 +37,9 @@ func newAuthServers(o *Options) (*authServers, error) {
 	if len(o.AuthHTTPAddresses) == 0 {
 		return nil, nil
 	}
-	var roots *x509.CertPool
-	if o.TLSRootCAFile != "" {
-		pem, err := os.ReadFile(o.TLSRootCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("--tls-root-ca-file: %w", err)
-		}
-		roots = x509.NewCertPool()
-		if !roots.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--tls-root-ca-file %s: no PEM certificate in it", o.TLSRootCAFile)
-		}
+	roots, err := tlsfiles.RootCAs(o.TLSRootCAFile)
+	if err != nil {
+		return nil, fmt.Errorf("--tls-root-ca-file: %w", err)
 	}
 	return &authServers{
 		addrs: o.AuthHTTPAddresses,

@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -159,7 +160,7 @@ func (s *httpAPI) authorizeHTTP(r *http.Request) *httpapi.Error {
 	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
 		req.commonName = r.TLS.PeerCertificates[0].Subject.CommonName
 	}
-	key := strings.Join([]string{req.secret, req.remoteIP, req.commonName, boolString(req.tls)}, "\x00")
+	key := strings.Join([]string{req.secret, req.remoteIP, req.commonName, strconv.FormatBool(req.tls)}, "\x00")
 	now := time.Now()
 	if s.authCache.refused(key, now) {
 		return httpapi.NewError(http.StatusUnauthorized, codeAuthFailed)
@@ -201,11 +202,4 @@ func (s *httpAPI) authorizeHTTP(r *http.Request) *httpapi.Error {
 		return httpapi.NewError(http.StatusForbidden, codeUnauthorized)
 	}
 	return nil
-}
-
-func boolString(b bool) string {
-	if b {
-		return "true"
-	}
-	return "false"
 }

@@ -145,13 +145,9 @@ func (f *Files) reload() error {
 		MinVersion:   f.minVersion,
 	}
 	if f.caFile != "" {
-		pem, err := os.ReadFile(f.caFile)
+		pool, err := RootCAs(f.caFile)
 		if err != nil {
 			return fmt.Errorf("--tls-root-ca-file: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return fmt.Errorf("--tls-root-ca-file %s: no PEM certificate in it", f.caFile)
 		}
 		cfg.ClientCAs = pool
 	}
