@@ -614,3 +614,46 @@ func (l *Log) Delete() error {
 	}
 	return err
 }
+
+// BytesFrom returns the bytes the log holds from the record at p to its tail (a position below
+// Head counts from Head). For a memory-only log it is the hot tail's bytes, whatever p.
+func (l *Log) BytesFrom(p Pos) int64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.dir == "" {
+		return l.ring.bytes
+	}
+	i := segIndex(l.segs, p.Seq)
+	off := p.Offset
+	if i < 0 || p.Seq < l.head {
+		i, off = 0, 0
+	}
+	if p.Seq == l.segs[i].base {
+		off = 0
+	}
+	n := max(l.segs[i].size-off, 0)
+	for _, s := range l.segs[i+1:] {
+		n += s.size
+	}
+	return n
+}
+
+// SegmentInfo describes one segment of a disk log.
+type SegmentInfo struct {
+	Base  uint64 // seq of its first record
+	Bytes int64  // committed size
+}
+
+// Segments describes the log's segments, oldest first; nil for a memory-only log.
+func (l *Log) Segments() []SegmentInfo {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.dir == "" {
+		return nil
+	}
+	out := make([]SegmentInfo, len(l.segs))
+	for i, s := range l.segs {
+		out[i] = SegmentInfo{Base: s.base, Bytes: s.size}
+	}
+	return out
+}
