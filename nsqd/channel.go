@@ -111,11 +111,13 @@ type Channel struct {
 	sched     *scheduler
 	logger    *slog.Logger
 
-	requeueCount atomic.Uint64
-	timeoutCount atomic.Uint64
-	finishCount  atomic.Uint64
-	e2e          *quantile.Stream  // publish-to-FIN latency; nil unless percentiles are configured
-	lateness     latenessHistogram // how late this channel's timer-released messages were written
+	requeueCount    atomic.Uint64
+	timeoutCount    atomic.Uint64
+	finishCount     atomic.Uint64
+	expiredCount    atomic.Uint64     // messages that outlived the TTL
+	deadLetterCount atomic.Uint64     // messages moved to the dead-letter topic
+	e2e             *quantile.Stream  // publish-to-FIN latency; nil unless percentiles are configured
+	lateness        latenessHistogram // how late this channel's timer-released messages were written
 	// mayWait is true while a subscriber may be on the waiting list. A reader sets it before
 	// reading the log, so a publish that lands after that read sees it and wakes the
 	// waiting; a publish that sees it false landed before the read and was delivered by it.
@@ -148,6 +150,21 @@ type Channel struct {
 	deferred int
 	assigned int // messages in outboxes
 
+	// Settings in force (settings.go), derived from the topic's and the channel's.
+	cfg         ChannelSettings
+	ttl         int64  // ns; 0: messages never expire
+	expireDead  bool   // expired messages go to the dead-letter topic
+	maxAttempts int    // 0: never dead-letter
+	deadTopic   string // where dead letters go
+	sweepAt     int64  // when expired messages are next swept; 0 if not planned
+	sweeping    bool   // the worker has been asked to sweep
+	dying       []*pending
+	// injected are redriven messages not finished yet, and redriven the dead letters sent
+	// back; both are kept in the redrive file, rewritten when redriveDirty.
+	injected     map[uint64]*pending
+	redriven     map[uint64]struct{}
+	redriveDirty bool
+
 	// routedFrom is the log sequence message_count counts from: messages routed into the
 	// channel are those the topic made readable since.
 	routedFrom uint64
@@ -169,11 +186,14 @@ func newChannel(t *Topic, name string, start logstore.Pos) *Channel {
 		byID:      make(map[uint64]*pending),
 		slot:      schedSlot{index: -1},
 		dirty:     true,
+		injected:  make(map[uint64]*pending),
+		redriven:  make(map[uint64]struct{}),
 	}
 	ch.reader = t.log.NewReader(start)
 	ch.cursor = ch.reader.Pos()
 	ch.routedFrom = ch.cursor.Seq
 	ch.ckptLowWater = ch.cursor.Seq
+	ch.applySettingsLocked(t.Settings(), t.channelSettings(name), time.Now().UnixNano())
 	if o := t.opts(); len(o.E2EProcessingLatencyPercentiles) > 0 {
 		ch.e2e = quantile.New(o.E2EProcessingLatencyWindowTime, o.E2EProcessingLatencyPercentiles)
 	}
@@ -395,6 +415,7 @@ func (ch *Channel) readLocked(now int64) (n int, atTail bool) {
 		}
 		want = int(min(uint64(want), limit-ch.cursor.Seq))
 	}
+	ch.skipDroppedLocked()
 	// Ranges the topic dropped before any channel read them (an emptied paused topic) are
 	// skipped. The pause point is read first: a hole is published before the pause point
 	// moves past it.
@@ -447,6 +468,10 @@ func (ch *Channel) readLocked(now int64) (n int, atTail bool) {
 		ents[i] = logstore.Entry{} // drop the body reference held by the read buffer
 		ch.order = append(ch.order, p)
 		ch.byID[p.id] = p
+		if ch.expired(p.timestamp, now) {
+			ch.expireLocked(p)
+			continue
+		}
 		if deliverAt > now {
 			p.state = stateDeferred
 			p.due = deliverAt
@@ -546,6 +571,10 @@ func (ch *Channel) deliverLocked(sub *subscription, dst []delivery, now int64, r
 	taken := 0
 	for _, p := range out[:k] {
 		ch.assigned--
+		if ch.expired(p.timestamp, now) {
+			ch.expireLocked(p)
+			continue
+		}
 		if !sampled(sub.sampleRate) {
 			ch.doneLocked(p)
 			continue
@@ -553,6 +582,9 @@ func (ch *Channel) deliverLocked(sub *subscription, dst []delivery, now int64, r
 		p.state = stateInFlight
 		p.attempts++
 		p.deliveredAt = now
+		if p.firstDeliv == 0 {
+			p.firstDeliv = now
+		}
 		p.due = deadline
 		heap.Push(&ch.timers, p)
 		dst = append(dst, delivery{id: p.id, timestamp: p.timestamp, attempts: p.attempts, body: p.body, due: p.releasedDue})
@@ -654,6 +686,11 @@ func (ch *Channel) requeue(sub *subscription, id uint64, delay, now int64) error
 	p.owner = nil
 	ch.requeueCount.Add(1)
 	ch.dirty = true
+	if ch.maxAttempts > 0 && int(p.attempts) >= ch.maxAttempts {
+		heap.Remove(&ch.timers, p.heapIndex)
+		ch.dieLocked(p, reasonRequeue)
+		return nil
+	}
 	if delay <= 0 {
 		heap.Remove(&ch.timers, p.heapIndex)
 		p.state = stateReady
@@ -694,6 +731,13 @@ func (ch *Channel) fire(now int64) {
 	if ch.exiting {
 		return
 	}
+	if ch.sweepAt != 0 && ch.sweepAt <= now {
+		ch.sweepAt = 0
+		if !ch.sweeping {
+			ch.sweeping = true
+			ch.topic.hooks.channelWork(ch)
+		}
+	}
 	released := 0
 	for len(ch.timers) > 0 && ch.timers[0].due <= now && released < fireBatch {
 		p := heap.Pop(&ch.timers).(*pending)
@@ -706,8 +750,18 @@ func (ch *Channel) fire(now int64) {
 			owner.sub.wake()
 			p.owner = nil
 			ch.timeoutCount.Add(1)
+			if ch.maxAttempts > 0 && int(p.attempts) >= ch.maxAttempts {
+				ch.dieLocked(p, reasonTimeout)
+				ch.dirty = true
+				continue
+			}
 		case stateDeferred:
 			ch.deferred--
+			if ch.expired(p.timestamp, now) {
+				ch.expireLocked(p)
+				ch.dirty = true
+				continue
+			}
 		}
 		p.state = stateReady
 		p.releasedDue = p.due
@@ -725,10 +779,17 @@ func (ch *Channel) fire(now int64) {
 // is registered (see scheduler for why later ones are left alone). A channel that is closing
 // is never registered again: its timers die with it.
 func (ch *Channel) scheduleLocked() {
-	if len(ch.timers) == 0 || ch.exiting {
+	if ch.exiting {
 		return
 	}
-	if at := ch.timers[0].due; ch.schedAt == 0 || at < ch.schedAt {
+	at := ch.sweepAt
+	if len(ch.timers) > 0 && (at == 0 || ch.timers[0].due < at) {
+		at = ch.timers[0].due
+	}
+	if at == 0 {
+		return
+	}
+	if ch.schedAt == 0 || at < ch.schedAt {
 		ch.schedAt = at
 		ch.sched.schedule(ch, at)
 	}
@@ -746,6 +807,11 @@ func (ch *Channel) doneLocked(p *pending) {
 	p.body = nil
 	delete(ch.byID, p.id)
 	ch.dirty = true
+	if p.injected {
+		delete(ch.injected, p.id)
+		ch.redriveDirty = true
+		return
+	}
 	ch.advanceOrderLocked()
 }
 
@@ -857,6 +923,17 @@ func (ch *Channel) empty() {
 	defer ch.readMu.Unlock()
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
+	ch.dropStateLocked()
+	_ = ch.reader.Close()
+	ch.reader = ch.topic.log.NewReader(ch.topic.readablePos())
+	ch.cursor = ch.reader.Pos()
+	ch.dirty = true
+	ch.wakeAllLocked()
+}
+
+// dropStateLocked drops every message the channel holds: in flight, assigned, ready,
+// deferred, dying and redriven. readMu and mu are held; the caller moves the cursor.
+func (ch *Channel) dropStateLocked() {
 	for _, p := range ch.timers {
 		if p.state == stateInFlight {
 			p.owner.inFlight.Add(-1)
@@ -873,14 +950,17 @@ func (ch *Channel) empty() {
 	for _, p := range ch.order[ch.orderAt:] {
 		p.state, p.owner = stateDone, nil
 	}
+	for _, p := range ch.injected {
+		p.state, p.owner = stateDone, nil
+	}
+	if len(ch.injected) > 0 {
+		clear(ch.injected)
+		ch.redriveDirty = true
+	}
+	ch.dying = nil
 	clear(ch.byID)
 	ch.inFlight, ch.deferred, ch.assigned = 0, 0, 0
 	ch.advanceOrderLocked()
-	_ = ch.reader.Close()
-	ch.reader = ch.topic.log.NewReader(ch.topic.readablePos())
-	ch.cursor = ch.reader.Pos()
-	ch.dirty = true
-	ch.wakeAllLocked()
 }
 
 // Stats returns a snapshot of the channel with its clients.
@@ -893,6 +973,9 @@ func (ch *Channel) depthLocked() int64 {
 	// Records below the log's head are gone (an ephemeral topic's memory bound dropped them,
 	// or segments were deleted); the cursor will skip them, so they are not depth.
 	at := max(ch.cursor.Seq, ch.topic.log.Head())
+	if f := ch.topic.floor.Load(); f != nil {
+		at = max(at, f.Seq)
+	}
 	if limit > at {
 		unread = int64(limit - at - ch.topic.holesIn(at, limit))
 	}

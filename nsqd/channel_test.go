@@ -40,6 +40,7 @@ type nopHooks struct{}
 
 func (nopHooks) metadataChanged()                    {}
 func (nopHooks) ephemeralTopicEmpty(*Topic)          {}
+func (nopHooks) channelWork(*Channel)                {}
 func (nopHooks) storageResult(error)                 {}
 func (nopHooks) channelChanged(string, string, bool) {}
 

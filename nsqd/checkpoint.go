@@ -18,12 +18,15 @@ import (
 // messages, its due time. Bodies are not copied: they stay in the topic log, which keeps every
 // segment at or above the channel's checkpointed low-water mark.
 //
-// Layout (big-endian): magic "TCKP0001", cursor seq u64, cursor offset i64, count u32, then
+// Layout (big-endian): magic "TCKP0002", cursor seq u64, cursor offset i64, count u32, then
 // count entries of id u64, seq u64, offset i64, timestamp i64, due i64 (0: deliver at once),
-// attempts u16; last, a CRC-32C of everything before it.
+// attempts u16, first delivery i64 (0: never delivered); last, a CRC-32C of everything before
+// it. Version 1 ("TCKP0001") lacks the first delivery and is still read.
 const (
-	checkpointMagic     = "TCKP0001"
-	checkpointEntrySize = 8*5 + 2
+	checkpointMagic       = "TCKP0002"
+	checkpointMagicV1     = "TCKP0001"
+	checkpointEntrySize   = 8*5 + 2 + 8
+	checkpointEntrySizeV1 = 8*5 + 2
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -33,11 +36,12 @@ var errBadCheckpoint = errors.New("bad checkpoint")
 
 // checkpointEntry is one unfinished message in a checkpoint.
 type checkpointEntry struct {
-	id        uint64
-	pos       logstore.Pos
-	timestamp int64
-	due       int64
-	attempts  uint16
+	id         uint64
+	pos        logstore.Pos
+	timestamp  int64
+	due        int64
+	attempts   uint16
+	firstDeliv int64
 }
 
 // encodeCheckpoint serialises the channel's state and returns it with the low-water mark it
@@ -77,7 +81,10 @@ func (ch *Channel) encodeCheckpoint(force bool) (buf []byte, lowWater uint64, ok
 				i = len(ch.order) // read after the encoding began: the cursor covers it
 				break
 			}
-			e := checkpointEntry{id: p.id, pos: p.pos, timestamp: p.timestamp, attempts: p.attempts}
+			if p.injected {
+				continue // kept in the redrive file
+			}
+			e := checkpointEntry{id: p.id, pos: p.pos, timestamp: p.timestamp, attempts: p.attempts, firstDeliv: p.firstDeliv}
 			if p.state == stateDeferred {
 				e.due = p.due
 			}
@@ -115,7 +122,8 @@ func appendCheckpointEntry(buf []byte, e checkpointEntry) []byte {
 	buf = binary.BigEndian.AppendUint64(buf, uint64(e.pos.Offset))
 	buf = binary.BigEndian.AppendUint64(buf, uint64(e.timestamp))
 	buf = binary.BigEndian.AppendUint64(buf, uint64(e.due))
-	return binary.BigEndian.AppendUint16(buf, e.attempts)
+	buf = binary.BigEndian.AppendUint16(buf, e.attempts)
+	return binary.BigEndian.AppendUint64(buf, uint64(e.firstDeliv))
 }
 
 // appendCheckpointSum appends the CRC-32C of everything before it.
@@ -125,7 +133,15 @@ func appendCheckpointSum(buf []byte) []byte {
 
 func decodeCheckpoint(buf []byte) (logstore.Pos, []checkpointEntry, error) {
 	head := len(checkpointMagic) + 20
-	if len(buf) < head+4 || string(buf[:len(checkpointMagic)]) != checkpointMagic {
+	if len(buf) < head+4 {
+		return logstore.Pos{}, nil, errBadCheckpoint
+	}
+	entrySize := checkpointEntrySize
+	switch string(buf[:len(checkpointMagic)]) {
+	case checkpointMagic:
+	case checkpointMagicV1:
+		entrySize = checkpointEntrySizeV1
+	default:
 		return logstore.Pos{}, nil, errBadCheckpoint
 	}
 	body, sum := buf[:len(buf)-4], binary.BigEndian.Uint32(buf[len(buf)-4:])
@@ -136,18 +152,21 @@ func decodeCheckpoint(buf []byte) (logstore.Pos, []checkpointEntry, error) {
 	cur := logstore.Pos{Seq: binary.BigEndian.Uint64(b), Offset: int64(binary.BigEndian.Uint64(b[8:]))}
 	n := int(binary.BigEndian.Uint32(b[16:]))
 	b = b[20:]
-	if len(b) != n*checkpointEntrySize {
+	if len(b) != n*entrySize {
 		return logstore.Pos{}, nil, errBadCheckpoint
 	}
 	entries := make([]checkpointEntry, n)
 	for i := range entries {
-		e := b[i*checkpointEntrySize:]
+		e := b[i*entrySize:]
 		entries[i] = checkpointEntry{
 			id:        binary.BigEndian.Uint64(e),
 			pos:       logstore.Pos{Seq: binary.BigEndian.Uint64(e[8:]), Offset: int64(binary.BigEndian.Uint64(e[16:]))},
 			timestamp: int64(binary.BigEndian.Uint64(e[24:])),
 			due:       int64(binary.BigEndian.Uint64(e[32:])),
 			attempts:  binary.BigEndian.Uint16(e[40:]),
+		}
+		if entrySize == checkpointEntrySize {
+			entries[i].firstDeliv = int64(binary.BigEndian.Uint64(e[42:]))
 		}
 	}
 	return cur, entries, nil
@@ -206,6 +225,7 @@ func (ch *Channel) restore(entries []checkpointEntry, now int64) (lost int) {
 		p := ch.newPending(&logstore.Entry{Pos: e.pos, Record: recs[i]})
 		p.timestamp = e.timestamp
 		p.attempts = e.attempts
+		p.firstDeliv = e.firstDeliv
 		ch.order = append(ch.order, p)
 		ch.byID[p.id] = p
 		if e.due > now {

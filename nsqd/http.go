@@ -130,6 +130,13 @@ func (n *NSQD) newHTTPAPI(extra func(*httpapi.Router)) *httpAPI {
 	rt.Handle("POST", "/channel/unpause", s.channelPause(false))
 	rt.Handle("GET", "/channel/peek", s.channelPeek)
 	rt.Handle("GET", "/channel/message", s.channelMessage)
+	rt.Handle("GET", "/topic/settings", s.topicSettings)
+	rt.Handle("POST", "/topic/settings", s.topicSettings)
+	rt.Handle("GET", "/channel/settings", s.channelSettings)
+	rt.Handle("POST", "/channel/settings", s.channelSettings)
+	rt.Handle("POST", "/channel/seek", s.channelSeek)
+	rt.Handle("GET", "/channel/dead_letters", s.channelDeadLetters)
+	rt.Handle("POST", "/channel/redrive", s.channelRedrive)
 	rt.Handle("GET", "/config/:opt", s.getConfig)
 	rt.Handle("PUT", "/config/:opt", s.putConfig)
 
@@ -347,6 +354,13 @@ func refuseBody(w http.ResponseWriter, code string) error {
 func publishErr(err error) error {
 	if errors.Is(err, ErrExiting) || errors.Is(err, errTopicExiting) {
 		return apiErr(http.StatusServiceUnavailable, codeExiting)
+	}
+	if q, ok := isQuotaError(err); ok {
+		// Tern's quotas: a full topic is out of storage it may use, or out of messages.
+		if q.Bytes {
+			return apiErr(http.StatusInsufficientStorage, q.Error())
+		}
+		return apiErr(http.StatusTooManyRequests, q.Error())
 	}
 	return err
 }
@@ -730,6 +744,14 @@ func (s *httpAPI) channelCreate(_ http.ResponseWriter, r *http.Request, _ httpro
 	topic, channel, err := s.existingChannel(r)
 	if err != nil {
 		return nil, err
+	}
+	target, at, err := seekParams(r.URL.Query())
+	if err != nil {
+		return nil, err
+	}
+	if at {
+		_, err = s.n.CreateChannelAt(topic, channel, target)
+		return nil, extErr(err)
 	}
 	if _, err := s.n.CreateChannel(topic, channel); err != nil {
 		return nil, engineErr(err)

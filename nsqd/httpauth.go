@@ -19,9 +19,10 @@ import (
 //
 //   - POST /pub, /mpub, /topic/create, /topic/pause, /topic/unpause: a publish grant on
 //     the topic;
-//   - POST /topic/delete, /topic/empty: publish and subscribe on every channel of the topic
-//     (a grant with both permissions and channel ".*"): they destroy every channel's backlog;
-//   - POST /channel/*: a subscribe grant on the topic and channel;
+//   - POST /topic/delete, /topic/empty, and /topic/settings read or written: publish and
+//     subscribe on every channel of the topic (a grant with both permissions and channel
+//     ".*"): they destroy every channel's backlog, or may bound it;
+//   - /channel/*: a subscribe grant on the topic and channel;
 //   - /config/* and /debug/*, reads included (options, profiles, the command line):
 //     publish and subscribe on every topic and channel (a grant of topic ".*" with
 //     channel ".*");
@@ -130,7 +131,7 @@ func httpRequirement(r *http.Request) (need httpNeed, openRead bool) {
 	switch {
 	case r.Method == http.MethodGet && (p == "/ping" || p == "/info" || p == "/stats" || p == "/metrics"):
 		return needSecret, true
-	case p == "/topic/delete" || p == "/topic/empty":
+	case p == "/topic/delete" || p == "/topic/empty" || p == "/topic/settings":
 		return needTopicAdmin, false
 	case p == "/pub" || p == "/mpub" || strings.HasPrefix(p, "/topic/"):
 		return needPublish, false

@@ -44,6 +44,7 @@ const (
 	stateAssigned                     // in a subscriber's outbox, waiting for its pump
 	stateInFlight                     // delivered, waiting for FIN, REQ, TOUCH or timeout
 	stateDeferred                     // waiting in the timer heap until due
+	stateDying                        // on its way to the dead-letter topic (deadletter.go)
 	stateDone                         // finished or dropped; kept only until the order queue passes it
 )
 
@@ -57,8 +58,11 @@ type pending struct {
 
 	attempts    uint16
 	state       pendingState
+	deadReason  uint8         // why it is dying
+	injected    bool          // a redriven message: not in the topic's log, nor in the order queue
 	owner       *subscription // while assigned or in flight
 	deliveredAt int64         // Unix ns of the current delivery, for TOUCH's cap
+	firstDeliv  int64         // Unix ns of the first delivery, for a dead letter's metadata
 	due         int64         // in-flight deadline or deferred due time, Unix ns
 	releasedDue int64         // when a timer released it to the ready queue, the time it was due
 	heapIndex   int           // position in the channel's timer heap, -1 when absent

@@ -75,6 +75,10 @@ type metricsCollector struct {
 	channelRequeues, channelTimeouts, channelFinished, channelClients, channelPaused,
 	channelE2E *prometheus.Desc
 
+	// Tern's extensions (settings.go): counters always, settings only where set.
+	topicDropped, topicRefused, topicTTL, topicMaxMessages, topicMaxBytes, topicRetain, topicRetainBytes *prometheus.Desc
+	channelExpired, channelDead, channelTTL, channelMaxAttempts                                          *prometheus.Desc
+
 	clientConns, producerConns, healthy, memQueue, memQueueLimit, buildInfo, lateness, latenessMax *prometheus.Desc
 }
 
@@ -125,6 +129,20 @@ func newMetricsCollector(n *NSQD) *metricsCollector {
 		"Publish-to-FIN latency percentile of the channel over the e2e window; NaN while the window is empty.",
 		channelPct...)
 
+	c.topicDropped = desc("topic_quota_dropped_total",
+		"Messages of the topic dropped by its drop_oldest quota.", topic...)
+	c.topicRefused = desc("topic_quota_refused_total", "Messages whose publish the topic's quota refused.", topic...)
+	c.topicTTL = desc("topic_message_ttl_seconds", "The topic's message TTL, where set.", topic...)
+	c.topicMaxMessages = desc("topic_max_messages", "The topic's message quota, where set.", topic...)
+	c.topicMaxBytes = desc("topic_max_bytes", "The topic's byte quota, where set.", topic...)
+	c.topicRetain = desc("topic_retain_seconds", "How long the topic retains consumed messages, where set.", topic...)
+	c.topicRetainBytes = desc("topic_retain_bytes", "How many bytes of consumed messages the topic retains, where set.", topic...)
+	c.channelExpired = desc("channel_expired_total", "Messages of the channel that outlived their TTL.", channel...)
+	c.channelDead = desc("channel_dead_lettered_total",
+		"Messages of the channel moved to its dead-letter topic.", channel...)
+	c.channelTTL = desc("channel_message_ttl_seconds", "The channel's own message TTL, where set.", channel...)
+	c.channelMaxAttempts = desc("channel_max_attempts", "The channel's max attempts, where set.", channel...)
+
 	c.clientConns = desc("client_connections", "Open TCP (V2 protocol) connections.")
 	c.producerConns = desc("producer_connections",
 		"Open TCP connections that have published (NSQ's producers).")
@@ -167,6 +185,22 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.topicPaused, boolFloat(t.Paused), t.Name)
 		gauge(c.topicChannels, float64(len(t.Channels)), t.Name)
 		sendLatency(ch, c.topicE2E, t.E2eProcessingLatency, t.Name)
+		counter(c.topicDropped, t.DroppedCount, t.Name)
+		counter(c.topicRefused, t.RefusedCount, t.Name)
+		if s := t.Settings; s != nil {
+			for _, v := range []struct {
+				d *prometheus.Desc
+				v float64
+			}{
+				{c.topicTTL, float64(s.MessageTTLMs) / 1e3}, {c.topicMaxMessages, float64(s.MaxMessages)},
+				{c.topicMaxBytes, float64(s.MaxBytes)}, {c.topicRetain, float64(s.RetainMs) / 1e3},
+				{c.topicRetainBytes, float64(s.RetainBytes)},
+			} {
+				if v.v > 0 {
+					gauge(v.d, v.v, t.Name)
+				}
+			}
+		}
 		for _, cs := range t.Channels {
 			gauge(c.channelDepth, float64(cs.Depth), t.Name, cs.Name)
 			gauge(c.channelBackendDepth, float64(cs.BackendDepth), t.Name, cs.Name)
@@ -179,6 +213,16 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(c.channelClients, float64(cs.ClientCount), t.Name, cs.Name)
 			gauge(c.channelPaused, boolFloat(cs.Paused), t.Name, cs.Name)
 			sendLatency(ch, c.channelE2E, cs.E2eProcessingLatency, t.Name, cs.Name)
+			counter(c.channelExpired, cs.ExpiredCount, t.Name, cs.Name)
+			counter(c.channelDead, cs.DeadLetterCount, t.Name, cs.Name)
+			if s := cs.Settings; s != nil {
+				if s.MessageTTLMs > 0 {
+					gauge(c.channelTTL, float64(s.MessageTTLMs)/1e3, t.Name, cs.Name)
+				}
+				if s.MaxAttempts > 0 {
+					gauge(c.channelMaxAttempts, float64(s.MaxAttempts), t.Name, cs.Name)
+				}
+			}
 		}
 	}
 

@@ -145,6 +145,15 @@ func wantSeries(n *NSQD, r StatsReport, lat TimerLateness, clients, producers in
 		if l := t.E2eProcessingLatency; l != nil {
 			e2e("nsqd_topic_e2e_processing_latency_seconds", l.Count, l.Percentiles, tl...)
 		}
+		want.add("nsqd_topic_quota_dropped_total", float64(t.DroppedCount), tl...)
+		want.add("nsqd_topic_quota_refused_total", float64(t.RefusedCount), tl...)
+		if s := t.Settings; s != nil {
+			want.add("nsqd_topic_message_ttl_seconds", float64(s.MessageTTLMs)/1e3, tl...)
+			want.add("nsqd_topic_max_messages", float64(s.MaxMessages), tl...)
+			want.add("nsqd_topic_max_bytes", float64(s.MaxBytes), tl...)
+			want.add("nsqd_topic_retain_seconds", float64(s.RetainMs)/1e3, tl...)
+			want.add("nsqd_topic_retain_bytes", float64(s.RetainBytes), tl...)
+		}
 		for _, c := range t.Channels {
 			cl := []string{"topic", t.Name, "channel", c.Name}
 			want.add("nsqd_channel_depth", float64(c.Depth), cl...)
@@ -159,6 +168,14 @@ func wantSeries(n *NSQD, r StatsReport, lat TimerLateness, clients, producers in
 			want.add("nsqd_channel_paused", b(c.Paused), cl...)
 			if l := c.E2eProcessingLatency; l != nil {
 				e2e("nsqd_channel_e2e_processing_latency_seconds", l.Count, l.Percentiles, cl...)
+			}
+			want.add("nsqd_channel_expired_total", float64(c.ExpiredCount), cl...)
+			want.add("nsqd_channel_dead_lettered_total", float64(c.DeadLetterCount), cl...)
+			if s := c.Settings; s != nil && s.MessageTTLMs > 0 {
+				want.add("nsqd_channel_message_ttl_seconds", float64(s.MessageTTLMs)/1e3, cl...)
+			}
+			if s := c.Settings; s != nil && s.MaxAttempts > 0 {
+				want.add("nsqd_channel_max_attempts", float64(s.MaxAttempts), cl...)
 			}
 		}
 	}
@@ -275,14 +292,43 @@ func metricsScenario(t *testing.T, n *NSQD) (conns int, ephemeralSub *rawConn) {
 	must(err)
 	must(n.PauseTopic("metrics_p", true))
 
+	// Topic X, with Tern's extensions: a message quota refuses a second publish, a channel
+	// with a TTL of 1 ms expires the message, and one with max attempts 1 dead-letters it
+	// when it is requeued.
+	x, err := n.CreateTopic("metrics_x")
+	must(err)
+	_, err = x.UpdateSettings(TopicSettingsPatch{MaxMessages: ptr[int64](1), MaxBytes: ptr[int64](1 << 20),
+		RetainMs: ptr[int64](60_000), RetainBytes: ptr[int64](1 << 20), MessageTTLMs: ptr[int64](3_600_000)})
+	must(err)
+	for _, c := range []string{"ttl", "dl"} {
+		_, err := n.CreateChannel("metrics_x", c)
+		must(err)
+	}
+	_, err = x.UpdateChannelSettings(x.Channel("ttl"), ChannelSettingsPatch{MessageTTLMs: ptr[int64](1)})
+	must(err)
+	_, err = x.UpdateChannelSettings(x.Channel("dl"), ChannelSettingsPatch{MaxAttempts: ptr(1)})
+	must(err)
+	pub.send(protocol.Publish("metrics_x", []byte("once")))
+	pub.expectOK()
+	pub.send(protocol.Publish("metrics_x", []byte("refused")))
+	pub.expectError("E_PUB_FAILED")
+	dl := dialRaw(t, addr)
+	dl.send(protocol.Subscribe("metrics_x", "dl"))
+	dl.expectOK()
+	dl.send(protocol.Ready(1))
+	dl.send(protocol.Requeue(dl.message().ID, 0))
+
 	testutil.Eventually(t, 5*time.Second, func() bool {
 		a, _ := n.ChannelStats("metrics_a", "c1")
 		c, _ := n.ChannelStats("metrics_a", "c3")
 		e, _ := n.ChannelStats("metrics_b", "e#ephemeral")
+		xt, _ := n.ChannelStats("metrics_x", "ttl")
+		xd, _ := n.ChannelStats("metrics_x", "dl")
 		return a.FinishCount == 2 && a.DeferredCount == 1 && a.InFlightCount == 3 &&
-			c.FinishCount == 1 && c.InFlightCount == 0 && e.FinishCount == 1
+			c.FinishCount == 1 && c.InFlightCount == 0 && e.FinishCount == 1 &&
+			xt.ExpiredCount == 1 && xd.DeadLetterCount == 1
 	}, "the scenario's FIN and REQ to take effect")
-	return 5, e
+	return 6, e
 }
 
 // scrapeQuiet scrapes url between two identical snapshots of the daemon, so the scrape saw
@@ -329,6 +375,11 @@ func TestMetricsMatchStats(t *testing.T) {
 		seriesKey("nsqd_channel_clients", "topic", "metrics_b", "channel", "e#ephemeral"),
 		seriesKey("nsqd_channel_depth", "topic", "metrics_c#ephemeral", "channel", "x#ephemeral"),
 		seriesKey("nsqd_topic_paused", "topic", "metrics_p"),
+		seriesKey("nsqd_topic_quota_refused_total", "topic", "metrics_x"),
+		seriesKey("nsqd_channel_expired_total", "topic", "metrics_x", "channel", "ttl"),
+		seriesKey("nsqd_channel_dead_lettered_total", "topic", "metrics_x", "channel", "dl"),
+		seriesKey("nsqd_channel_max_attempts", "topic", "metrics_x", "channel", "dl"),
+		seriesKey("nsqd_topic_retain_bytes", "topic", "metrics_x"),
 		seriesKey("nsqd_topic_messages_total", "topic", "metrics_a"),
 		seriesKey("nsqd_topic_message_bytes_total", "topic", "metrics_a"),
 		seriesKey("nsqd_topic_storage_bytes", "topic", "metrics_a"),

@@ -110,6 +110,8 @@ type NSQD struct {
 
 	lookup lookupPeers // the connections to nsqlookupd (lookup.go)
 
+	work *channelWork // channels with dead letters to move or messages to expire
+
 	ready chan struct{} // closed by Run once everything is serving
 }
 
@@ -148,6 +150,7 @@ func New(opts *Options, logger *slog.Logger, reg *prometheus.Registry) (*NSQD, e
 		conns:     make(map[net.Conn]struct{}),
 		startTime: time.Now(),
 		ready:     make(chan struct{}),
+		work:      newChannelWork(),
 	}
 	n.opts.Store(&o)
 	n.proto = &protocolV2{n: n}
@@ -308,6 +311,7 @@ func (n *NSQD) Run(ctx context.Context) error {
 		bg.Go(func() { n.statsdLoop(bgCtx) })
 	}
 	bg.Go(func() { n.lookupLoop(bgCtx) })
+	bg.Go(func() { n.channelWorker(bgCtx) })
 	if n.tls != nil {
 		bg.Go(func() { n.tls.Watch(bgCtx) })
 	}

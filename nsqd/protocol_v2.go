@@ -588,6 +588,16 @@ func (p *protocolV2) publish(c *client, name string, bodies [][]byte, deferNs in
 	return nil
 }
 
+// pubFailed is NSQ's answer to a failed publish, fatal as NSQ's; a publish refused by a
+// topic's quota (a Tern extension) is not fatal: the connection is fine and the client may
+// publish again when the topic has room.
+func pubFailed(code, cmd string, err error) error {
+	if _, ok := isQuotaError(err); ok {
+		return protocol.NewClientError(code, "%s failed %s", cmd, err)
+	}
+	return protocol.NewFatalError(code, "%s failed %s", cmd, err)
+}
+
 func (p *protocolV2) pub(ctx context.Context, c *client, params [][]byte) ([]byte, error) {
 	name, err := p.publishTopic("PUB", params, 2)
 	if err != nil {
@@ -601,7 +611,7 @@ func (p *protocolV2) pub(ctx context.Context, c *client, params [][]byte) ([]byt
 		return nil, err
 	}
 	if err := p.publish(c, name, [][]byte{body}, 0); err != nil {
-		return nil, protocol.NewFatalError(protocol.ErrPubFailed, "PUB failed %s", err)
+		return nil, pubFailed(protocol.ErrPubFailed, "PUB", err)
 	}
 	return okBytes, nil
 }
@@ -620,7 +630,7 @@ func (p *protocolV2) mpub(ctx context.Context, c *client, params [][]byte) ([]by
 		return nil, err
 	}
 	if err := p.publish(c, name, bodies, 0); err != nil {
-		return nil, protocol.NewFatalError(protocol.ErrMPubFailed, "MPUB failed %s", err)
+		return nil, pubFailed(protocol.ErrMPubFailed, "MPUB", err)
 	}
 	return okBytes, nil
 }
@@ -646,7 +656,7 @@ func (p *protocolV2) dpub(ctx context.Context, c *client, params [][]byte) ([]by
 		return nil, err
 	}
 	if err := p.publish(c, name, [][]byte{body}, int64(time.Duration(ms)*time.Millisecond)); err != nil {
-		return nil, protocol.NewFatalError(protocol.ErrDPubFailed, "DPUB failed %s", err)
+		return nil, pubFailed(protocol.ErrDPubFailed, "DPUB", err)
 	}
 	return okBytes, nil
 }

@@ -180,6 +180,15 @@ func (rc *rawConn) expectOK() {
 	}
 }
 
+func (rc *rawConn) expectError(prefix string) {
+	rc.t.Helper()
+	if err := rc.ExpectError(prefix); err != nil {
+		rc.t.Fatal(err)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
 func (rc *rawConn) message() wiretest.Message {
 	rc.t.Helper()
 	m, err := rc.ExpectMessage()

@@ -35,6 +35,11 @@ type TopicStats struct {
 	// E2eProcessingLatency merges the channels' publish-to-FIN latency.
 	E2eProcessingLatency *quantile.Result `json:"e2e_processing_latency"`
 
+	// Tern's extensions, absent while unused, so that NSQ's readers see NSQ's shape.
+	Settings     *TopicSettings `json:"settings,omitempty"`
+	DroppedCount uint64         `json:"dropped_count,omitempty"` // dropped by a drop_oldest quota
+	RefusedCount uint64         `json:"refused_count,omitempty"` // publishes refused by a quota
+
 	// StorageBytes is the size of the topic's log on disk (memory for an ephemeral topic).
 	// Not in NSQ's JSON; reported by /metrics.
 	StorageBytes int64 `json:"-"`
@@ -56,6 +61,11 @@ type ChannelStats struct {
 	Clients              []ClientStats    `json:"clients"`
 	Paused               bool             `json:"paused"`
 	E2eProcessingLatency *quantile.Result `json:"e2e_processing_latency"`
+
+	// Tern's extensions, absent while unused.
+	Settings        *ChannelSettings `json:"settings,omitempty"`
+	ExpiredCount    uint64           `json:"expired_count,omitempty"`
+	DeadLetterCount uint64           `json:"dead_letter_count,omitempty"`
 
 	// FinishCount counts messages finished on the channel. Not in NSQ's JSON; reported by
 	// /metrics as deliveries completed.
@@ -188,6 +198,11 @@ func (t *Topic) stats(channel string, includeClients bool) TopicStats {
 		Paused:       t.Paused(),
 		StorageBytes: t.log.Size(),
 		Ephemeral:    t.ephemeral,
+		DroppedCount: t.droppedCount.Load(),
+		RefusedCount: t.refusedCount.Load(),
+	}
+	if ts := t.Settings(); ts != (TopicSettings{}) {
+		s.Settings = &ts
 	}
 	s.BackendDepth = t.backendDepth(s.Depth)
 	var latencies []*quantile.Result
@@ -215,17 +230,23 @@ func (t *Topic) backendDepth(depth int64) int64 {
 func (ch *Channel) stats(includeClients bool) ChannelStats {
 	ch.mu.Lock()
 	s := ChannelStats{
-		Name:          ch.name,
-		Depth:         ch.depthLocked(),
-		InFlightCount: ch.inFlight,
-		DeferredCount: ch.deferred,
-		MessageCount:  ch.messageCountLocked(),
-		RequeueCount:  ch.requeueCount.Load(),
-		TimeoutCount:  ch.timeoutCount.Load(),
-		FinishCount:   ch.finishCount.Load(),
-		ClientCount:   len(ch.subs),
-		Paused:        ch.paused,
-		Ephemeral:     ch.ephemeral,
+		Name:            ch.name,
+		Depth:           ch.depthLocked(),
+		InFlightCount:   ch.inFlight,
+		DeferredCount:   ch.deferred,
+		MessageCount:    ch.messageCountLocked(),
+		RequeueCount:    ch.requeueCount.Load(),
+		TimeoutCount:    ch.timeoutCount.Load(),
+		FinishCount:     ch.finishCount.Load(),
+		ClientCount:     len(ch.subs),
+		Paused:          ch.paused,
+		Ephemeral:       ch.ephemeral,
+		ExpiredCount:    ch.expiredCount.Load(),
+		DeadLetterCount: ch.deadLetterCount.Load(),
+	}
+	if ch.cfg != (ChannelSettings{}) {
+		cs := ch.cfg
+		s.Settings = &cs
 	}
 	var subs []subscriber
 	if includeClients {

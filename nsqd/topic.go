@@ -30,6 +30,9 @@ type topicHooks interface {
 	// channelChanged reports a channel created (added) or deleted, ephemeral ones too, for
 	// the lookupd registrations.
 	channelChanged(topic, channel string, added bool)
+	// channelWork asks for ch's dead letters to be moved and its expired messages swept,
+	// outside the caller's locks; it must not block.
+	channelWork(ch *Channel)
 }
 
 // Topic is a named stream: one log that every publish appends to once, and the channels that
@@ -60,6 +63,18 @@ type Topic struct {
 	// diskMu serialises checkpoint writes with the removal of the topic's directory, so a
 	// checkpoint never recreates a file in a topic being deleted.
 	diskMu sync.Mutex
+
+	// Settings (settings.go): the topic's are read without a lock on the publish path;
+	// settingsMu serialises changes and guards the channels' saved settings.
+	settings     atomic.Pointer[TopicSettings]
+	settingsMu   sync.Mutex
+	chanSettings map[string]ChannelSettings
+	// Quotas (quota.go): floor is where a drop_oldest quota moved the oldest readable
+	// record; quotaMu serialises the drops.
+	floor        atomic.Pointer[logstore.Pos]
+	quotaMu      sync.Mutex
+	droppedCount atomic.Uint64 // messages a drop_oldest quota dropped
+	refusedCount atomic.Uint64 // messages a quota refused
 
 	mu       sync.RWMutex
 	channels map[string]*Channel
@@ -95,7 +110,7 @@ func openTopic(name string, env topicEnv) (*Topic, error) {
 	}
 	lo := logstore.Options{
 		SegmentBytes: o.MaxBytesPerFile,
-		MaxBodyBytes: int(o.MaxMsgSize),
+		MaxBodyBytes: int(o.MaxMsgSize) + deadLetterOverhead,
 		MemRecords:   int(max(o.MemQueueSize, 1)),
 		MemBytes:     o.MemQueueBytes, // no bound of its own: the shared budget is the bound
 		Budget:       env.budget,
@@ -122,6 +137,14 @@ func openTopic(name string, env topicEnv) (*Topic, error) {
 			t.start = pos
 		}
 		t.readHolesFile()
+		t.restoreFloor()
+		f, err := readSettingsFile(t.dir)
+		if err != nil {
+			_ = l.Close()
+			return nil, fmt.Errorf("open topic %q: %w", name, err)
+		}
+		t.settings.Store(&f.Topic)
+		t.chanSettings = f.Channels
 	}
 	return t, nil
 }
@@ -160,12 +183,19 @@ func (t *Topic) publish(bodies [][]byte, deferNs int64) error {
 	if deferNs > 0 {
 		deliverAt = now + deferNs
 	}
+	size := 0
+	for _, b := range bodies {
+		size += len(b)
+	}
+	if s := t.settings.Load(); s != nil && s.hasQuota() {
+		if err := t.admit(*s, len(bodies), size); err != nil {
+			return err
+		}
+	}
 	recs := make([]logstore.Record, len(bodies))
 	first := t.ids.next(len(bodies))
-	size := 0
 	for i, b := range bodies {
 		recs[i] = logstore.Record{ID: first + uint64(i), Timestamp: now, DeliverAt: deliverAt, Body: b}
-		size += len(b)
 	}
 	_, err := t.log.Append(recs)
 	t.hooks.storageResult(err)
@@ -319,6 +349,9 @@ func (t *Topic) restoreChannel(name string, paused bool) error {
 	if lost := ch.restore(entries, time.Now().UnixNano()); lost > 0 {
 		t.logger.Error("unfinished messages missing from the log after restart", "channel", name, "count", lost)
 	}
+	if err := t.restoreRedrive(ch); err != nil {
+		return fmt.Errorf("restore channel %q: %w", name, err)
+	}
 	ch.dirty = false
 	t.mu.Lock()
 	t.channels[name] = ch
@@ -359,6 +392,7 @@ func (t *Topic) deleteChannel(name string) error {
 	if t.dir != "" {
 		t.removeChannelFiles(name, last)
 	}
+	t.forgetChannelSettings(name)
 	t.logger.Info("channel deleted", "channel", name)
 	t.hooks.channelChanged(t.name, name, false)
 	if !ch.ephemeral {
@@ -375,8 +409,10 @@ func (t *Topic) deleteChannel(name string) error {
 func (t *Topic) removeChannelFiles(name string, last bool) {
 	t.diskMu.Lock()
 	defer t.diskMu.Unlock()
-	if err := os.Remove(t.checkpointPath(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		t.logger.Error("remove channel checkpoint", "channel", name, "error", err)
+	for _, path := range []string{t.checkpointPath(name), t.redrivePath(name)} {
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.logger.Error("remove channel file", "channel", name, "error", err)
+		}
 	}
 	if last {
 		if err := writeStartFile(filepath.Join(t.dir, "start"), t.startPos()); err != nil {
@@ -637,7 +673,7 @@ func (t *Topic) checkpointChannel(ch *Channel, force, sync bool) error {
 	if t.dir == "" || ch.ephemeral {
 		return nil
 	}
-	return ch.checkpoint(t.checkpointPath(ch.name), force, sync)
+	return errors.Join(ch.checkpoint(t.checkpointPath(ch.name), force, sync), t.saveRedriveIfDirty(ch))
 }
 
 // checkpoint writes every durable channel's state that changed.
@@ -663,10 +699,10 @@ func (t *Topic) retain() error {
 	if err := t.checkpoint(true); err != nil {
 		return err
 	}
+	lowWater := t.retentionSeq(time.Now().UnixNano())
 	t.mu.RLock()
-	lowWater := t.log.Tail()
 	if len(t.channels) == 0 {
-		lowWater = t.start.Seq
+		lowWater = min(lowWater, t.start.Seq)
 	}
 	for _, ch := range t.channels {
 		if !ch.ephemeral {

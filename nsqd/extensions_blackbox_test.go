@@ -1,0 +1,366 @@
+package nsqd_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ternmq/tern/internal/protocol"
+	"github.com/ternmq/tern/internal/testutil"
+	"github.com/ternmq/tern/nsqd"
+	"github.com/ternmq/tern/nsqd/nsqdtest"
+)
+
+// httpClient talks to one nsqd's HTTP API in a test.
+type httpClient struct {
+	t    *testing.T
+	base string
+}
+
+func newHTTPClient(t *testing.T, d *nsqd.NSQD) *httpClient {
+	return &httpClient{t: t, base: "http://" + d.HTTPAddr().String()}
+}
+
+// do sends a request and decodes a JSON answer into v (when not nil); it returns the status
+// and the raw body.
+func (c *httpClient) do(method, path, body string, v any) (int, string) {
+	c.t.Helper()
+	req, err := http.NewRequest(method, c.base+path, strings.NewReader(body))
+	must(c.t, err)
+	resp, err := http.DefaultClient.Do(req)
+	must(c.t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	must(c.t, err)
+	if v != nil && resp.StatusCode == 200 {
+		if err := json.Unmarshal(b, v); err != nil {
+			c.t.Fatalf("%s %s: %v in %s", method, path, err, b)
+		}
+	}
+	return resp.StatusCode, string(b)
+}
+
+// ok is do that fails the test unless the answer is 200.
+func (c *httpClient) ok(method, path, body string, v any) {
+	c.t.Helper()
+	if code, b := c.do(method, path, body, v); code != 200 {
+		c.t.Fatalf("%s %s: %d %s", method, path, code, b)
+	}
+}
+
+func channelStats(t *testing.T, d *nsqd.NSQD, topic, channel string) nsqd.ChannelStats {
+	t.Helper()
+	cs, ok := d.ChannelStats(topic, channel)
+	if !ok {
+		t.Fatalf("no channel %s/%s", topic, channel)
+	}
+	return cs
+}
+
+// TestDeadLetters drives messages to a channel's max attempts by requeue and by timeout,
+// reads the dead letters with their metadata, redrives one and then the rest, and checks
+// that settings and redriven messages survive a restart.
+func TestDeadLetters(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	d, stop := nsqdtest.StartWithStop(t, func(o *nsqd.Options) { o.DataPath = dir })
+	h := newHTTPClient(t, d)
+	h.ok("POST", "/topic/create?topic=q", "", nil)
+	h.ok("POST", "/channel/create?topic=q&channel=c", "", nil)
+	if code, b := h.do("POST", "/channel/settings?topic=q&channel=c", `{"max_attempts":2,"bogus":1}`, nil); code != 400 || !strings.Contains(b, "bogus") {
+		t.Errorf("unknown setting: %d %s, want 400 naming it", code, b)
+	}
+	if code, _ := h.do("POST", "/channel/settings?topic=q&channel=c", `{"dead_letter_topic":"q"}`, nil); code != 400 {
+		t.Errorf("a topic as its own dead-letter topic: %d, want 400", code)
+	}
+	var cs nsqd.ChannelSettings
+	h.ok("POST", "/channel/settings?topic=q&channel=c", `{"max_attempts":2}`, &cs)
+	if cs.MaxAttempts != 2 {
+		t.Fatalf("settings answered %+v", cs)
+	}
+	for _, b := range []string{"by-req", "by-timeout", "fine"} {
+		h.ok("POST", "/pub?topic=q", b, nil)
+	}
+
+	c := dialRaw(t, d.TCPAddr().String())
+	_, err := c.Identify(`"msg_timeout":1000`)
+	must(t, err)
+	must(t, c.Subscribe("q", "c", 3))
+	attempts := map[string]uint16{}
+	deadline := time.Now().Add(20 * time.Second)
+	for channelStats(t, d, "q", "c").DeadLetterCount < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("dead letters: %+v", channelStats(t, d, "q", "c"))
+		}
+		m, err := c.ExpectMessage()
+		must(t, err)
+		attempts[m.Body] = m.Attempts
+		switch m.Body {
+		case "by-req":
+			must(t, c.Send(protocol.Requeue(m.ID, 0)))
+		case "fine":
+			must(t, c.Send(protocol.Finish(m.ID)))
+		}
+		// by-timeout is left to time out.
+		if m.Body != "by-timeout" || m.Attempts < 2 {
+			continue
+		}
+		testutil.Eventually(t, 10*time.Second, func() bool {
+			return channelStats(t, d, "q", "c").DeadLetterCount == 2
+		}, "the second timeout to dead-letter")
+	}
+	if attempts["by-req"] != 2 || attempts["by-timeout"] != 2 {
+		t.Errorf("attempts before dead-lettering: %v, want 2 each", attempts)
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool { return drained(d, "q", "c") }, "the channel to drain")
+
+	type listing struct {
+		Topic       string            `json:"dead_letter_topic"`
+		DeadLetters []nsqd.DeadLetter `json:"dead_letters"`
+	}
+	var l listing
+	h.ok("GET", "/channel/dead_letters?topic=q&channel=c", "", &l)
+	if l.Topic != "q.dead" || len(l.DeadLetters) != 2 {
+		t.Fatalf("dead letters: %+v", l)
+	}
+	reasons := map[string]string{}
+	for _, dl := range l.DeadLetters {
+		m := dl.Meta
+		reasons[string(dl.Body)] = m.Reason
+		if m.Topic != "q" || m.Channel != "c" || m.Attempts != 2 || m.FirstDelivery == 0 ||
+			m.LastDelivery < m.FirstDelivery || m.DeadAt < m.LastDelivery || m.Timestamp == 0 {
+			t.Errorf("metadata of %q: %+v", dl.Body, m)
+		}
+	}
+	if reasons["by-req"] != "requeue" || reasons["by-timeout"] != "timeout" {
+		t.Errorf("reasons: %v", reasons)
+	}
+	// The dead letter is an ordinary message of q.dead: metadata line, then the body.
+	dc := dialRaw(t, d.TCPAddr().String())
+	must(t, dc.Subscribe("q.dead", "reader", 2))
+	for range 2 {
+		m, err := dc.ExpectMessage()
+		must(t, err)
+		meta, body, err := nsqd.ParseDeadLetter([]byte(m.Body))
+		must(t, err)
+		if reasons[string(body)] != meta.Reason {
+			t.Errorf("consumed dead letter %q has reason %q", body, meta.Reason)
+		}
+		must(t, dc.Send(protocol.Finish(m.ID)))
+	}
+
+	// Redrive one: it comes back to c only, as a new message.
+	first := l.DeadLetters[0]
+	var rd struct{ Redriven int }
+	h.ok("POST", "/channel/redrive?topic=q&channel=c&id="+first.ID, "", &rd)
+	if rd.Redriven != 1 {
+		t.Fatalf("redrove %d", rd.Redriven)
+	}
+	m, err := c.ExpectMessage()
+	must(t, err)
+	if m.Body != string(first.Body) || m.Attempts != 1 {
+		t.Errorf("redriven: %q attempt %d, want %q attempt 1", m.Body, m.Attempts, first.Body)
+	}
+	must(t, c.Send(protocol.Finish(m.ID)))
+	h.ok("GET", "/channel/dead_letters?topic=q&channel=c", "", &l)
+	if len(l.DeadLetters) != 1 || string(l.DeadLetters[0].Body) == string(first.Body) {
+		t.Fatalf("after redriving one: %+v", l.DeadLetters)
+	}
+	rest := string(l.DeadLetters[0].Body)
+	testutil.Eventually(t, 5*time.Second, func() bool { return drained(d, "q", "c") }, "the redriven message to finish")
+
+	// Redrive the rest with nobody consuming, and restart: the message and the settings
+	// are still there, and the dead letter is not offered again.
+	c.Close()
+	h.ok("POST", "/channel/redrive?topic=q&channel=c", "", &rd)
+	if rd.Redriven != 1 {
+		t.Fatalf("redrive all: %d", rd.Redriven)
+	}
+	stop()
+	d = nsqdtest.Start(t, func(o *nsqd.Options) { o.DataPath = dir })
+	h = newHTTPClient(t, d)
+	h.ok("GET", "/channel/settings?topic=q&channel=c", "", &cs)
+	if cs.MaxAttempts != 2 {
+		t.Errorf("settings after restart: %+v", cs)
+	}
+	h.ok("GET", "/channel/dead_letters?topic=q&channel=c", "", &l)
+	if len(l.DeadLetters) != 0 {
+		t.Errorf("dead letters after redriving all: %+v", l.DeadLetters)
+	}
+	c = dialRaw(t, d.TCPAddr().String())
+	must(t, c.Subscribe("q", "c", 1))
+	m, err = c.ExpectMessage()
+	must(t, err)
+	if m.Body != rest {
+		t.Errorf("after restart got %q, want the redriven %q", m.Body, rest)
+	}
+	must(t, c.Send(protocol.Finish(m.ID)))
+	testutil.Eventually(t, 5*time.Second, func() bool { return drained(d, "q", "c") }, "the redriven message to finish")
+}
+
+// TestMessageTTL checks that expired messages are never delivered and are retired on time,
+// unread, deferred and in flight alike, dropped on one channel and dead-lettered on another.
+func TestMessageTTL(t *testing.T) {
+	t.Parallel()
+	d := nsqdtest.Start(t, nil)
+	h := newHTTPClient(t, d)
+	h.ok("POST", "/topic/create?topic=ttl", "", nil)
+	h.ok("POST", "/channel/create?topic=ttl&channel=drop", "", nil)
+	h.ok("POST", "/channel/create?topic=ttl&channel=dead", "", nil)
+	const ttl = 400 * time.Millisecond
+	h.ok("POST", "/topic/settings?topic=ttl", `{"message_ttl_ms":400}`, nil)
+	h.ok("POST", "/channel/settings?topic=ttl&channel=dead", `{"dead_letter_expired":true}`, nil)
+	c := dialRaw(t, d.TCPAddr().String())
+	must(t, c.Subscribe("ttl", "drop", 1))
+	pub := dialRaw(t, d.TCPAddr().String())
+	const n = 20
+	must(t, pub.Send(mpubCmd("ttl", numbered("m", n)...)))
+	must(t, pub.ExpectResponse(protocol.OK))
+
+	// m0 is requeued for longer than the TTL; m1 stays in flight through its expiry.
+	m0, err := c.ExpectMessage()
+	must(t, err)
+	must(t, c.Send(protocol.Requeue(m0.ID, 10*time.Second)))
+	m1, err := c.ExpectMessage()
+	must(t, err)
+	expiry := time.Unix(0, m0.Timestamp).Add(ttl) // one MPUB: one timestamp
+
+	var firstSeen, allSeen time.Time
+	for deadline := time.Now().Add(10 * time.Second); allSeen.IsZero(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("expired: drop %d, dead %d", channelStats(t, d, "ttl", "drop").ExpiredCount,
+				channelStats(t, d, "ttl", "dead").ExpiredCount)
+		}
+		drop, dead := channelStats(t, d, "ttl", "drop").ExpiredCount, channelStats(t, d, "ttl", "dead").ExpiredCount
+		now := time.Now()
+		if firstSeen.IsZero() && drop+dead > 0 {
+			firstSeen = now
+		}
+		if drop == n-1 && dead == n {
+			allSeen = now
+		}
+	}
+	if firstSeen.Before(expiry) {
+		t.Errorf("a message expired %v before its time", expiry.Sub(firstSeen))
+	}
+	if late := allSeen.Sub(expiry); late > 50*time.Millisecond {
+		t.Errorf("the last message expired %v after its time, want within 50ms", late)
+	}
+
+	// The message in flight expires when it comes back rather than being delivered again,
+	// and what is published now is delivered.
+	must(t, c.Send(protocol.Requeue(m1.ID, 0)))
+	must(t, pub.Send(protocol.Publish("ttl", []byte("fresh"))))
+	must(t, pub.ExpectResponse(protocol.OK))
+	m, err := c.ExpectMessage()
+	must(t, err)
+	if m.Body != "fresh" {
+		t.Errorf("after expiry got %q, want fresh", m.Body)
+	}
+	if got := channelStats(t, d, "ttl", "drop").ExpiredCount; got != n {
+		t.Errorf("drop expired %d, want %d", got, n)
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		return channelStats(t, d, "ttl", "dead").DeadLetterCount == n
+	}, "the expired messages to reach the dead-letter topic")
+	var l struct {
+		DeadLetters []nsqd.DeadLetter `json:"dead_letters"`
+	}
+	h.ok("GET", "/channel/dead_letters?topic=ttl&channel=dead&n=100", "", &l)
+	if len(l.DeadLetters) != n {
+		t.Fatalf("%d dead letters, want %d", len(l.DeadLetters), n)
+	}
+	for _, dl := range l.DeadLetters {
+		if dl.Meta.Reason != "expired" || dl.Meta.Attempts != 0 {
+			t.Errorf("dead letter %+v", dl.Meta)
+		}
+	}
+}
+
+// TestQuotas refuses publishes at a topic's message and byte limits, over TCP without closing
+// the connection and over HTTP with 429 and 507, and drops the oldest messages under the
+// drop_oldest policy, across a restart.
+func TestQuotas(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	d, stop := nsqdtest.StartWithStop(t, func(o *nsqd.Options) { o.DataPath = dir })
+	h := newHTTPClient(t, d)
+	for _, q := range []string{"qm", "qb", "qd"} {
+		h.ok("POST", "/topic/create?topic="+q, "", nil)
+		h.ok("POST", "/channel/create?topic="+q+"&channel=c", "", nil)
+	}
+	if code, _ := h.do("POST", "/topic/settings?topic=qm", `{"quota_policy":"sometimes"}`, nil); code != 400 {
+		t.Errorf("bad policy: %d, want 400", code)
+	}
+	h.ok("POST", "/topic/settings?topic=qm", `{"max_messages":5}`, nil)
+	h.ok("POST", "/topic/settings?topic=qb", `{"max_bytes":1000}`, nil)
+	h.ok("POST", "/topic/settings?topic=qd", `{"max_messages":5,"quota_policy":"drop_oldest"}`, nil)
+
+	pub := dialRaw(t, d.TCPAddr().String())
+	for i := range 5 {
+		must(t, pub.Send(protocol.Publish("qm", fmt.Appendf(nil, "m%d", i))))
+		must(t, pub.ExpectResponse(protocol.OK))
+	}
+	must(t, pub.Send(protocol.Publish("qm", []byte("over"))))
+	must(t, pub.ExpectError("E_PUB_FAILED PUB failed topic qm is full: max_messages 5 reached"))
+	must(t, pub.Send(mpubCmd("qm", "a", "b")))
+	must(t, pub.ExpectError("E_MPUB_FAILED"))
+	must(t, pub.Send(protocol.Publish("other", []byte("fine"))))
+	must(t, pub.ExpectResponse(protocol.OK)) // the connection stays usable
+	if code, b := h.do("POST", "/pub?topic=qm", "over", nil); code != 429 || !strings.Contains(b, "max_messages 5") {
+		t.Errorf("HTTP publish over the message limit: %d %s", code, b)
+	}
+	// Consuming makes room.
+	c := dialRaw(t, d.TCPAddr().String())
+	must(t, c.Subscribe("qm", "c", 2))
+	for range 2 {
+		m, err := c.ExpectMessage()
+		must(t, err)
+		must(t, c.Send(protocol.Finish(m.ID)))
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		code, _ := h.do("POST", "/pub?topic=qm", "room", nil)
+		return code == 200
+	}, "room after consuming")
+
+	h.ok("POST", "/pub?topic=qb", strings.Repeat("x", 900), nil)
+	if code, b := h.do("POST", "/pub?topic=qb", strings.Repeat("y", 100), nil); code != 507 || !strings.Contains(b, "max_bytes 1000") {
+		t.Errorf("HTTP publish over the byte limit: %d %s", code, b)
+	}
+	var st struct {
+		Topics []nsqd.TopicStats `json:"topics"`
+	}
+	h.ok("GET", "/stats?format=json&topic=qm", "", &st)
+	if len(st.Topics) != 1 || st.Topics[0].RefusedCount != 4 || st.Topics[0].Settings == nil || st.Topics[0].Settings.MaxMessages != 5 {
+		t.Errorf("stats of qm: %+v", st.Topics)
+	}
+
+	for _, b := range numbered("d", 8) {
+		h.ok("POST", "/pub?topic=qd", b, nil)
+	}
+	if cs := channelStats(t, d, "qd", "c"); cs.Depth != 5 {
+		t.Errorf("depth under drop_oldest: %d, want 5", cs.Depth)
+	}
+	stop()
+	d = nsqdtest.Start(t, func(o *nsqd.Options) { o.DataPath = dir })
+	h = newHTTPClient(t, d)
+	h.ok("GET", "/stats?format=json&topic=qd", "", &st)
+	c = dialRaw(t, d.TCPAddr().String())
+	must(t, c.Subscribe("qd", "c", 10))
+	var got []string
+	for range 5 {
+		m, err := c.ExpectMessage()
+		must(t, err)
+		got = append(got, m.Body)
+		must(t, c.Send(protocol.Finish(m.ID)))
+	}
+	if want := numbered("d", 8)[3:]; !slices.Equal(got, want) {
+		t.Errorf("after dropping the oldest: %v, want %v", got, want)
+	}
+	testutil.Eventually(t, 5*time.Second, func() bool { return drained(d, "qd", "c") }, "qd to drain")
+}
