@@ -20,12 +20,13 @@ import (
 //
 // Layout (big-endian): magic "TCKP0002", cursor seq u64, cursor offset i64, count u32, then
 // count entries of id u64, seq u64, offset i64, timestamp i64, due i64 (0: deliver at once),
-// attempts u16, first delivery i64 (0: never delivered); last, a CRC-32C of everything before
-// it. Version 1 ("TCKP0001") lacks the first delivery and is still read.
+// attempts u16, first delivery i64 (0: never delivered), dead-letter reason u8 (0: none; else
+// the message is on its way to the dead-letter topic); last, a CRC-32C of everything before
+// it. Version 1 ("TCKP0001") lacks the last two and is still read.
 const (
 	checkpointMagic       = "TCKP0002"
 	checkpointMagicV1     = "TCKP0001"
-	checkpointEntrySize   = 8*5 + 2 + 8
+	checkpointEntrySize   = 8*5 + 2 + 8 + 1
 	checkpointEntrySizeV1 = 8*5 + 2
 )
 
@@ -42,6 +43,7 @@ type checkpointEntry struct {
 	due        int64
 	attempts   uint16
 	firstDeliv int64
+	deadReason uint8
 }
 
 // encodeCheckpoint serialises the channel's state and returns it with the low-water mark it
@@ -85,6 +87,9 @@ func (ch *Channel) encodeCheckpoint(force bool) (buf []byte, lowWater uint64, ok
 				continue // kept in the redrive file
 			}
 			e := checkpointEntry{id: p.id, pos: p.pos, timestamp: p.timestamp, attempts: p.attempts, firstDeliv: p.firstDeliv}
+			if p.state == stateDying {
+				e.deadReason = p.deadReason
+			}
 			if p.state == stateDeferred {
 				e.due = p.due
 			}
@@ -123,7 +128,8 @@ func appendCheckpointEntry(buf []byte, e checkpointEntry) []byte {
 	buf = binary.BigEndian.AppendUint64(buf, uint64(e.timestamp))
 	buf = binary.BigEndian.AppendUint64(buf, uint64(e.due))
 	buf = binary.BigEndian.AppendUint16(buf, e.attempts)
-	return binary.BigEndian.AppendUint64(buf, uint64(e.firstDeliv))
+	buf = binary.BigEndian.AppendUint64(buf, uint64(e.firstDeliv))
+	return append(buf, e.deadReason)
 }
 
 // appendCheckpointSum appends the CRC-32C of everything before it.
@@ -167,6 +173,7 @@ func decodeCheckpoint(buf []byte) (logstore.Pos, []checkpointEntry, error) {
 		}
 		if entrySize == checkpointEntrySize {
 			entries[i].firstDeliv = int64(binary.BigEndian.Uint64(e[42:]))
+			entries[i].deadReason = e[50]
 		}
 	}
 	return cur, entries, nil
@@ -228,6 +235,10 @@ func (ch *Channel) restore(entries []checkpointEntry, now int64) (lost int) {
 		p.firstDeliv = e.firstDeliv
 		ch.order = append(ch.order, p)
 		ch.byID[p.id] = p
+		if e.deadReason != reasonNone {
+			ch.dieLocked(p, e.deadReason) // it was on its way: finish the move
+			continue
+		}
 		if e.due > now {
 			p.state = stateDeferred
 			p.due = e.due

@@ -48,8 +48,11 @@ func FuzzDecodeCheckpoint(f *testing.F) {
 			}
 			return
 		}
-		if len(entries)*checkpointEntrySize > len(data) {
+		if len(entries)*checkpointEntrySizeV1 > len(data) {
 			t.Fatalf("%d entries from %d bytes", len(entries), len(data))
+		}
+		if string(data[:len(checkpointMagicV1)]) == checkpointMagicV1 {
+			return // an old version, which is read but never written
 		}
 		if again := encodeCheckpointEntries(cur, entries); !bytes.Equal(again, data) {
 			t.Fatalf("accepted %x, which encodes back as %x", data, again)
@@ -61,10 +64,33 @@ func TestCheckpointRoundTrip(t *testing.T) {
 	cur := logstore.Pos{Seq: 40, Offset: 1 << 20}
 	entries := []checkpointEntry{
 		{id: 5, pos: logstore.Pos{Seq: 1}, timestamp: 100, attempts: 65535},
-		{id: 6, pos: logstore.Pos{Seq: 39, Offset: 1<<20 - 64}, timestamp: -1, due: 1 << 62, attempts: 1},
+		{id: 6, pos: logstore.Pos{Seq: 39, Offset: 1<<20 - 64}, timestamp: -1, due: 1 << 62, attempts: 1,
+			firstDeliv: 77, deadReason: reasonTimeout},
 	}
 	gotCur, got, err := decodeCheckpoint(encodeCheckpointEntries(cur, entries))
 	if err != nil || gotCur != cur || len(got) != 2 || got[0] != entries[0] || got[1] != entries[1] {
 		t.Fatalf("round trip: %v %v %v", gotCur, got, err)
+	}
+}
+
+// TestCheckpointVersion1 reads a checkpoint written before the first delivery time and the
+// dead-letter reason were kept.
+func TestCheckpointVersion1(t *testing.T) {
+	b := []byte(checkpointMagicV1)
+	b = binary.BigEndian.AppendUint64(b, 7)  // cursor seq
+	b = binary.BigEndian.AppendUint64(b, 90) // cursor offset
+	b = binary.BigEndian.AppendUint32(b, 1)
+	for _, v := range []uint64{42, 3, 60, 1000, 2000} { // id, seq, offset, timestamp, due
+		b = binary.BigEndian.AppendUint64(b, v)
+	}
+	b = binary.BigEndian.AppendUint16(b, 4)
+	b = appendCheckpointSum(b)
+	cur, entries, err := decodeCheckpoint(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := checkpointEntry{id: 42, pos: logstore.Pos{Seq: 3, Offset: 60}, timestamp: 1000, due: 2000, attempts: 4}
+	if cur != (logstore.Pos{Seq: 7, Offset: 90}) || len(entries) != 1 || entries[0] != want {
+		t.Errorf("decoded %+v %+v", cur, entries)
 	}
 }

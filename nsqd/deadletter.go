@@ -184,9 +184,9 @@ func (n *NSQD) flushDeadLetters(ch *Channel) error {
 	}
 	err := n.publishDeadLetters(target, bodies)
 	ch.mu.Lock()
-	defer ch.mu.Unlock()
 	if err != nil {
 		ch.dying = append(dying, ch.dying...)
+		ch.mu.Unlock()
 		n.work.add(ch)
 		return fmt.Errorf("move %d messages to topic %q: %w", len(dying), target, err)
 	}
@@ -196,6 +196,10 @@ func (n *NSQD) flushDeadLetters(ch *Channel) error {
 			ch.doneLocked(p)
 		}
 	}
+	ch.mu.Unlock()
+	// Record at once that they left, rather than at the next periodic checkpoint: a crash
+	// meanwhile would deliver, and dead-letter, each of them again.
+	ch.topic.checkpointNow(ch)
 	return nil
 }
 

@@ -676,6 +676,18 @@ func (t *Topic) checkpointChannel(ch *Channel, force, sync bool) error {
 	return errors.Join(ch.checkpoint(t.checkpointPath(ch.name), force, sync), t.saveRedriveIfDirty(ch))
 }
 
+// checkpointNow writes one channel's state if it changed, not synced.
+func (t *Topic) checkpointNow(ch *Channel) {
+	t.diskMu.Lock()
+	defer t.diskMu.Unlock()
+	if t.exiting.Load() || t.Channel(ch.name) != ch {
+		return
+	}
+	if err := t.checkpointChannel(ch, false, false); err != nil {
+		t.logger.Error("checkpoint", "channel", ch.name, "error", err)
+	}
+}
+
 // checkpoint writes every durable channel's state that changed.
 func (t *Topic) checkpoint(sync bool) error {
 	t.diskMu.Lock()
