@@ -398,43 +398,48 @@ func (a *Admin) isAdmin(r *http.Request) bool {
 
 // act checks the request may act, carries out act, invalidates the cached snapshot and
 // queues the notification. It returns the warnings of a partial success.
-func (a *Admin) act(r *http.Request, act action) ([]error, error) {
+func (a *Admin) act(r *http.Request, act action) (actionDone, error) {
 	if !a.isAdmin(r) {
-		return nil, apiErr(http.StatusForbidden, codeForbidden)
+		return actionDone{}, apiErr(http.StatusForbidden, codeForbidden)
 	}
 	if !protocol.IsValidTopicName(act.topic) {
-		return nil, apiErr(http.StatusBadRequest, codeInvalidTopic)
+		return actionDone{}, apiErr(http.StatusBadRequest, codeInvalidTopic)
 	}
 	if act.channel != "" && !protocol.IsValidChannelName(act.channel) {
-		return nil, apiErr(http.StatusBadRequest, codeInvalidChannel)
+		return actionDone{}, apiErr(http.StatusBadRequest, codeInvalidChannel)
 	}
-	if act.kind == actTombstone {
+	if act.node != "" {
 		// The admin posts only to nodes of its cluster, never to an address a request names.
 		s, err := a.snapshotForAPI(r.Context())
 		if err != nil {
-			return nil, err
+			return actionDone{}, err
 		}
 		if s.producer(act.node) == nil {
-			return nil, apiErr(http.StatusNotFound, codeNodeNotFound)
+			return actionDone{}, apiErr(http.StatusNotFound, codeNodeNotFound)
 		}
 	}
 	// The fan-out does not end with the request: a client that gives up half-way must not
 	// leave the action done on some nodes only. Each request to a daemon is bounded anyway.
-	warnings, err := a.cluster.perform(context.WithoutCancel(r.Context()), act)
+	done, err := a.cluster.perform(context.WithoutCancel(r.Context()), act)
 	a.cache.invalidate()
+	var refused *refusedError
 	switch {
 	case errors.Is(err, errNotFound):
 		if act.channel != "" && act.kind != actCreate {
-			return nil, apiErr(http.StatusNotFound, codeChanNotFound)
+			return actionDone{}, apiErr(http.StatusNotFound, codeChanNotFound)
 		}
-		return nil, apiErr(http.StatusNotFound, codeTopicNotFound)
+		return actionDone{}, apiErr(http.StatusNotFound, codeTopicNotFound)
+	case errors.Is(err, errMessageNotFound):
+		return actionDone{}, apiErr(http.StatusNotFound, codeMessageNotFound)
+	case errors.As(err, &refused):
+		return actionDone{}, apiErr(http.StatusBadRequest, refused.message)
 	case errors.Is(err, errAllFailed):
-		return nil, upstreamErr(err)
+		return actionDone{}, upstreamErr(err)
 	case err != nil:
-		return nil, err
+		return actionDone{}, err
 	}
 	a.logger.Info("action", "action", act.notification(), "topic", act.topic, "channel", act.channel,
-		"node", act.node, "user", a.user(r), "warnings", len(warnings))
+		"node", act.node, "user", a.user(r), "warnings", len(done.warnings))
 	if act.kind == actCreate {
 		// NSQ's admin notifies the topic's creation, and then the channel's.
 		a.notifier.notify(action{kind: actCreate, topic: act.topic}, r)
@@ -444,7 +449,7 @@ func (a *Admin) act(r *http.Request, act action) ([]error, error) {
 	} else {
 		a.notifier.notify(act, r)
 	}
-	return warnings, nil
+	return done, nil
 }
 
 // readJSONBody decodes the request's JSON body into v; a bad body is a 400 with the decoder's
@@ -485,11 +490,11 @@ func (a *Admin) apiCreate(w http.ResponseWriter, r *http.Request, _ httprouter.P
 	if err := readJSONBody(w, r, &body, ""); err != nil {
 		return nil, err
 	}
-	warnings, err := a.act(r, action{kind: actCreate, topic: body.Topic, channel: body.Channel})
+	done, err := a.act(r, action{kind: actCreate, topic: body.Topic, channel: body.Channel})
 	if err != nil {
 		return nil, err
 	}
-	return actionAnswer(warnings), nil
+	return actionAnswer(done.warnings), nil
 }
 
 // POST /api/topics/:topic and /api/topics/:topic/:channel {"action":"pause"|"unpause"|"empty"}.
@@ -508,20 +513,20 @@ func (a *Admin) apiAction(w http.ResponseWriter, r *http.Request, ps httprouter.
 	default:
 		return nil, apiErr(http.StatusBadRequest, codeInvalidAction)
 	}
-	warnings, err := a.act(r, action{kind: body.Action, topic: ps.ByName("topic"), channel: ps.ByName("channel")})
+	done, err := a.act(r, action{kind: body.Action, topic: ps.ByName("topic"), channel: ps.ByName("channel")})
 	if err != nil {
 		return nil, err
 	}
-	return actionAnswer(warnings), nil
+	return actionAnswer(done.warnings), nil
 }
 
 // DELETE /api/topics/:topic and /api/topics/:topic/:channel.
 func (a *Admin) apiDelete(_ http.ResponseWriter, r *http.Request, ps httprouter.Params) (any, error) {
-	warnings, err := a.act(r, action{kind: actDelete, topic: ps.ByName("topic"), channel: ps.ByName("channel")})
+	done, err := a.act(r, action{kind: actDelete, topic: ps.ByName("topic"), channel: ps.ByName("channel")})
 	if err != nil {
 		return nil, err
 	}
-	return actionAnswer(warnings), nil
+	return actionAnswer(done.warnings), nil
 }
 
 // DELETE /api/nodes/:node {"topic"}: tombstone the topic for the node in every lookupd and
@@ -536,9 +541,9 @@ func (a *Admin) apiTombstone(w http.ResponseWriter, r *http.Request, ps httprout
 	if err := readJSONBody(w, r, &body, codeInvalidBody); err != nil {
 		return nil, err
 	}
-	warnings, err := a.act(r, action{kind: actTombstone, topic: body.Topic, node: ps.ByName("node")})
+	done, err := a.act(r, action{kind: actTombstone, topic: body.Topic, node: ps.ByName("node")})
 	if err != nil {
 		return nil, err
 	}
-	return actionAnswer(warnings), nil
+	return actionAnswer(done.warnings), nil
 }

@@ -170,7 +170,29 @@ func (h *httpClient) try(ctx context.Context, method string, endpoint *string, b
 			return true, nil
 		}
 	}
-	return false, fmt.Errorf("got response %s %q", resp.Status, bytes.TrimSpace(text))
+	return false, &statusError{status: resp.Status, code: resp.StatusCode, body: bytes.TrimSpace(text)}
+}
+
+// statusError is an answer other than 200, quoted as NSQ's admin quotes it: got response 404
+// Not Found "...". The code and the API's message are kept for callers that tell answers
+// apart (an nsqd without an endpoint, a refused value).
+type statusError struct {
+	status string
+	code   int
+	body   []byte
+}
+
+func (e *statusError) Error() string { return fmt.Sprintf("got response %s %q", e.status, e.body) }
+
+// message is the "message" of a JSON error answer, or the whole body when it is not JSON.
+func (e *statusError) message() string {
+	var m struct {
+		Message string `json:"message"`
+	}
+	if json.Unmarshal(e.body, &m) == nil && m.Message != "" {
+		return m.Message
+	}
+	return string(e.body)
 }
 
 // checkDaemonAddr accepts host:port with a host name or IP address and nothing else: no

@@ -15,7 +15,8 @@ import (
 //
 //   - the pages (GET), and the forms of their actions (POST to the same paths);
 //   - NSQ's JSON API under /api/ and /config/, with NSQ's shapes and error codes, plus
-//     GET /api/series, the history behind a chart;
+//     GET /api/series, the history behind a chart, and Tern's extensions: a channel's
+//     messages, dead letters, redrive and seek, and /api/settings;
 //   - /ping, /metrics (the admin's own) and /static/;
 //   - with --user, /login and /logout, and every other path behind a login (auth.go).
 //
@@ -63,6 +64,15 @@ func (a *Admin) handler() http.Handler {
 	rt.Handle("GET", bp("/api/topics/:topic"), a.apiTopic)
 	rt.Handle("GET", bp("/api/topics/:topic/:channel"), a.apiChannel)
 	rt.Handle("GET", bp("/api/topics/:topic/:channel/messages"), a.apiMessages)
+	rt.Handle("GET", bp("/api/topics/:topic/:channel/dead_letters"), a.apiDeadLetters)
+	rt.Handle("POST", bp("/api/topics/:topic/:channel/redrive"), a.apiRedrive)
+	rt.Handle("POST", bp("/api/topics/:topic/:channel/seek"), a.apiSeek)
+	// Settings have their own prefix: the router cannot tell /api/topics/:topic/settings from
+	// a channel named "settings".
+	rt.Handle("GET", bp("/api/settings/:topic"), a.apiGetSettings)
+	rt.Handle("GET", bp("/api/settings/:topic/:channel"), a.apiGetSettings)
+	rt.Handle("POST", bp("/api/settings/:topic"), a.apiPostSettings)
+	rt.Handle("POST", bp("/api/settings/:topic/:channel"), a.apiPostSettings)
 	rt.Handle("GET", bp("/api/nodes"), a.apiNodes)
 	rt.Handle("GET", bp("/api/nodes/:node"), a.apiNode)
 	rt.Handle("GET", bp("/api/counter"), a.apiCounter)

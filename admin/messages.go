@@ -85,20 +85,22 @@ func newMessageRow(node string, m PeekedMessage, now time.Time) messageRow {
 	if m.Due != 0 {
 		r.DueIn = time.Unix(0, m.Due).Sub(now)
 	}
-	body := m.Body
+	r.Preview, r.Binary = bodyPreview(m.Body)
+	return r
+}
+
+// bodyPreview is a body as the pages show it: text cut at maxBodyPreview, or a note of its
+// size when it is not UTF-8 text (binary).
+func bodyPreview(body []byte) (preview string, binary bool) {
 	if !utf8.Valid(body) {
-		r.Binary = true
-		r.Preview = fmt.Sprintf("%d bytes of binary data", len(body))
-		return r
+		return fmt.Sprintf("%d bytes of binary data", len(body)), true
 	}
 	if len(body) > maxBodyPreview {
 		cut := maxBodyPreview
 		for cut > 0 && !utf8.RuneStart(body[cut]) {
 			cut--
 		}
-		r.Preview = string(body[:cut]) + "…"
-	} else {
-		r.Preview = string(body)
+		return string(body[:cut]) + "…", false
 	}
-	return r
+	return string(body), false
 }

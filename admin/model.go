@@ -92,6 +92,12 @@ type TopicStats struct {
 
 	E2eProcessingLatency *Latency `json:"e2e_processing_latency"`
 
+	// Tern's extensions (settings.go), absent from NSQ's nsqd and from the JSON when unset.
+	// A sum over nodes has no settings of its own: they are each node's.
+	Settings     *TopicSettings `json:"settings,omitempty"`
+	DroppedCount int64          `json:"dropped_count,omitempty"` // dropped by a drop_oldest quota
+	RefusedCount int64          `json:"refused_count,omitempty"` // publishes refused by a quota
+
 	// totals replace Channels in a snapshot's per-node entries (see compactTopics).
 	totals *topicTotals
 }
@@ -182,6 +188,11 @@ type ChannelStats struct {
 	Paused        bool            `json:"paused"`
 
 	E2eProcessingLatency *Latency `json:"e2e_processing_latency"`
+
+	// Tern's extensions, as for TopicStats.
+	Settings        *ChannelSettings `json:"settings,omitempty"`
+	ExpiredCount    int64            `json:"expired_count,omitempty"`
+	DeadLetterCount int64            `json:"dead_letter_count,omitempty"`
 
 	// perNode replaces NodeStats in a snapshot's sums (see compactTopics).
 	perNode []nodeCount
@@ -385,6 +396,8 @@ func addTopic(sum, t *TopicStats) {
 	sum.MemoryDepth += t.MemoryDepth
 	sum.BackendDepth += t.BackendDepth
 	sum.MessageCount += t.MessageCount
+	sum.DroppedCount += t.DroppedCount
+	sum.RefusedCount += t.RefusedCount
 	sum.Paused = sum.Paused || t.Paused
 	sum.NodeStats = append(sum.NodeStats, t)
 	addLatency(&sum.E2eProcessingLatency, t.E2eProcessingLatency, t.TopicName, "")
@@ -408,6 +421,8 @@ func addChannel(sum, c *ChannelStats) {
 	sum.TimeoutCount += c.TimeoutCount
 	sum.MessageCount += c.MessageCount
 	sum.ClientCount += c.ClientCount
+	sum.ExpiredCount += c.ExpiredCount
+	sum.DeadLetterCount += c.DeadLetterCount
 	sum.Paused = sum.Paused || c.Paused
 	sum.NodeStats = append(sum.NodeStats, c)
 	sum.Clients = append(sum.Clients, c.Clients...)

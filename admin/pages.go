@@ -134,6 +134,8 @@ func (p *pages) funcs() template.FuncMap {
 		"dur":        formatDuration,
 		"unix":       func(ts int64) string { return time.Unix(ts, 0).UTC().Format("2006-01-02 15:04:05 UTC") },
 		"join":       strings.Join,
+		"durMs":      formatDurationMs,
+		"bytes":      formatBytes,
 		"firstClients": func(cs []*ClientStats) []*ClientStats {
 			return cs[:min(len(cs), nodePageClients)]
 		},
@@ -335,6 +337,12 @@ func noticeText(done string) string {
 		return "Emptied the " + object + "."
 	case actTombstone:
 		return "Tombstoned the topic on the node."
+	case actSettings:
+		return "Changed the " + object + "'s settings."
+	case actRedrive:
+		return "Sent the dead letters back to the channel."
+	case actSeek:
+		return "Moved the channel."
 	}
 	return ""
 }

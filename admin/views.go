@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -103,6 +104,7 @@ type topicBody struct {
 	Nodes                 []topicNodeRow
 	KnownToLookupd        bool
 	LookupdChannels       []string
+	SettingsForm          topicSettingsForm
 }
 
 type channelRow struct {
@@ -166,6 +168,7 @@ func (p *pages) topic(r *http.Request, ps httprouter.Params, d *pageData) (strin
 		}
 		b.Nodes = append(b.Nodes, row)
 	}
+	b.SettingsForm = newTopicSettingsForm(b.Topic.NodeStats)
 	d.Body = b
 	return "topic", nil
 }
@@ -187,6 +190,13 @@ type channelBody struct {
 	// NoPeek are the nodes that cannot show their messages (NSQ's nsqd): said in the
 	// section, not as a warning, since nothing is wrong with them.
 	NoPeek []string
+
+	SettingsForm channelSettingsForm
+	// The dead letters section, for admin users, likewise.
+	DeadLetters      []deadLetterRow
+	DeadLettersShown int      // at most, of each node
+	DeadLetterTopics []string // where the nodes send the channel's dead letters
+	NoDeadLetters    []string
 }
 
 func (p *pages) channel(r *http.Request, ps httprouter.Params, d *pageData) (string, error) {
@@ -244,7 +254,20 @@ func (p *pages) channel(r *http.Request, ps httprouter.Params, d *pageData) (str
 			}
 			d.Warnings = append(d.Warnings, e.Error())
 		}
+		dead, errs := p.a.cluster.deadLetters(r.Context(), nodes, topic, channel, deadLettersPerNode)
+		b.DeadLetters, b.DeadLettersShown = deadLetterRows(dead, now), deadLettersPerNode
+		for _, nd := range dead {
+			if !slices.Contains(b.DeadLetterTopics, nd.DeadLetterTopic) {
+				b.DeadLetterTopics = append(b.DeadLetterTopics, nd.DeadLetterTopic)
+			}
+		}
+		var others []error
+		b.NoDeadLetters, others = extensionNodes(errs)
+		for _, e := range others {
+			d.Warnings = append(d.Warnings, e.Error())
+		}
 	}
+	b.SettingsForm = newChannelSettingsForm(c.NodeStats)
 	d.Body = b
 	return "channel", nil
 }
@@ -437,27 +460,46 @@ func (p *pages) postAction(w http.ResponseWriter, r *http.Request) {
 		act.channel = r.PostForm.Get("channel")
 	}
 	back := p.returnURL(act)
+	invalid := httpapi.NewError(http.StatusBadRequest, codeInvalidAction)
+	onNode := act.node != ""
 	switch {
-	case act.kind == actCreate && ps.ByName("topic") == "" && act.node == "":
-	case act.kind == actTombstone && act.node != "":
-	case act.kind == actPause || act.kind == actUnpause || act.kind == actEmpty || act.kind == actDelete:
-		if act.node == "" {
-			break
+	case act.kind == actCreate && ps.ByName("topic") == "" && !onNode:
+	case act.kind == actTombstone && onNode:
+	case (act.kind == actPause || act.kind == actUnpause || act.kind == actEmpty || act.kind == actDelete) && !onNode:
+	case act.kind == actSettings && ps.ByName("topic") != "" && !onNode:
+		settings, err := settingsFromForm(r.PostForm, act.channel != "")
+		if err != nil {
+			p.renderError(w, r, httpapi.NewError(http.StatusBadRequest, codeInvalidSettings+": "+err.Error()))
+			return
 		}
-		fallthrough
+		act.settings = settings
+	case act.kind == actRedrive && act.channel != "" && !onNode:
+		act.node, act.ids = r.PostForm.Get("node"), r.PostForm["id"]
+		if len(act.ids) > 0 && act.node == "" || slices.ContainsFunc(act.ids, func(id string) bool { return !isMessageID(id) }) {
+			p.renderError(w, r, invalid)
+			return
+		}
+	case act.kind == actSeek && act.channel != "" && !onNode:
+		q, err := seekQuery(r.PostForm.Get("to"), r.PostForm.Get("at"), time.Now())
+		if err != nil {
+			p.renderError(w, r, httpapi.NewError(http.StatusBadRequest, "INVALID_SEEK: "+err.Error()))
+			return
+		}
+		act.seek = q
 	default:
-		p.renderError(w, r, httpapi.NewError(http.StatusBadRequest, codeInvalidAction))
+		p.renderError(w, r, invalid)
 		return
 	}
 	if r.PostForm.Get("confirmed") != "1" {
 		p.confirm(w, r, act, back)
 		return
 	}
-	warnings, err := p.a.act(r, act)
+	done, err := p.a.act(r, act)
 	if err != nil {
 		p.renderError(w, r, err)
 		return
 	}
+	warnings := done.warnings
 	next := p.nextURL(act)
 	if len(warnings) > 0 {
 		d := p.newPageData(r, "Done, with warnings", "")
@@ -480,7 +522,7 @@ func (p *pages) postAction(w http.ResponseWriter, r *http.Request) {
 // returnURL is the page an action was taken from.
 func (p *pages) returnURL(act action) string {
 	switch {
-	case act.node != "":
+	case act.kind == actTombstone:
 		return p.topicURL(act.topic)
 	case act.channel != "":
 		return p.channelURL(act.topic, act.channel)
@@ -509,10 +551,13 @@ func (p *pages) nextURL(act action) string {
 // confirmBody is confirm.html.
 type confirmBody struct {
 	Question string
+	Detail   string
 	Action   actionButton
-	Create   bool
+	Fields   []formField // the form's other fields, posted again
 	Back     string
 }
+
+type formField struct{ Name, Value string }
 
 // confirm answers the question the script would have asked.
 func (p *pages) confirm(w http.ResponseWriter, r *http.Request, act action, back string) {
@@ -525,11 +570,38 @@ func (p *pages) confirm(w http.ResponseWriter, r *http.Request, act action, back
 	if act.kind == actTombstone {
 		question = "Tombstone topic " + act.topic + " on " + act.node + "?"
 	}
+	var detail string
+	switch act.kind {
+	case actSettings:
+		question = "Change the settings of " + object + " on every node?"
+	case actRedrive:
+		question, verb = "Send every dead letter of "+object+" back to the channel?", "redrive"
+		if len(act.ids) > 0 {
+			question = "Send the chosen dead letters of " + object + " back to the channel?"
+		}
+	case actSeek:
+		question, verb = "Move "+object+" to "+seekText(act.seek)+"?", "move"
+		detail = "Every node drops what the channel holds now (in flight, requeued and deferred messages), " +
+			"and the channel receives again from there."
+		if act.seek.Get("id") != "" {
+			detail = "The node that has the message drops what the channel holds there now (in flight, requeued " +
+				"and deferred messages), and the channel receives again from the message."
+		}
+	}
 	b := actionButton{Kind: act.kind, Label: verb, Topic: act.topic, Channel: act.channel, Node: act.node, URL: r.URL.EscapedPath()}
-	if act.kind == actDelete || act.kind == actEmpty || act.kind == actTombstone {
+	if act.kind == actDelete || act.kind == actEmpty || act.kind == actTombstone || act.kind == actSeek {
 		b.Class = "danger"
 	}
+	var fields []formField
+	for _, name := range slices.Sorted(maps.Keys(r.PostForm)) {
+		if name == "action" || name == "confirmed" {
+			continue
+		}
+		for _, v := range r.PostForm[name] {
+			fields = append(fields, formField{name, v})
+		}
+	}
 	d := p.newPageData(r, "Confirm", "")
-	d.Body = confirmBody{Question: question, Action: b, Create: act.kind == actCreate, Back: back}
+	d.Body = confirmBody{Question: question, Detail: detail, Action: b, Fields: fields, Back: back}
 	p.render(w, http.StatusOK, "confirm", d)
 }
