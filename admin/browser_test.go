@@ -164,3 +164,45 @@ func TestBrowserLogin(t *testing.T) {
 	b.Do("log out", chromedp.Click(`header form.logout button`), browsertest.Visible("section.login form"))
 	b.Do("the nodes again", chromedp.Navigate(c.url("/nodes")), browsertest.Visible("section.login form"))
 }
+
+// TestBrowserDeadLetterRedrive sees a message that failed its only attempt among the
+// channel's dead letters, with its reason and body, and sends it back with its button.
+func TestBrowserDeadLetterRedrive(t *testing.T) {
+	c := startCluster(t, 1, nil)
+	node := c.nodes[0].HTTPAddr().String()
+	nodePost(t, node, "/topic/create?topic=orders")
+	nodePost(t, node, "/channel/create?topic=orders&channel=billing")
+	c.waitRegistered(t, 0, "orders")
+	if code, body := call(t, "POST", c.url("/api/settings/orders/billing"), `{"max_attempts":1}`); code != 200 {
+		t.Fatalf("set max attempts: %d %s", code, body)
+	}
+	c.publish(t, 0, "orders", "poison pill")
+	consumer := failingConsumer(t, c.nodes[0].TCPAddr().String())
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		cs, ok := c.nodes[0].ChannelStats("orders", "billing")
+		return ok && cs.DeadLetterCount == 1
+	}, "the message is a dead letter")
+	if err := consumer.Stop(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	c.admin.cache.invalidate()
+	b := browsertest.New(t)
+
+	b.Do("open the channel", chromedp.Navigate(c.url("/topics/orders/billing")), browsertest.Visible("#dead-letters table"))
+	if row := b.Text("#dead-letters tbody tr"); !strings.Contains(row, "poison pill") || !strings.Contains(row, "requeue") {
+		t.Fatalf("the dead letter's row: %q", row)
+	}
+	b.Shot("dead-letters")
+
+	b.Do("redrive it", chromedp.Click(chromedp.CSS(`#dead-letters tbody tr button`)), browsertest.Visible(".notice"))
+	if got := b.Text(".notice"); got != "Sent the dead letters back to the channel." {
+		t.Errorf("the notice after the redrive: %q", got)
+	}
+	if got := b.Text("#dead-letters"); strings.Contains(got, "poison pill") {
+		t.Errorf("the dead letter is still listed: %q", got)
+	}
+	if cs, _ := c.nodes[0].ChannelStats("orders", "billing"); cs.Depth != 1 {
+		t.Errorf("the channel holds %d messages after the redrive, want 1", cs.Depth)
+	}
+	b.Shot("redriven")
+}
