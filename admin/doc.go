@@ -11,7 +11,9 @@
 //     lookupd's /nodes (or each configured nsqd's /info), then every node's /stats, all at
 //     once, each request bounded by the client timeouts (client.go). A daemon that fails is an
 //     error beside whatever the others answered, never the end of the page. actions.go
-//     changes the cluster the way NSQ's admin does.
+//     changes the cluster the way NSQ's admin does. Tern's nsqd extensions have files of
+//     their own: a channel's messages (messages.go), settings (settings.go), and dead
+//     letters, redrive and replay (deadletters.go); NSQ's nodes are named as lacking them.
 //   - A snapshot (snapshot.go) is the whole cluster at one moment, summed over the nodes with
 //     NSQ's API shapes (model.go). The snapshotCache fetches one at a time and hands it to every
 //     page that asks within a second, so any number of open pages cost the cluster one fan-out
