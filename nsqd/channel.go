@@ -176,7 +176,9 @@ type Channel struct {
 	readErrsUnlogged int       // failed reads since, not logged
 }
 
-func newChannel(t *Topic, name string, start logstore.Pos) *Channel {
+// newChannel makes a channel of t starting at start, with its saved settings cs (read by the
+// caller before taking Topic.mu: settingsMu is not taken under it).
+func newChannel(t *Topic, name string, start logstore.Pos, cs ChannelSettings) *Channel {
 	ch := &Channel{
 		name:      name,
 		topic:     t,
@@ -193,7 +195,7 @@ func newChannel(t *Topic, name string, start logstore.Pos) *Channel {
 	ch.cursor = ch.reader.Pos()
 	ch.routedFrom = ch.cursor.Seq
 	ch.ckptLowWater = ch.cursor.Seq
-	ch.applySettingsLocked(t.Settings(), t.channelSettings(name), time.Now().UnixNano())
+	ch.applySettingsLocked(t.Settings(), cs, time.Now().UnixNano())
 	if o := t.opts(); len(o.E2EProcessingLatencyPercentiles) > 0 {
 		ch.e2e = quantile.New(o.E2EProcessingLatencyWindowTime, o.E2EProcessingLatencyPercentiles)
 	}

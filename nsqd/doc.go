@@ -23,6 +23,8 @@
 //
 //	NSQD.metaMu        writing nsqd.dat (it reads the topics and channels below)
 //	NSQD.mu            the topic map
+//	Topic.quotaMu      a drop_oldest quota moving the topic's floor (quota.go)
+//	Topic.settingsMu   changing settings and the channels' saved settings (settings.go)
 //	Topic.diskMu       the topic's files: checkpoints, the pause file, emptying or deleting the log
 //	Topic.mu           the channel map, the pause point, where a first channel starts
 //	Channel.readMu     the channel's log reader: one reader at a time, for every subscriber
@@ -32,7 +34,8 @@
 //
 // Leaf locks, taken with nothing else inside them: NSQD.clientsMu (connections and clients),
 // client.wmu (a connection's output; never held while taking a channel's lock), client.pubMu,
-// the lookupd peers' locks, the HTTP /config lock, quantile streams' locks.
+// the lookupd peers' locks, the HTTP /config lock, quantile streams' locks, channelWork.mu (the
+// channels waiting for the dead-letter and expiry worker, added to under Channel.mu).
 //
 // No file I/O happens under NSQD.mu, Topic.mu or Channel.mu: a topic's log is opened, and a
 // deleted topic's files removed, outside NSQD.mu (the name is marked busy meanwhile, and

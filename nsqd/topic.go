@@ -275,6 +275,7 @@ func (t *Topic) getOrCreateChannel(name string) (*Channel, error) {
 	if ch != nil {
 		return ch, nil
 	}
+	cs := t.channelSettings(name)
 	t.mu.Lock()
 	if t.exiting.Load() {
 		t.mu.Unlock()
@@ -291,7 +292,7 @@ func (t *Topic) getOrCreateChannel(name string) (*Channel, error) {
 			start = t.log.HeadPos()
 		}
 	}
-	ch = newChannel(t, name, start)
+	ch = newChannel(t, name, start, cs)
 	t.channels[name] = ch
 	t.mu.Unlock()
 	// A new durable channel is checkpointed at once, so a restart finds its cursor even if the
@@ -342,7 +343,7 @@ func (t *Topic) restoreChannel(name string, paused bool) error {
 	if start.Seq < t.log.Head() {
 		start = t.log.HeadPos()
 	}
-	ch := newChannel(t, name, start)
+	ch := newChannel(t, name, start, t.channelSettings(name))
 	ch.paused = paused
 	// As NSQ's, message_count counts from the start of this process.
 	ch.routedFrom = max(ch.routedFrom, t.readableSeq())
