@@ -67,6 +67,11 @@ type config struct {
 	Heartbeat time.Duration
 	// CPUProfile, when set, is where main writes the tool's own CPU profile.
 	CPUProfile string
+	// TopicSettings and ChannelSettings are Tern settings (JSON objects) applied to every
+	// topic and its channel before the load, through the HTTP API at NSQDHTTPAddress (or
+	// the started daemon's).
+	TopicSettings, ChannelSettings string
+	NSQDHTTPAddress                string
 }
 
 // defaultConfig returns the load of the issue: a million 100-byte messages in MPUBs of 200
@@ -128,6 +133,7 @@ func (c config) validate() error {
 	if c.Timeout <= 0 {
 		errs = append(errs, fmt.Errorf("--timeout %v must be positive", c.Timeout))
 	}
+	errs = append(errs, c.validateSettings()...)
 	if c.Heartbeat < time.Second || c.Heartbeat > time.Minute {
 		errs = append(errs, fmt.Errorf("--heartbeat-interval %v must be within [1s, 1m]", c.Heartbeat))
 	}
@@ -212,6 +218,15 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) (res result, err 
 			}
 		}()
 		addr = d.tcpAddr
+	}
+	if cfg.hasSettings() {
+		httpAddr := cfg.NSQDHTTPAddress
+		if d != nil {
+			httpAddr = d.httpAddr
+		}
+		if err := applySettings(ctx, cfg, httpAddr); err != nil {
+			return res, fmt.Errorf("apply settings: %w", err)
+		}
 	}
 
 	logger.Info("publishing", "nsqd", addr, "count", cfg.Count, "size", cfg.Size,

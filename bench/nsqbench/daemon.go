@@ -36,6 +36,8 @@ type daemon struct {
 	dir     string // temporary directory holding the data path and the log
 	logPath string
 	tcpAddr string
+	// httpAddr is its HTTP address, when it has one the tool knows of.
+	httpAddr string
 	// exited is closed once the process has been waited for; waitErr is then its status.
 	exited  chan struct{}
 	waitErr error
@@ -49,17 +51,18 @@ func startDaemon(ctx context.Context, cfg config, logger *slog.Logger) (*daemon,
 	if err != nil {
 		return nil, fmt.Errorf("create nsqd directory: %w", err)
 	}
-	userHTTP := false
+	userHTTP, userHTTPAddr := false, ""
 	for _, f := range cfg.NSQDFlags {
 		if nsqdFlagName(f) == "http-address" {
 			userHTTP = true
+			_, userHTTPAddr, _ = strings.Cut(f, "=")
 		}
 	}
 	for attempt := 0; ; attempt++ {
 		var httpArg []string
 		switch {
 		case userHTTP:
-		case attempt == 0:
+		case attempt == 0 && !cfg.hasSettings(): // settings are made over HTTP
 			httpArg = []string{"--http-address="}
 		default:
 			port, err := freePort()
@@ -71,6 +74,10 @@ func startDaemon(ctx context.Context, cfg config, logger *slog.Logger) (*daemon,
 		}
 		d, err := launch(ctx, cfg, dir, attempt, httpArg, logger)
 		if err == nil {
+			d.httpAddr = userHTTPAddr
+			if len(httpArg) == 1 {
+				d.httpAddr = strings.TrimPrefix(httpArg[0], "--http-address=")
+			}
 			return d, nil
 		}
 		if attempt == 0 && !userHTTP && errors.Is(err, errExitedAtStart) {

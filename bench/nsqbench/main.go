@@ -130,6 +130,12 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	fs.DurationVar(&cfg.Heartbeat, "heartbeat-interval", cfg.Heartbeat,
 		"consumers' heartbeat interval; nsqd gives up a write to a consumer after one")
 	fs.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write the tool's own CPU profile to this file")
+	fs.StringVar(&cfg.TopicSettings, "topic-settings", "",
+		`Tern topic settings (JSON) applied to every topic before the load, e.g. '{"message_ttl_ms":60000}'`)
+	fs.StringVar(&cfg.ChannelSettings, "channel-settings", "",
+		`Tern channel settings (JSON) applied to the channel before the load, e.g. '{"max_attempts":5}'`)
+	fs.StringVar(&cfg.NSQDHTTPAddress, "nsqd-http-address", "",
+		"HTTP address of the nsqd at --nsqd-tcp-address, for --topic-settings and --channel-settings")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
