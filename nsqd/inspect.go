@@ -31,8 +31,8 @@ type InspectedMessage struct {
 	Timestamp int64  `json:"timestamp"` // publish time, Unix ns
 	Attempts  uint16 `json:"attempts"`
 	// State is "ready" (read, waiting for a consumer with room), "assigned" (given to a
-	// consumer, about to be sent), "in_flight", "deferred" or "unread" (in the topic's log,
-	// not yet read by the channel).
+	// consumer, about to be sent), "in_flight", "deferred", "dead_lettering" (on its way to
+	// the dead-letter topic) or "unread" (in the topic's log, not yet read by the channel).
 	State string `json:"state"`
 	Due   int64  `json:"due,omitempty"`   // in flight: the deadline; deferred: when due (Unix ns)
 	Owner string `json:"owner,omitempty"` // in flight or assigned: the client's address
@@ -56,6 +56,8 @@ func stateName(s pendingState) string {
 		return "in_flight"
 	case stateDeferred:
 		return "deferred"
+	case stateDying:
+		return "dead_lettering"
 	}
 	return "done"
 }
@@ -182,6 +184,9 @@ func unreadMessage(e *logstore.Entry) InspectedMessage {
 // own, stopping at the topic's pause point and at the first range the topic dropped, and
 // hands each to f until f returns false.
 func (ch *Channel) readUnread(cursor logstore.Pos, limit int, f func(*logstore.Entry) bool) {
+	if f := ch.topic.floor.Load(); f != nil && f.Seq > cursor.Seq {
+		cursor = *f // dropped by the topic's quota
+	}
 	end := ch.topic.readableSeq()
 	if h, ok := ch.topic.nextHole(cursor.Seq); ok && h.from < end {
 		end = h.from
