@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -363,4 +364,72 @@ func TestQuotas(t *testing.T) {
 		t.Errorf("after dropping the oldest: %v, want %v", got, want)
 	}
 	testutil.Eventually(t, 5*time.Second, func() bool { return drained(d, "qd", "c") }, "qd to drain")
+}
+
+// TestMessageTTLUnderLoad publishes faster than a consumer with RDY 1 takes, with a TTL
+// shorter than the backlog lasts: every message is either delivered before its expiry or
+// expired, never both, never neither.
+func TestMessageTTLUnderLoad(t *testing.T) {
+	t.Parallel()
+	d := nsqdtest.Start(t, nil)
+	h := newHTTPClient(t, d)
+	h.ok("POST", "/topic/create?topic=ttlload", "", nil)
+	h.ok("POST", "/channel/create?topic=ttlload&channel=c", "", nil)
+	const ttl = 50 * time.Millisecond
+	h.ok("POST", "/channel/settings?topic=ttlload&channel=c", `{"message_ttl_ms":50}`, nil)
+	c := dialRaw(t, d.TCPAddr().String())
+	must(t, c.Subscribe("ttlload", "c", 1))
+	const count = 5000
+	pub := dialRaw(t, d.TCPAddr().String())
+	go func() {
+		for i := 0; i < count; i += 100 {
+			if pub.Send(mpubCmd("ttlload", numbered(fmt.Sprintf("b%d-", i), 100)...)) != nil ||
+				pub.ExpectResponse(protocol.OK) != nil {
+				return
+			}
+		}
+	}()
+	var (
+		mu        sync.Mutex
+		seen      = map[string]bool{}
+		delivered int
+		wg        sync.WaitGroup
+	)
+	wg.Go(func() {
+		for {
+			m, err := c.ExpectMessage()
+			if err != nil {
+				return // closed at the end of the test
+			}
+			mu.Lock()
+			if seen[m.Body] {
+				t.Errorf("%s delivered twice", m.Body)
+			}
+			seen[m.Body] = true
+			delivered++
+			mu.Unlock()
+			// nsqd checked the TTL as it sent the message; its age here adds the trip.
+			if age := m.At.Sub(time.Unix(0, m.Timestamp)); age > ttl+50*time.Millisecond {
+				t.Errorf("%s delivered %v after its publish, TTL %v", m.Body, age, ttl)
+			}
+			if c.Send(protocol.Finish(m.ID)) != nil {
+				return
+			}
+		}
+	})
+	testutil.Eventually(t, 20*time.Second, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return delivered+int(channelStats(t, d, "ttlload", "c").ExpiredCount) >= count
+	}, "every message to be delivered or expired")
+	c.Close()
+	wg.Wait()
+	cs := channelStats(t, d, "ttlload", "c")
+	t.Logf("%d delivered, %d expired", delivered, cs.ExpiredCount)
+	if delivered+int(cs.ExpiredCount) != count {
+		t.Errorf("%d delivered and %d expired of %d", delivered, cs.ExpiredCount, count)
+	}
+	if delivered == 0 || cs.ExpiredCount == 0 {
+		t.Errorf("the load did not exercise both paths: %d delivered, %d expired", delivered, cs.ExpiredCount)
+	}
 }
