@@ -104,7 +104,7 @@ func TestSettingsReachEveryNode(t *testing.T) {
 	for _, tt := range []struct{ path, body, want string }{
 		{"/api/settings/orders", `{"max_mesages":1}`, `INVALID_SETTINGS: json: unknown field \"max_mesages\"`},
 		{"/api/settings/orders", `{"quota_policy":"panic"}`, `INVALID_SETTINGS: quota_policy must be`},
-		{"/api/settings/orders", `{"message_ttl_ms":-1}`, `INVALID_SETTINGS: invalid setting: message_ttl_ms must not be negative`},
+		{"/api/settings/orders", `{"message_ttl_ms":-1}`, `INVALID_SETTINGS: invalid setting: message_ttl_ms must be between 0 and`},
 		{"/api/settings/orders/billing", `{"dead_letter_topic":"orders"}`, `INVALID_SETTINGS: invalid setting: a topic cannot be its own dead-letter topic`},
 	} {
 		if code, body := call(t, "POST", c.url(tt.path), tt.body); code != 400 || !strings.Contains(body, tt.want) {

@@ -159,6 +159,7 @@ type Channel struct {
 	sweepAt     int64  // when expired messages are next swept; 0 if not planned
 	sweeping    bool   // the worker has been asked to sweep
 	dying       []*pending
+	epoch       uint64 // counts dropStateLocked: a dead-letter flush across one drops its result
 	// injected are redriven messages not finished yet, and redriven the dead letters sent
 	// back; both are kept in the redrive file, rewritten when redriveDirty.
 	injected     map[uint64]*pending
@@ -247,9 +248,15 @@ func (ch *Channel) unsubscribe(sub *subscription) (emptyEphemeral bool) {
 			ch.inFlight--
 			sub.inFlight.Add(-1)
 			p.owner = nil
+			released = true
+			// NSQ counts a disconnect as a timeout: a message that crashes its consumers
+			// must still reach the dead-letter topic.
+			if ch.maxAttempts > 0 && int(p.attempts) >= ch.maxAttempts {
+				ch.dieLocked(p, reasonTimeout)
+				continue
+			}
 			p.state = stateReady
 			ch.pushReady(p)
-			released = true
 			continue
 		}
 		kept = append(kept, p)
@@ -922,20 +929,28 @@ func (ch *Channel) Paused() bool {
 // moving the cursor to what the topic has made readable.
 func (ch *Channel) empty() {
 	ch.readMu.Lock()
-	defer ch.readMu.Unlock()
 	ch.mu.Lock()
-	defer ch.mu.Unlock()
 	ch.dropStateLocked()
 	_ = ch.reader.Close()
 	ch.reader = ch.topic.log.NewReader(ch.topic.readablePos())
 	ch.cursor = ch.reader.Pos()
 	ch.dirty = true
+	ch.releaseReadAndWakeLocked()
+	ch.mu.Unlock()
+}
+
+// releaseReadAndWakeLocked releases readMu, then wakes every subscriber, with mu held. In
+// that order: a subscriber woken while readMu is held finds it taken, waits for the reader
+// to wake it again, and nobody would.
+func (ch *Channel) releaseReadAndWakeLocked() {
+	ch.readMu.Unlock()
 	ch.wakeAllLocked()
 }
 
 // dropStateLocked drops every message the channel holds: in flight, assigned, ready,
 // deferred, dying and redriven. readMu and mu are held; the caller moves the cursor.
 func (ch *Channel) dropStateLocked() {
+	ch.epoch++
 	for _, p := range ch.timers {
 		if p.state == stateInFlight {
 			p.owner.inFlight.Add(-1)

@@ -20,13 +20,13 @@ import (
 //
 // Layout (big-endian): magic "TCKP0002", cursor seq u64, cursor offset i64, count u32, then
 // count entries of id u64, seq u64, offset i64, timestamp i64, due i64 (0: deliver at once),
-// attempts u16, first delivery i64 (0: never delivered), dead-letter reason u8 (0: none; else
+// attempts u16, first and last delivery i64 (0: never delivered), dead-letter reason u8 (0: none; else
 // the message is on its way to the dead-letter topic); last, a CRC-32C of everything before
-// it. Version 1 ("TCKP0001") lacks the last two and is still read.
+// it. Version 1 ("TCKP0001") lacks the last three and is still read.
 const (
 	checkpointMagic       = "TCKP0002"
 	checkpointMagicV1     = "TCKP0001"
-	checkpointEntrySize   = 8*5 + 2 + 8 + 1
+	checkpointEntrySize   = 8*5 + 2 + 8 + 8 + 1
 	checkpointEntrySizeV1 = 8*5 + 2
 )
 
@@ -43,6 +43,7 @@ type checkpointEntry struct {
 	due        int64
 	attempts   uint16
 	firstDeliv int64
+	lastDeliv  int64
 	deadReason uint8
 }
 
@@ -86,7 +87,7 @@ func (ch *Channel) encodeCheckpoint(force bool) (buf []byte, lowWater uint64, ok
 			if p.injected {
 				continue // kept in the redrive file
 			}
-			e := checkpointEntry{id: p.id, pos: p.pos, timestamp: p.timestamp, attempts: p.attempts, firstDeliv: p.firstDeliv}
+			e := checkpointEntry{id: p.id, pos: p.pos, timestamp: p.timestamp, attempts: p.attempts, firstDeliv: p.firstDeliv, lastDeliv: p.deliveredAt}
 			if p.state == stateDying {
 				e.deadReason = p.deadReason
 			}
@@ -129,6 +130,7 @@ func appendCheckpointEntry(buf []byte, e checkpointEntry) []byte {
 	buf = binary.BigEndian.AppendUint64(buf, uint64(e.due))
 	buf = binary.BigEndian.AppendUint16(buf, e.attempts)
 	buf = binary.BigEndian.AppendUint64(buf, uint64(e.firstDeliv))
+	buf = binary.BigEndian.AppendUint64(buf, uint64(e.lastDeliv))
 	return append(buf, e.deadReason)
 }
 
@@ -173,7 +175,8 @@ func decodeCheckpoint(buf []byte) (logstore.Pos, []checkpointEntry, error) {
 		}
 		if entrySize == checkpointEntrySize {
 			entries[i].firstDeliv = int64(binary.BigEndian.Uint64(e[42:]))
-			entries[i].deadReason = e[50]
+			entries[i].lastDeliv = int64(binary.BigEndian.Uint64(e[50:]))
+			entries[i].deadReason = e[58]
 		}
 	}
 	return cur, entries, nil
@@ -233,6 +236,7 @@ func (ch *Channel) restore(entries []checkpointEntry, now int64) (lost int) {
 		p.timestamp = e.timestamp
 		p.attempts = e.attempts
 		p.firstDeliv = e.firstDeliv
+		p.deliveredAt = e.lastDeliv
 		ch.order = append(ch.order, p)
 		ch.byID[p.id] = p
 		if e.deadReason != reasonNone {

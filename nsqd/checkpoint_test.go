@@ -65,7 +65,7 @@ func TestCheckpointRoundTrip(t *testing.T) {
 	entries := []checkpointEntry{
 		{id: 5, pos: logstore.Pos{Seq: 1}, timestamp: 100, attempts: 65535},
 		{id: 6, pos: logstore.Pos{Seq: 39, Offset: 1<<20 - 64}, timestamp: -1, due: 1 << 62, attempts: 1,
-			firstDeliv: 77, deadReason: reasonTimeout},
+			firstDeliv: 77, lastDeliv: 88, deadReason: reasonTimeout},
 	}
 	gotCur, got, err := decodeCheckpoint(encodeCheckpointEntries(cur, entries))
 	if err != nil || gotCur != cur || len(got) != 2 || got[0] != entries[0] || got[1] != entries[1] {

@@ -129,6 +129,7 @@ const deadLetterRetry = time.Second
 func (n *NSQD) channelWorker(ctx context.Context) {
 	retry := time.NewTimer(0)
 	<-retry.C
+	var failed []*Channel
 	for {
 		select {
 		case <-ctx.Done():
@@ -136,19 +137,24 @@ func (n *NSQD) channelWorker(ctx context.Context) {
 			return
 		case <-n.work.signal:
 		case <-retry.C:
+			for _, ch := range failed {
+				n.work.add(ch)
+			}
+			failed = nil
 		}
-		failed := false
 		for _, ch := range n.work.take() {
 			ch.sweepExpired(time.Now().UnixNano())
 			if err := n.flushDeadLetters(ch); err != nil {
 				if !errors.Is(err, errTopicExiting) && !errors.Is(err, ErrExiting) {
 					ch.logger.Error("dead-letter", "error", err)
 				}
-				failed = true
+				// Tried again after a pause, not at once: a dead-letter topic that
+				// refuses (a full quota, a failing disk) must not make this spin.
+				if failed == nil {
+					retry.Reset(deadLetterRetry)
+				}
+				failed = append(failed, ch)
 			}
-		}
-		if failed {
-			retry.Reset(deadLetterRetry)
 		}
 	}
 }
@@ -160,8 +166,15 @@ func (n *NSQD) channelWork(ch *Channel) { n.work.add(ch) }
 // failure they stay dying, and ch is queued again.
 func (n *NSQD) flushDeadLetters(ch *Channel) error {
 	ch.mu.Lock()
+	if ch.exiting {
+		// Deleted (its messages go with it) or shutting down (they stay in the final
+		// checkpoint, marked, and move after the restart).
+		ch.mu.Unlock()
+		return nil
+	}
 	dying := ch.dying
 	ch.dying = nil
+	epoch := ch.epoch
 	target := ch.deadTopic
 	now := time.Now().UnixNano()
 	bodies := make([][]byte, 0, len(dying))
@@ -184,10 +197,14 @@ func (n *NSQD) flushDeadLetters(ch *Channel) error {
 	}
 	err := n.publishDeadLetters(target, bodies)
 	ch.mu.Lock()
+	if ch.epoch != epoch {
+		// Emptied or moved meanwhile: the structs may hold other messages now.
+		ch.mu.Unlock()
+		return nil
+	}
 	if err != nil {
 		ch.dying = append(dying, ch.dying...)
 		ch.mu.Unlock()
-		n.work.add(ch)
 		return fmt.Errorf("move %d messages to topic %q: %w", len(dying), target, err)
 	}
 	for _, p := range dying {
@@ -272,11 +289,14 @@ func (ch *Channel) scanDeadLetters(dead *Topic, f func(id uint64, m DeadLetterMe
 		if len(ents) == 0 {
 			// The whole retained topic was read: redriven dead letters it no longer holds
 			// need not be remembered.
+			// Only IDs of the snapshot: one a concurrent redrive added was not looked for.
 			ch.mu.Lock()
-			for id := range ch.redriven {
+			for id := range redriven {
 				if _, ok := present[id]; !ok {
-					delete(ch.redriven, id)
-					ch.redriveDirty = true
+					if _, ok := ch.redriven[id]; ok {
+						delete(ch.redriven, id)
+						ch.redriveDirty = true
+					}
 				}
 			}
 			ch.mu.Unlock()
@@ -348,10 +368,7 @@ func (n *NSQD) Redrive(ch *Channel, ids []uint64) (int, error) {
 	for i := range picked {
 		picked[i].ID = first + uint64(i)
 	}
-	if err := ch.topic.injectRedriven(ch, picked, deadIDs); err != nil {
-		return 0, err
-	}
-	return len(picked), nil
+	return ch.topic.injectRedriven(ch, picked, deadIDs)
 }
 
 // redriveEntry is a redriven message as the redrive file keeps it.
@@ -371,24 +388,38 @@ type redriveState struct {
 
 func (t *Topic) redrivePath(channel string) string { return t.checkpointPath(channel) + ".redrive" }
 
-// injectRedriven adds redriven messages to ch, writing its redrive file first.
-func (t *Topic) injectRedriven(ch *Channel, msgs []redriveEntry, deadIDs []uint64) error {
+// injectRedriven adds redriven messages to ch, writing its redrive file first; msgs[i] is the
+// dead letter deadIDs[i]. Dead letters another redrive sent back meanwhile are left out (two
+// redrives are serialised by diskMu). It returns how many it added.
+func (t *Topic) injectRedriven(ch *Channel, msgs []redriveEntry, deadIDs []uint64) (int, error) {
 	t.diskMu.Lock()
 	defer t.diskMu.Unlock()
 	if t.exiting.Load() {
-		return errTopicExiting
+		return 0, errTopicExiting
 	}
 	ch.mu.Lock()
 	if ch.exiting {
 		ch.mu.Unlock()
-		return errChannelExiting
+		return 0, errChannelExiting
+	}
+	k := 0
+	for i, id := range deadIDs {
+		if _, done := ch.redriven[id]; !done {
+			msgs[k], deadIDs[k] = msgs[i], id
+			k++
+		}
+	}
+	msgs, deadIDs = msgs[:k], deadIDs[:k]
+	if k == 0 {
+		ch.mu.Unlock()
+		return 0, nil
 	}
 	st := ch.redriveStateLocked()
 	st.Messages = append(st.Messages, msgs...)
 	st.Redriven = append(st.Redriven, deadIDs...)
 	ch.mu.Unlock()
 	if err := t.writeRedrive(ch, st); err != nil {
-		return err
+		return 0, err
 	}
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
@@ -399,7 +430,7 @@ func (t *Topic) injectRedriven(ch *Channel, msgs []redriveEntry, deadIDs []uint6
 		ch.addInjectedLocked(m, stateReady)
 	}
 	ch.wakeWaitingLocked()
-	return nil
+	return k, nil
 }
 
 // addInjectedLocked adds a redriven message to the channel's state.

@@ -24,9 +24,11 @@ func requeueAll(t *testing.T, addr, topic, channel string) (wait func()) {
 		for {
 			m, err := c.ExpectMessage()
 			if err != nil {
+				t.Logf("requeuer stops: %v", err)
 				return
 			}
 			if err := c.Send(protocol.Requeue(m.ID, 0)); err != nil {
+				t.Logf("requeuer stops: %v", err)
 				return
 			}
 		}
@@ -177,14 +179,14 @@ func TestDeadLettersSurviveCrash(t *testing.T) {
 	}
 	var got map[string]int
 	var total int
+	var cs ChannelStats
 	testutil.Eventually(t, 60*time.Second, func() bool {
-		cs, _ := n.ChannelStats("crashdl", "c")
-		if cs.Depth != 0 || cs.InFlightCount != 0 {
-			return false
-		}
+		cs, _ = n.ChannelStats("crashdl", "c")
 		got, total = deadLettersIn(t, n, "crashdl.dead")
-		return len(got) == count
-	}, "every message to be dead-lettered after the crash")
+		return cs.Depth == 0 && cs.InFlightCount == 0 && len(got) == count
+	}, "every message to be dead-lettered after the crash: depth %d, in flight %d, deferred %d, %d of %d dead-lettered",
+		func() any { return cs.Depth }, func() any { return cs.InFlightCount }, func() any { return cs.DeferredCount },
+		func() any { return len(got) }, count)
 	for b := range got {
 		delete(want, b)
 	}

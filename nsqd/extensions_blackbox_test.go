@@ -433,3 +433,151 @@ func TestMessageTTLUnderLoad(t *testing.T) {
 		t.Errorf("the load did not exercise both paths: %d delivered, %d expired", delivered, cs.ExpiredCount)
 	}
 }
+
+// TestExtensionsEdgeCases covers what review found: messages returned to the ready queue by a
+// consumer that left and then expired, a consumer that disconnects on a message's last
+// attempt, redrives racing, a dead-letter topic that refuses, and values out of range.
+func TestExtensionsEdgeCases(t *testing.T) {
+	t.Parallel()
+	d := nsqdtest.Start(t, nil)
+	h := newHTTPClient(t, d)
+	addr := d.TCPAddr().String()
+	pub := func(topic string, bodies ...string) {
+		t.Helper()
+		c := dialRaw(t, addr)
+		must(t, c.Send(mpubCmd(topic, bodies...)))
+		must(t, c.ExpectResponse(protocol.OK))
+	}
+
+	t.Run("expired after their consumer left", func(t *testing.T) {
+		h.ok("POST", "/topic/create?topic=left", "", nil)
+		h.ok("POST", "/channel/create?topic=left&channel=c", "", nil)
+		h.ok("POST", "/channel/settings?topic=left&channel=c", `{"message_ttl_ms":200}`, nil)
+		c := dialRaw(t, addr)
+		must(t, c.Subscribe("left", "c", 5))
+		pub("left", numbered("x", 5)...)
+		for range 5 {
+			_, err := c.ExpectMessage()
+			must(t, err)
+		}
+		c.Close() // its five messages are ready again, and expire there
+		testutil.Eventually(t, 5*time.Second, func() bool {
+			cs := channelStats(t, d, "left", "c")
+			return cs.ExpiredCount == 5 && cs.Depth == 0
+		}, "the returned messages to expire")
+		h.ok("POST", "/channel/settings?topic=left&channel=c", `{"message_ttl_ms":0}`, nil)
+		pub("left", "fresh")
+		c = dialRaw(t, addr)
+		must(t, c.Subscribe("left", "c", 5))
+		m, err := c.ExpectMessage()
+		must(t, err)
+		if m.Body != "fresh" {
+			t.Errorf("got %q, want fresh", m.Body)
+		}
+		if cs := channelStats(t, d, "left", "c"); cs.ExpiredCount != 5 {
+			t.Errorf("expired %d, want 5", cs.ExpiredCount)
+		}
+	})
+
+	t.Run("disconnect on the last attempt", func(t *testing.T) {
+		h.ok("POST", "/topic/create?topic=crashy", "", nil)
+		h.ok("POST", "/channel/create?topic=crashy&channel=c", "", nil)
+		h.ok("POST", "/channel/settings?topic=crashy&channel=c", `{"max_attempts":1}`, nil)
+		pub("crashy", "poison")
+		c := dialRaw(t, addr)
+		must(t, c.Subscribe("crashy", "c", 1))
+		_, err := c.ExpectMessage()
+		must(t, err)
+		c.Close()
+		testutil.Eventually(t, 5*time.Second, func() bool {
+			cs := channelStats(t, d, "crashy", "c")
+			return cs.DeadLetterCount == 1 && cs.Depth == 0
+		}, "the message whose consumer left to be dead-lettered")
+	})
+
+	t.Run("concurrent redrives", func(t *testing.T) {
+		h.ok("POST", "/topic/create?topic=twice", "", nil)
+		h.ok("POST", "/channel/create?topic=twice&channel=c", "", nil)
+		h.ok("POST", "/channel/settings?topic=twice&channel=c", `{"max_attempts":1,"message_ttl_ms":1,"dead_letter_expired":true}`, nil)
+		pub("twice", numbered("t", 200)...)
+		testutil.Eventually(t, 5*time.Second, func() bool {
+			return channelStats(t, d, "twice", "c").DeadLetterCount == 200
+		}, "the messages to be dead-lettered")
+		h.ok("POST", "/channel/settings?topic=twice&channel=c", `{"message_ttl_ms":0,"dead_letter_expired":false}`, nil)
+		var wg sync.WaitGroup
+		got := make([]int, 4)
+		for i := range got {
+			wg.Go(func() {
+				var rd struct{ Redriven int }
+				if code, b := h.do("POST", "/channel/redrive?topic=twice&channel=c", "", &rd); code != 200 {
+					t.Errorf("redrive: %d %s", code, b)
+				}
+				got[i] = rd.Redriven
+			})
+		}
+		wg.Wait()
+		if total := got[0] + got[1] + got[2] + got[3]; total != 200 {
+			t.Errorf("four concurrent redrives sent %v back, %d in all, want 200", got, total)
+		}
+		if cs := channelStats(t, d, "twice", "c"); cs.Depth != 200 {
+			t.Errorf("depth after the redrives: %d, want 200", cs.Depth)
+		}
+	})
+
+	t.Run("a dead-letter topic that refuses", func(t *testing.T) {
+		h.ok("POST", "/topic/create?topic=full", "", nil)
+		h.ok("POST", "/channel/create?topic=full&channel=c", "", nil)
+		h.ok("POST", "/topic/create?topic=full.dead", "", nil)
+		h.ok("POST", "/topic/settings?topic=full.dead", `{"max_messages":1}`, nil)
+		h.ok("POST", "/pub?topic=full.dead", "occupant", nil)
+		h.ok("POST", "/channel/settings?topic=full&channel=c", `{"max_attempts":1}`, nil)
+		pub("full", "doomed")
+		c := dialRaw(t, addr)
+		must(t, c.Subscribe("full", "c", 1))
+		m, err := c.ExpectMessage()
+		must(t, err)
+		must(t, c.Send(protocol.Requeue(m.ID, 0)))
+		refused := func() uint64 {
+			var st struct{ Topics []nsqd.TopicStats }
+			h.ok("GET", "/stats?format=json&topic=full.dead", "", &st)
+			if len(st.Topics) != 1 {
+				return 0
+			}
+			return st.Topics[0].RefusedCount
+		}
+		testutil.Eventually(t, 5*time.Second, func() bool { return refused() >= 1 }, "the first attempt")
+		// Retried once a second, not in a loop.
+		holdsFor(t, 500*time.Millisecond, func() bool { return refused() <= 2 }, "retries of a refused dead letter")
+		// Room in the dead-letter topic: the next retry moves it.
+		h.ok("POST", "/topic/settings?topic=full.dead", `{"max_messages":0}`, nil)
+		testutil.Eventually(t, 5*time.Second, func() bool {
+			return channelStats(t, d, "full", "c").DeadLetterCount == 1
+		}, "the dead letter to move once there is room")
+	})
+
+	t.Run("values out of range", func(t *testing.T) {
+		h.ok("POST", "/topic/create?topic=range", "", nil)
+		h.ok("POST", "/channel/create?topic=range&channel=c", "", nil)
+		for _, b := range []string{`{"message_ttl_ms":9000000000000}`, `{"retain_ms":-1}`, `{"max_messages":-5}`, `[1]`, `{"max_bytes":1} {}`} {
+			if code, _ := h.do("POST", "/topic/settings?topic=range", b, nil); code != 400 {
+				t.Errorf("topic settings %s: %d, want 400", b, code)
+			}
+		}
+		for _, b := range []string{`{"max_attempts":70000}`, `{"dead_letter_topic":"bad name!","max_attempts":1}`} {
+			if code, _ := h.do("POST", "/channel/settings?topic=range&channel=c", b, nil); code != 400 {
+				t.Errorf("channel settings %s: %d, want 400", b, code)
+			}
+		}
+		for _, q := range []string{"time=99999999999999999999", "time=9999999999", "time=yesterday", "to=newest", "id=xyz", "to=oldest&time=1"} {
+			if code, _ := h.do("POST", "/channel/seek?topic=range&channel=c&"+q, "", nil); code != 400 {
+				t.Errorf("seek %s: %d, want 400", q, code)
+			}
+		}
+		if code, _ := h.do("POST", "/channel/seek?topic=range&channel=c&id=0123456789abcdef", "", nil); code != 404 {
+			t.Errorf("seek to an unknown ID: %d, want 404", code)
+		}
+		if code, _ := h.do("POST", "/channel/create?topic=range&channel=c&to=oldest", "", nil); code != 409 {
+			t.Errorf("create an existing channel at a point: %d, want 409", code)
+		}
+	})
+}

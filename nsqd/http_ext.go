@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -142,20 +143,22 @@ func seekParams(q url.Values) (target SeekTarget, ok bool, err error) {
 	return target, n == 1, nil
 }
 
-// parseTime reads RFC 3339, or a Unix time in seconds, milliseconds or nanoseconds.
+// parseTime reads RFC 3339, or a Unix time in seconds, milliseconds, microseconds or
+// nanoseconds, told apart by size (each unit up to 2262, where nanoseconds end).
 func parseTime(v string) (int64, bool) {
 	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
-		return t.UnixNano(), true
+		return t.UnixNano(), t.Year() >= 1970 && t.Year() < 2262
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || n < 0 {
 		return 0, false
 	}
-	switch {
-	case n < 1e11: // seconds until the year 5138
-		return n * int64(time.Second), true
-	case n < 1e14:
-		return n * int64(time.Millisecond), true
+	for _, u := range []struct{ below, unit int64 }{
+		{1e10, int64(time.Second)}, {1e13, int64(time.Millisecond)}, {1e16, int64(time.Microsecond)},
+	} {
+		if n < u.below {
+			return n * u.unit, n <= math.MaxInt64/u.unit
+		}
 	}
 	return n, true
 }

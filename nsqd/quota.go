@@ -155,7 +155,9 @@ func (t *Topic) raiseFloor(p logstore.Pos, n int64) error {
 		t.diskMu.Lock()
 		defer t.diskMu.Unlock()
 		if !t.exiting.Load() {
-			if err := writeStartFile(filepath.Join(t.dir, "floor"), p); err != nil {
+			// Not synced: after a power cut the drop may be undone, which delivers what
+			// it dropped, never loses anything.
+			if err := writeFileAtomic(filepath.Join(t.dir, "floor"), encodePos(p), false); err != nil {
 				return fmt.Errorf("record dropped messages of topic %q: %w", t.name, err)
 			}
 		}

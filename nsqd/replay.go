@@ -118,7 +118,6 @@ func (t *Topic) findPos(target SeekTarget) (logstore.Pos, error) {
 // seek moves the channel to p, dropping what it held from its old position.
 func (ch *Channel) seek(p logstore.Pos) {
 	ch.readMu.Lock()
-	defer ch.readMu.Unlock()
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
 	ch.dropStateLocked()
@@ -129,7 +128,7 @@ func (ch *Channel) seek(p logstore.Pos) {
 	// says so.
 	ch.ckptLowWater = min(ch.ckptLowWater, ch.cursor.Seq)
 	ch.dirty = true
-	ch.wakeAllLocked()
+	ch.releaseReadAndWakeLocked()
 }
 
 // SeekChannel moves a channel to target.
@@ -137,6 +136,18 @@ func (n *NSQD) SeekChannel(topic, channel string, target SeekTarget) error {
 	t, ch, err := n.channel(topic, channel)
 	if err != nil {
 		return err
+	}
+	return t.seekChannel(ch, target)
+}
+
+// seekChannel finds target and moves ch there under diskMu, which retention holds from the
+// checkpoint it relies on to the deletion of segments: no segment the channel is moved to
+// can go in between.
+func (t *Topic) seekChannel(ch *Channel, target SeekTarget) error {
+	t.diskMu.Lock()
+	defer t.diskMu.Unlock()
+	if t.exiting.Load() {
+		return errTopicExiting
 	}
 	p, err := t.findPos(target)
 	if err != nil {
@@ -157,15 +168,16 @@ func (n *NSQD) CreateChannelAt(topic, channel string, target SeekTarget) (*Chann
 	if t.Channel(channel) != nil {
 		return nil, ErrChannelExists
 	}
-	p, err := t.findPos(target)
-	if err != nil {
-		return nil, err
+	if _, err := t.findPos(target); err != nil {
+		return nil, err // nothing to create at
 	}
 	ch, err := n.CreateChannel(topic, channel)
 	if err != nil {
 		return nil, err
 	}
-	ch.seek(p)
+	if err := t.seekChannel(ch, target); err != nil {
+		return nil, err
+	}
 	return ch, nil
 }
 

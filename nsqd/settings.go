@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -61,6 +62,10 @@ type ChannelSettings struct {
 // wire.
 const maxAttemptsLimit = 65535
 
+// maxDurationMs bounds the durations of settings (ten years), so that a time plus one never
+// overflows nanoseconds.
+const maxDurationMs = 10 * 365 * 24 * 3600 * 1000
+
 // errSettings marks a settings value that is refused; its text says why.
 var errSettings = errors.New("invalid setting")
 
@@ -71,14 +76,14 @@ func settingsErr(format string, args ...any) error {
 // validate checks s for a topic, ephemeral or not.
 func (s TopicSettings) validate(ephemeral bool) error {
 	switch {
-	case s.MessageTTLMs < 0:
-		return settingsErr("message_ttl_ms must not be negative")
+	case s.MessageTTLMs < 0 || s.MessageTTLMs > maxDurationMs:
+		return settingsErr("message_ttl_ms must be between 0 and %d (ten years)", maxDurationMs)
 	case s.MaxMessages < 0, s.MaxBytes < 0:
 		return settingsErr("max_messages and max_bytes must not be negative")
 	case s.QuotaPolicy != "" && s.QuotaPolicy != QuotaReject && s.QuotaPolicy != QuotaDropOldest:
 		return settingsErr("quota_policy must be %q or %q", QuotaReject, QuotaDropOldest)
-	case s.RetainMs < 0, s.RetainBytes < 0:
-		return settingsErr("retain_ms and retain_bytes must not be negative")
+	case s.RetainMs < 0 || s.RetainMs > maxDurationMs, s.RetainBytes < 0:
+		return settingsErr("retain_ms must be between 0 and %d (ten years), retain_bytes not negative", maxDurationMs)
 	case ephemeral && (s.RetainMs > 0 || s.RetainBytes > 0):
 		return settingsErr("an ephemeral topic keeps nothing on disk to retain")
 	case ephemeral && s.MaxBytes > 0:
@@ -96,8 +101,8 @@ func (s ChannelSettings) validate(topic string) error {
 	switch {
 	case s.MaxAttempts < 0 || s.MaxAttempts > maxAttemptsLimit:
 		return settingsErr("max_attempts must be between 0 and %d", maxAttemptsLimit)
-	case s.MessageTTLMs < 0:
-		return settingsErr("message_ttl_ms must not be negative")
+	case s.MessageTTLMs < 0 || s.MessageTTLMs > maxDurationMs:
+		return settingsErr("message_ttl_ms must be between 0 and %d (ten years)", maxDurationMs)
 	}
 	if s.MaxAttempts == 0 && !s.DeadLetterExpired && s.DeadLetterTopic == "" {
 		return nil
@@ -220,8 +225,10 @@ func (t *Topic) UpdateSettings(p TopicSettingsPatch) (TopicSettings, error) {
 		t.settingsMu.Unlock()
 		return TopicSettings{}, err
 	}
-	t.settings.Store(&s)
-	err := t.saveSettingsLocked()
+	err := t.saveSettingsLocked(s, t.chanSettings)
+	if err == nil {
+		t.settings.Store(&s) // in force only once saved
+	}
 	t.settingsMu.Unlock()
 	if err != nil {
 		return TopicSettings{}, err
@@ -241,15 +248,19 @@ func (t *Topic) UpdateChannelSettings(ch *Channel, p ChannelSettingsPatch) (Chan
 		t.settingsMu.Unlock()
 		return ChannelSettings{}, err
 	}
-	if t.chanSettings == nil {
-		t.chanSettings = make(map[string]ChannelSettings)
+	chans := maps.Clone(t.chanSettings)
+	if chans == nil {
+		chans = make(map[string]ChannelSettings)
 	}
 	if s == (ChannelSettings{}) {
-		delete(t.chanSettings, ch.name)
+		delete(chans, ch.name)
 	} else {
-		t.chanSettings[ch.name] = s
+		chans[ch.name] = s
 	}
-	err := t.saveSettingsLocked()
+	err := t.saveSettingsLocked(t.Settings(), chans)
+	if err == nil {
+		t.chanSettings = chans // in force only once saved
+	}
 	t.settingsMu.Unlock()
 	if err != nil {
 		return ChannelSettings{}, err
@@ -266,18 +277,18 @@ func (t *Topic) forgetChannelSettings(name string) {
 		return
 	}
 	delete(t.chanSettings, name)
-	if err := t.saveSettingsLocked(); err != nil {
+	if err := t.saveSettingsLocked(t.Settings(), t.chanSettings); err != nil {
 		t.logger.Error("save settings", "error", err)
 	}
 }
 
-// saveSettingsLocked writes settings.json, synced: a setting reported as saved survives a
-// crash. settingsMu is held.
-func (t *Topic) saveSettingsLocked() error {
+// saveSettingsLocked writes settings.json with ts and chans, synced: a setting reported as
+// saved survives a crash. settingsMu is held.
+func (t *Topic) saveSettingsLocked(ts TopicSettings, chans map[string]ChannelSettings) error {
 	if t.dir == "" {
 		return nil
 	}
-	f := settingsFile{Topic: t.Settings(), Channels: t.chanSettings}
+	f := settingsFile{Topic: ts, Channels: chans}
 	b, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
 		return err

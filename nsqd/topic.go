@@ -712,6 +712,13 @@ func (t *Topic) retain() error {
 	if err := t.checkpoint(true); err != nil {
 		return err
 	}
+	// From reading the checkpointed low-water marks to deleting segments, under diskMu:
+	// a seek, which moves a channel back, waits (see seekChannel).
+	t.diskMu.Lock()
+	defer t.diskMu.Unlock()
+	if t.exiting.Load() {
+		return nil
+	}
 	lowWater := t.retentionSeq(time.Now().UnixNano())
 	t.mu.RLock()
 	if len(t.channels) == 0 {
@@ -726,9 +733,7 @@ func (t *Topic) retain() error {
 	n, err := t.log.TruncateFront(lowWater)
 	if n > 0 {
 		t.logger.Debug("deleted consumed segments", "count", n)
-		t.diskMu.Lock()
 		t.pruneHoles()
-		t.diskMu.Unlock()
 	}
 	return err
 }
@@ -791,7 +796,11 @@ func readStartFile(path string) (logstore.Pos, bool) {
 }
 
 func writeStartFile(path string, p logstore.Pos) error {
+	return writeFileAtomic(path, encodePos(p), true)
+}
+
+// encodePos is a position as the start, pause and floor files keep it.
+func encodePos(p logstore.Pos) []byte {
 	b := binary.BigEndian.AppendUint64(nil, p.Seq)
-	b = binary.BigEndian.AppendUint64(b, uint64(p.Offset))
-	return writeFileAtomic(path, b, true)
+	return binary.BigEndian.AppendUint64(b, uint64(p.Offset))
 }

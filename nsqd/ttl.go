@@ -50,30 +50,45 @@ func (ch *Channel) applySettingsLocked(ts TopicSettings, cs ChannelSettings, now
 // with a lock held; it reads the log with readMu held, as every reader of the channel does.
 func (ch *Channel) sweepExpired(now int64) {
 	ch.readMu.Lock()
-	defer ch.readMu.Unlock()
 	ch.mu.Lock()
 	ch.sweeping = false
 	if ch.ttl <= 0 || ch.exiting {
 		ch.mu.Unlock()
+		ch.readMu.Unlock()
 		return
 	}
 	ttl := ch.ttl
-	// Held in memory: the ready queue (stale entries are skipped by whoever pops them) and
-	// the deferred messages in the timer heap.
+	// Held in memory: the ready queue and the deferred messages in the timer heap. Both are
+	// filtered, never left holding a retired message: its struct is recycled, and a queue
+	// must not hand it out again.
+	kept := ch.ready[:ch.readyAt]
 	for _, p := range ch.ready[ch.readyAt:] {
 		if p.state == stateReady && ch.expired(p.timestamp, now) {
 			ch.expireLocked(p)
-		}
-	}
-	for i := 0; i < len(ch.timers); {
-		p := ch.timers[i]
-		if p.state == stateDeferred && ch.expired(p.timestamp, now) {
-			heap.Remove(&ch.timers, i)
-			ch.deferred--
-			ch.expireLocked(p)
 			continue
 		}
-		i++
+		kept = append(kept, p)
+	}
+	clear(ch.ready[len(kept):])
+	ch.ready = kept
+	timers, removed := ch.timers[:0], false
+	for _, p := range ch.timers {
+		if p.state == stateDeferred && ch.expired(p.timestamp, now) {
+			p.heapIndex = -1
+			ch.deferred--
+			ch.expireLocked(p)
+			removed = true
+			continue
+		}
+		timers = append(timers, p)
+	}
+	clear(ch.timers[len(timers):])
+	ch.timers = timers
+	if removed {
+		for i, p := range ch.timers {
+			p.heapIndex = i
+		}
+		heap.Init(&ch.timers)
 	}
 	ch.skipDroppedLocked()
 	cursor := ch.cursor
@@ -137,4 +152,8 @@ read:
 		ch.sweepAt = now + max(ttl, minSweepInterval)
 	}
 	ch.scheduleLocked()
+	// A subscriber that found readMu taken while the sweep read the log waits for the
+	// reader to wake it, as take's reader would: readMu first, so that it can read.
+	ch.readMu.Unlock()
+	ch.wakeWaitingLocked()
 }
