@@ -49,12 +49,21 @@ func (ch *Channel) applySettingsLocked(ts TopicSettings, cs ChannelSettings, now
 // holds, and the unread records at the front of the log. Called by the daemon's worker, never
 // with a lock held; it reads the log with readMu held, as every reader of the channel does.
 func (ch *Channel) sweepExpired(now int64) {
-	ch.readMu.Lock()
+	// The worker calls this for channels with dead letters to move too: without a TTL it
+	// must not take readMu, which a subscriber that finds it taken waits on.
 	ch.mu.Lock()
 	ch.sweeping = false
+	active := ch.ttl > 0 && !ch.exiting
+	ch.mu.Unlock()
+	if !active {
+		return
+	}
+	ch.readMu.Lock()
+	ch.mu.Lock()
 	if ch.ttl <= 0 || ch.exiting {
-		ch.mu.Unlock()
 		ch.readMu.Unlock()
+		ch.wakeWaitingLocked()
+		ch.mu.Unlock()
 		return
 	}
 	ttl := ch.ttl
