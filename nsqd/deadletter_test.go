@@ -2,6 +2,10 @@ package nsqd
 
 import (
 	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -200,4 +204,93 @@ func TestDeadLettersSurviveCrash(t *testing.T) {
 	for _, w := range waits {
 		w()
 	}
+}
+
+// TestExtensionsSurviveCrash sets retention, a drop_oldest quota and a TTL over HTTP, uses
+// them, and kills nsqd with SIGKILL: after the restart the settings hold, a replay delivers
+// the retained messages, the quota's drop is still in force and the TTL still expires.
+func TestExtensionsSurviveCrash(t *testing.T) {
+	dir := t.TempDir()
+	env := "TERN_TEST_SEGMENT_BYTES=1024"
+	child := startChild(t, dir, env)
+	post := func(path, body string) {
+		t.Helper()
+		resp, err := http.Post("http://"+child.httpAddr+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("POST %s: %s %s", path, resp.Status, b)
+		}
+	}
+	for _, topic := range []string{"keep", "cap", "ttl"} {
+		post("/topic/create?topic="+topic, "")
+		post("/channel/create?topic="+topic+"&channel=c", "")
+	}
+	post("/topic/settings?topic=keep", `{"retain_ms":3600000}`)
+	post("/topic/settings?topic=cap", `{"max_messages":5,"quota_policy":"drop_oldest"}`)
+	post("/channel/settings?topic=ttl&channel=c", `{"message_ttl_ms":1500,"max_attempts":3}`)
+	publishNumbered(t, child.addr, "keep", 50)
+	for i := range 8 {
+		post("/pub?topic=cap", fmt.Sprintf("d%d", i))
+	}
+	publishNumbered(t, child.addr, "ttl", 5)
+	sub := dialRaw(t, child.addr)
+	sub.send(protocol.Subscribe("keep", "c"))
+	sub.expectOK()
+	sub.send(protocol.Ready(50))
+	for range 50 {
+		sub.send(protocol.Finish(sub.message().ID))
+	}
+	sub.send(protocol.Publish("sync", []byte("x"))) // answered after the FINs ran
+	sub.expectOK()
+	if err := child.stop(t, syscall.SIGKILL); err == nil {
+		t.Fatal("nsqd survived SIGKILL")
+	}
+
+	n, stop := startTestDaemon(t, dir, func(o *Options) { o.MaxBytesPerFile = 1024 })
+	defer func() {
+		if err := stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+	if s := n.Topic("keep").Settings(); s.RetainMs != 3_600_000 {
+		t.Errorf("keep's settings after the crash: %+v", s)
+	}
+	if s := n.Topic("ttl").channelSettings("c"); s.MessageTTLMs != 1500 || s.MaxAttempts != 3 {
+		t.Errorf("ttl/c's settings after the crash: %+v", s)
+	}
+	if err := n.SeekChannel("keep", "c", SeekTarget{Oldest: true}); err != nil {
+		t.Fatal(err)
+	}
+	addr := n.TCPAddr().String()
+	expectBodies := func(topic string, want []string) {
+		t.Helper()
+		c := dialRaw(t, addr)
+		c.send(protocol.Subscribe(topic, "c"))
+		c.expectOK()
+		c.send(protocol.Ready(len(want)))
+		var got []string
+		for range want {
+			m := c.message()
+			got = append(got, m.Body)
+			c.send(protocol.Finish(m.ID))
+		}
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s after the crash: %v, want %v", topic, got, want)
+		}
+	}
+	var keep []string
+	for i := range 50 {
+		keep = append(keep, fmt.Sprintf("b%05d", i))
+	}
+	expectBodies("keep", keep)
+	expectBodies("cap", []string{"d3", "d4", "d5", "d6", "d7"})
+	testutil.Eventually(t, 5*time.Second, func() bool {
+		cs, _ := n.ChannelStats("ttl", "c")
+		return cs.ExpiredCount == 5 && cs.Depth == 0
+	}, "the messages published before the crash to expire")
 }

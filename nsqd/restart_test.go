@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -37,9 +38,12 @@ func TestMain(m *testing.M) {
 func runChildNSQD() int {
 	opts := NewOptions()
 	opts.TCPAddress = "127.0.0.1:0"
-	opts.HTTPAddress = ""
+	opts.HTTPAddress = "127.0.0.1:0"
 	opts.NodeID = 1
 	opts.DataPath = os.Getenv("TERN_TEST_DATA")
+	if b, err := strconv.ParseInt(os.Getenv("TERN_TEST_SEGMENT_BYTES"), 10, 64); err == nil {
+		opts.MaxBytesPerFile = b
+	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	n, err := New(opts, logger, nil)
 	if err != nil {
@@ -48,7 +52,7 @@ func runChildNSQD() int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	fmt.Printf("LISTENING %s\n", n.TCPAddr())
+	fmt.Printf("LISTENING %s %s\n", n.TCPAddr(), n.HTTPAddr())
 	if err := n.Run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "run:", err)
 		return 1
@@ -57,15 +61,17 @@ func runChildNSQD() int {
 }
 
 type childNSQD struct {
-	cmd  *exec.Cmd
-	addr string
-	done chan error
+	cmd      *exec.Cmd
+	addr     string // TCP
+	httpAddr string
+	done     chan error
 }
 
-func startChild(t *testing.T, dataPath string) *childNSQD {
+func startChild(t *testing.T, dataPath string, env ...string) *childNSQD {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), "TERN_TEST_NSQD_CHILD=1", "TERN_TEST_DATA="+dataPath)
+	cmd.Env = append(cmd.Env, env...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -86,11 +92,11 @@ func startChild(t *testing.T, dataPath string) *childNSQD {
 	}()
 	select {
 	case line := <-lines:
-		addr, ok := strings.CutPrefix(line, "LISTENING ")
+		addrs, ok := strings.CutPrefix(line, "LISTENING ")
 		if !ok {
 			t.Fatalf("child said %q", line)
 		}
-		c.addr = addr
+		c.addr, c.httpAddr, _ = strings.Cut(addrs, " ")
 	case err := <-c.done:
 		t.Fatalf("child exited before listening: %v", err)
 	case <-time.After(20 * time.Second):
