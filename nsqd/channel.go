@@ -239,35 +239,24 @@ func (ch *Channel) unsubscribe(sub *subscription) (emptyEphemeral bool) {
 	released := ch.unassignLocked(sub.outbox)
 	clear(sub.outbox)
 	sub.outbox = nil
-	// Filter the heap and rebuild it: removing in place moves later elements to slots the
-	// loop has passed.
-	kept := ch.timers[:0]
-	for _, p := range ch.timers {
-		if p.state == stateInFlight && p.owner == sub {
-			p.heapIndex = -1
-			ch.inFlight--
-			sub.inFlight.Add(-1)
-			p.owner = nil
-			released = true
-			// NSQ counts a disconnect as a timeout: a message that crashes its consumers
-			// must still reach the dead-letter topic.
-			if ch.maxAttempts > 0 && int(p.attempts) >= ch.maxAttempts {
-				ch.dieLocked(p, reasonTimeout)
-				continue
-			}
+	if ch.removeTimersLocked(func(p *pending) bool {
+		if p.state != stateInFlight || p.owner != sub {
+			return false
+		}
+		ch.inFlight--
+		sub.inFlight.Add(-1)
+		p.owner = nil
+		// NSQ counts a disconnect as a timeout: a message that crashes its consumers must
+		// still reach the dead-letter topic.
+		if ch.maxAttempts > 0 && int(p.attempts) >= ch.maxAttempts {
+			ch.dieLocked(p, reasonTimeout)
+		} else {
 			p.state = stateReady
 			ch.pushReady(p)
-			continue
 		}
-		kept = append(kept, p)
-	}
-	clear(ch.timers[len(kept):])
-	ch.timers = kept
-	if released {
-		for i, p := range ch.timers {
-			p.heapIndex = i
-		}
-		heap.Init(&ch.timers)
+		return true
+	}) {
+		released = true
 	}
 	if released {
 		ch.dirty = true
@@ -1032,6 +1021,31 @@ func (ch *Channel) close() []subscriber {
 
 // String is for logs.
 func (ch *Channel) String() string { return fmt.Sprintf("%s/%s", ch.topic.name, ch.name) }
+
+// removeTimersLocked takes out of the timer heap every message for which take returns true
+// (take moves it elsewhere), then restores the heap, and reports whether it took any. The heap
+// is filtered and rebuilt: removing in place would move later elements to slots already
+// passed. mu is held.
+func (ch *Channel) removeTimersLocked(take func(p *pending) bool) bool {
+	kept, took := ch.timers[:0], false
+	for _, p := range ch.timers {
+		if take(p) {
+			p.heapIndex = -1
+			took = true
+			continue
+		}
+		kept = append(kept, p)
+	}
+	clear(ch.timers[len(kept):])
+	ch.timers = kept
+	if took {
+		for i, p := range ch.timers {
+			p.heapIndex = i
+		}
+		heap.Init(&ch.timers)
+	}
+	return took
+}
 
 // pendingHeap orders pending messages by due time.
 type pendingHeap []*pending

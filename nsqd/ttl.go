@@ -1,7 +1,6 @@
 package nsqd
 
 import (
-	"container/heap"
 	"time"
 
 	"github.com/ternmq/tern/nsqd/logstore"
@@ -80,25 +79,14 @@ func (ch *Channel) sweepExpired(now int64) {
 	}
 	clear(ch.ready[len(kept):])
 	ch.ready = kept
-	timers, removed := ch.timers[:0], false
-	for _, p := range ch.timers {
-		if p.state == stateDeferred && ch.expired(p.timestamp, now) {
-			p.heapIndex = -1
-			ch.deferred--
-			ch.expireLocked(p)
-			removed = true
-			continue
+	ch.removeTimersLocked(func(p *pending) bool {
+		if p.state != stateDeferred || !ch.expired(p.timestamp, now) {
+			return false
 		}
-		timers = append(timers, p)
-	}
-	clear(ch.timers[len(timers):])
-	ch.timers = timers
-	if removed {
-		for i, p := range ch.timers {
-			p.heapIndex = i
-		}
-		heap.Init(&ch.timers)
-	}
+		ch.deferred--
+		ch.expireLocked(p)
+		return true
+	})
 	ch.skipDroppedLocked()
 	cursor := ch.cursor
 	end := ch.topic.readableSeq()
