@@ -35,7 +35,7 @@ DATA_DIR := .data
 GO_FILES = $(shell find . -name '*.go' -not -path './.git/*' -not -path './bin/*' \
 	-not -path './$(DATA_DIR)/*' -not -path '*/testdata/*')
 
-.PHONY: help build image test lint fmt-check vet staticcheck go-test browser-test interop-test e2e tools bench fuzz \
+.PHONY: help build image test lint fmt-check vet staticcheck go-test browser-test interop-test e2e tools bench bench-latency fuzz \
 	up down purge logs examples dev dev-down clean
 
 help: ## list the targets
@@ -101,6 +101,11 @@ bench: build ## build, then run the nsqbench load generator (BENCH_ARGS=...)
 		exit 1; \
 	fi
 	$(GO) run ./bench/nsqbench $(BENCH_ARGS)
+
+LATENCY_DURATION ?= 10s
+bench-latency: build ## publish-to-delivery latency of Tern's nsqd and NSQ's, side by side (bench/README.md)
+	@contrib/nsq-reference.sh $(NSQ_REFERENCE)
+	bench/latency.sh bin/nsqd $(NSQ_REFERENCE) $(LATENCY_DURATION)
 
 fuzz: ## run every Fuzz* target in the repository for FUZZTIME each (default 10m)
 	@targets="$$($(GO) test -list '^Fuzz' ./... | awk '/^Fuzz/ { names = names " " $$1; next } /^ok/ { if (names != "") print $$2 names; names = "" }')"; \
