@@ -49,6 +49,10 @@ type config struct {
 	// is drained by its own consumers.
 	Topic, Channel string
 	Topics         int
+	// Channels above 1 fans the topic out: that many channels, named Channel-0, Channel-1,
+	// ..., exist before the publish, each receives every message and is drained by its own
+	// consumers.
+	Channels int
 	// Count is the number of messages, Size each body's length, Batch the messages per MPUB.
 	Count, Size, Batch int
 	// Publishers and Consumers are the numbers of connections of each phase.
@@ -82,6 +86,7 @@ func defaultConfig() config {
 		Topic:        "bench",
 		Channel:      "ch",
 		Topics:       1,
+		Channels:     1,
 		Count:        1_000_000,
 		Size:         100,
 		Batch:        200,
@@ -102,8 +107,19 @@ func (c config) topicName(i int) string {
 	return fmt.Sprintf("%s-%d", c.Topic, i)
 }
 
-// consumers is the number of consuming connections: at least one per topic.
-func (c config) consumers() int { return max(c.Consumers, c.Topics) }
+// channelName is the name of the i-th channel of the load.
+func (c config) channelName(i int) string {
+	if c.Channels <= 1 {
+		return c.Channel
+	}
+	return fmt.Sprintf("%s-%d", c.Channel, i)
+}
+
+// consumers is the number of consuming connections: at least one per topic and channel.
+func (c config) consumers() int { return max(c.Consumers, c.Topics, c.Channels) }
+
+// deliveries is how many deliveries the consume phase expects: every message on every channel.
+func (c config) deliveries() int { return c.Count * max(c.Channels, 1) }
 
 // validate reports every problem with the config at once.
 func (c config) validate() error {
@@ -120,6 +136,7 @@ func (c config) validate() error {
 	}{
 		{"count", c.Count, 1},
 		{"topics", c.Topics, 1},
+		{"channels", c.Channels, 1},
 		{"size", c.Size, seqLen},
 		{"batch", c.Batch, 1},
 		{"publishers", c.Publishers, 1},
@@ -139,6 +156,12 @@ func (c config) validate() error {
 	}
 	if c.StallTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("--stall-timeout %v must be positive", c.StallTimeout))
+	}
+	if c.Channels > 1 && c.Topics > 1 {
+		errs = append(errs, errors.New("--channels and --topics cannot both be above 1"))
+	}
+	if c.Channels > 1 && !protocol.IsValidChannelName(c.channelName(c.Channels-1)) {
+		errs = append(errs, fmt.Errorf("invalid --channel %q (with --channels %d)", c.Channel, c.Channels))
 	}
 	if c.NSQDTCPAddress != "" && len(c.NSQDFlags) > 0 {
 		errs = append(errs, errors.New("--nsqd-flag applies only to an nsqd the tool starts (no --nsqd-tcp-address)"))
@@ -191,6 +214,9 @@ type result struct {
 	// PeakRSS is the started nsqd's VmHWM in bytes, or -1 for an external nsqd;
 	// PublishPeakRSS is the same at the end of the publish phase.
 	PeakRSS, PublishPeakRSS int64
+	// DiskWritten is what the started nsqd wrote to storage over the run (write_bytes of
+	// /proc/<pid>/io), or -1 for an external nsqd or where the kernel does not count it.
+	DiskWritten int64
 }
 
 // ok reports whether every message was published and then consumed exactly once.
@@ -202,7 +228,7 @@ func (r result) ok() bool {
 // cfg.NSQDTCPAddress or one it starts. It returns what it measured even when it fails, so
 // the caller can print the phases that completed.
 func run(ctx context.Context, cfg config, logger *slog.Logger) (res result, err error) {
-	res.PeakRSS, res.PublishPeakRSS = -1, -1
+	res.PeakRSS, res.PublishPeakRSS, res.DiskWritten = -1, -1, -1
 	if err := cfg.validate(); err != nil {
 		return res, err
 	}
@@ -229,6 +255,11 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) (res result, err 
 		}
 	}
 
+	if cfg.Channels > 1 {
+		if err := createChannels(ctx, cfg, addr); err != nil {
+			return res, err
+		}
+	}
 	logger.Info("publishing", "nsqd", addr, "count", cfg.Count, "size", cfg.Size,
 		"batch", cfg.Batch, "publishers", cfg.Publishers, "topics", cfg.Topics)
 	elapsed, err := publish(ctx, cfg, addr)
@@ -244,11 +275,11 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) (res result, err 
 
 	logger.Info("consuming", "topic", cfg.Topic, "channel", cfg.Channel, "rdy", cfg.RDY,
 		"consumers", cfg.consumers())
-	tr := newTracker(cfg.Count, cfg.Size)
+	tr := newTracker(cfg.Count, cfg.Channels, cfg.Size)
 	cs, err := consume(ctx, cfg, addr, tr, logger)
 	res.ConsumeRan = cs.ran
 	res.Consumed = int(tr.distinct.Load())
-	res.Lost = cfg.Count - res.Consumed
+	res.Lost = cfg.deliveries() - res.Consumed
 	res.Duplicated = int(tr.duplicated.Load())
 	res.Invalid = int(tr.invalid.Load())
 	res.Deliveries, res.Redelivered, res.FinFailed = cs.deliveries, cs.redelivered, cs.finFailed
@@ -265,6 +296,9 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) (res result, err 
 		} else {
 			res.PeakRSS = rss
 		}
+		if n, err := d.diskWritten(); err == nil {
+			res.DiskWritten = n
+		}
 	}
 	if err != nil {
 		return res, fmt.Errorf("consume: %w", err)
@@ -276,39 +310,46 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) (res result, err 
 	return res, nil
 }
 
-// tracker is the exactly-once check: one bit per sequence number, shared by the consumers.
+// tracker is the exactly-once check: one bit per sequence number and channel, shared by the
+// consumers.
 type tracker struct {
-	count, size int
-	words       []atomic.Uint64
-	distinct    atomic.Int64
-	duplicated  atomic.Int64
-	invalid     atomic.Int64
+	count      int // deliveries expected: messages times channels
+	perChannel int // messages
+	size       int
+	words      []atomic.Uint64
+	distinct   atomic.Int64
+	duplicated atomic.Int64
+	invalid    atomic.Int64
 	// complete is closed by the record call that sees the last missing message, after
 	// setting completedAt; the close publishes completedAt to whoever receives from it.
 	complete    chan struct{}
 	completedAt time.Time
 }
 
-func newTracker(count, size int) *tracker {
+func newTracker(messages, channels, size int) *tracker {
+	count := messages * max(channels, 1)
 	return &tracker{
-		count:    count,
-		size:     size,
-		words:    make([]atomic.Uint64, (count+63)/64),
-		complete: make(chan struct{}),
+		count:      count,
+		perChannel: messages,
+		size:       size,
+		words:      make([]atomic.Uint64, (count+63)/64),
+		complete:   make(chan struct{}),
 	}
 }
 
-// record notes the delivery of one body. It is safe for concurrent use.
-func (t *tracker) record(body []byte) {
+// record notes the delivery of one body on the channel-th channel. It is safe for
+// concurrent use.
+func (t *tracker) record(body []byte, channel int) {
 	if len(body) != t.size {
 		t.invalid.Add(1)
 		return
 	}
 	seq := binary.BigEndian.Uint64(body)
-	if seq >= uint64(t.count) {
+	if seq >= uint64(t.perChannel) {
 		t.invalid.Add(1)
 		return
 	}
+	seq += uint64(channel) * uint64(t.perChannel)
 	mask := uint64(1) << (seq & 63)
 	if t.words[seq>>6].Or(mask)&mask != 0 {
 		t.duplicated.Add(1)
@@ -585,6 +626,26 @@ type consumeStats struct {
 	deliveries, redelivered, finFailed int
 }
 
+// createChannels makes the fan-out's channels before the publish, so that each receives
+// every message: a subscription creates a channel, which stays when its consumer leaves.
+func createChannels(ctx context.Context, cfg config, addr string) error {
+	for i := range cfg.Channels {
+		conn, r, err := handshake(ctx, addr, protocol.IdentifyRequest{})
+		if err != nil {
+			return err
+		}
+		_, err = protocol.Subscribe(cfg.Topic, cfg.channelName(i)).WriteTo(conn)
+		if err == nil {
+			err = expectOK(conn, r)
+		}
+		_ = conn.Close()
+		if err != nil {
+			return fmt.Errorf("create channel %s: %w", cfg.channelName(i), err)
+		}
+	}
+	return nil
+}
+
 // consume runs the consume phase: cfg.Consumers connections subscribe to the channel, which
 // receives the whole backlog, and FIN everything until the tracker has seen every message,
 // nothing new arrives for cfg.StallTimeout, or ctx ends. The time is measured from the first
@@ -599,7 +660,7 @@ func consume(ctx context.Context, cfg config, addr string, tr *tracker, logger *
 	}()
 	rdy := cfg.RDY
 	for i := range cfg.consumers() {
-		c, maxRdy, err := dialConsumer(ctx, cfg, cfg.topicName(i%cfg.Topics), addr, tr)
+		c, maxRdy, err := dialConsumer(ctx, cfg, cfg.topicName(i%cfg.Topics), i%max(cfg.Channels, 1), addr, tr)
 		if err != nil {
 			return cs, err
 		}
@@ -676,14 +737,14 @@ watch:
 
 // dialConsumer connects, identifies and subscribes; it returns the server's max_rdy_count,
 // 0 if unknown.
-func dialConsumer(ctx context.Context, cfg config, topic, addr string, tr *tracker) (*consumer, int64, error) {
+func dialConsumer(ctx context.Context, cfg config, topic string, channel int, addr string, tr *tracker) (*consumer, int64, error) {
 	readBuf := max(minReadBuffer, min(consumerReadBuffer, consumerReadBuffers/cfg.consumers()))
 	heartbeat := protocol.IdentifyRequest{HeartbeatInterval: int(cfg.Heartbeat.Milliseconds())}
 	conn, r, resp, err := handshakeSized(ctx, addr, heartbeat, readBuf)
 	if err != nil {
 		return nil, 0, err
 	}
-	if _, err := protocol.Subscribe(topic, cfg.Channel).WriteTo(conn); err != nil {
+	if _, err := protocol.Subscribe(topic, cfg.channelName(channel)).WriteTo(conn); err != nil {
 		_ = conn.Close()
 		return nil, 0, fmt.Errorf("send SUB: %w", err)
 	}
@@ -698,6 +759,7 @@ func dialConsumer(ctx context.Context, cfg config, topic, addr string, tr *track
 		r:        r,
 		w:        bufio.NewWriterSize(conn, consumerWriteBuffer),
 		tr:       tr,
+		channel:  channel,
 		fin:      fin,
 		finID:    len(fin) - 1 - protocol.MsgIDLength, // "FIN <id>\n"
 		maxFrame: 4 + protocol.MessageHeaderLength + max(cfg.Size, maxControlFrame),
@@ -713,6 +775,7 @@ type consumer struct {
 	// FINs are neither held back while the consumer waits nor sent one syscall each.
 	w       *bufio.Writer
 	tr      *tracker
+	channel int // the index of the channel it consumes, for the tracker
 	pending int
 	flushAt int
 	// fin is a FIN command in wire form whose ID, at finID, is rewritten per message.
@@ -778,7 +841,7 @@ func (c *consumer) step() (closeWait bool, err error) {
 		if attempts > 1 {
 			c.redelivered++
 		}
-		c.tr.record(body)
+		c.tr.record(body, c.channel)
 		copy(c.fin[c.finID:], id[:])
 		_, _ = c.w.Write(c.fin) // a write error is kept by w and returned by the flush
 		c.pending++

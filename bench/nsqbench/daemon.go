@@ -172,6 +172,21 @@ func (d *daemon) peakRSS() (int64, error) {
 	return parseVmHWM(f)
 }
 
+// diskWritten returns what the process made the kernel write to storage (write_bytes of
+// /proc/<pid>/io).
+func (d *daemon) diskWritten() (int64, error) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(d.cmd.Process.Pid), "io"))
+	if err != nil {
+		return 0, fmt.Errorf("read nsqd io: %w", err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "write_bytes:"); ok {
+			return strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		}
+	}
+	return 0, errors.New("no write_bytes in /proc/<pid>/io")
+}
+
 // parseVmHWM finds the "VmHWM:  123 kB" line of a /proc/<pid>/status file and returns the
 // value in bytes.
 func parseVmHWM(r io.Reader) (int64, error) {

@@ -118,6 +118,7 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	fs.StringVar(&cfg.Topic, "topic", cfg.Topic, "topic to publish to")
 	fs.StringVar(&cfg.Channel, "channel", cfg.Channel, "channel to consume")
 	fs.IntVar(&cfg.Topics, "topics", cfg.Topics, "spread the load over this many topics, --topic-0, --topic-1, ... (each drained by its own consumers)")
+	fs.IntVar(&cfg.Channels, "channels", cfg.Channels, "fan the topic out to this many channels, --channel-0, --channel-1, ..., each receiving every message and drained by its own consumers")
 	fs.IntVar(&cfg.Count, "count", cfg.Count, "number of messages")
 	fs.IntVar(&cfg.Size, "size", cfg.Size, "message size in bytes (at least 8, for the sequence number)")
 	fs.IntVar(&cfg.Batch, "batch", cfg.Batch, "messages per MPUB")
@@ -158,7 +159,11 @@ func writeResult(w io.Writer, cfg config, res result) {
 		}
 	}
 	if res.ConsumeElapsed > 0 {
-		fmt.Fprintf(w, "consume: %s\n", rateLine(res.Consumed, cfg.Size, res.ConsumeElapsed))
+		what := "consume"
+		if cfg.Channels > 1 {
+			what = fmt.Sprintf("consume (%d channels, every delivery)", cfg.Channels)
+		}
+		fmt.Fprintf(w, "%s: %s\n", what, rateLine(res.Consumed, cfg.Size, res.ConsumeElapsed))
 	}
 	if !res.ConsumeRan {
 		return
@@ -167,6 +172,9 @@ func writeResult(w io.Writer, cfg config, res result) {
 		fmt.Fprintln(w, "peak RSS: n/a")
 	} else {
 		fmt.Fprintf(w, "peak RSS: %d MiB\n", (res.PeakRSS+1<<19)>>20)
+	}
+	if res.DiskWritten >= 0 {
+		fmt.Fprintf(w, "disk written: %d MiB\n", (res.DiskWritten+1<<19)>>20)
 	}
 	fmt.Fprintf(w, "lost: %d duplicated: %d\n", res.Lost, res.Duplicated)
 	// Corruption, redelivery and failed FINs are rare enough that a line for them would be

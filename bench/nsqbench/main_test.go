@@ -152,9 +152,9 @@ func TestTracker(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tr := newTracker(tt.count, 10)
+			tr := newTracker(tt.count, 1, 10)
 			for _, b := range tt.bodies {
-				tr.record(b)
+				tr.record(b, 0)
 			}
 			if got := tr.distinct.Load(); got != tt.distinct {
 				t.Errorf("distinct = %d, want %d", got, tt.distinct)
@@ -183,14 +183,14 @@ func TestTracker(t *testing.T) {
 // be counted once as new and once as a duplicate, whichever goroutine comes first.
 func TestTrackerConcurrent(t *testing.T) {
 	const count = 10_000
-	tr := newTracker(count, seqLen)
+	tr := newTracker(count, 1, seqLen)
 	var wg sync.WaitGroup
 	for range 2 {
 		wg.Go(func() {
 			b := make([]byte, seqLen)
 			for seq := range uint64(count) {
 				binary.BigEndian.PutUint64(b, seq)
-				tr.record(b)
+				tr.record(b, 0)
 			}
 		})
 	}
@@ -330,16 +330,17 @@ func TestWriteResult(t *testing.T) {
 		{
 			name: "clean run against a started nsqd",
 			res: result{Published: 1_000_000, PublishElapsed: 1520 * time.Millisecond, ConsumeRan: true,
-				Consumed: 1_000_000, ConsumeElapsed: 1400 * time.Millisecond, PeakRSS: 180 << 20},
+				Consumed: 1_000_000, ConsumeElapsed: 1400 * time.Millisecond, PeakRSS: 180 << 20, DiskWritten: 120 << 20},
 			want: "publish: 1000000 msgs in 1.52s = 657895 msgs/s (65.8 MB/s)\n" +
 				"consume: 1000000 msgs in 1.40s = 714286 msgs/s (71.4 MB/s)\n" +
 				"peak RSS: 180 MiB\n" +
+				"disk written: 120 MiB\n" +
 				"lost: 0 duplicated: 0\n",
 		},
 		{
 			name: "losses against an external nsqd",
 			res: result{Published: 1_000_000, PublishElapsed: time.Second, ConsumeRan: true, Consumed: 999_990,
-				ConsumeElapsed: 2 * time.Second, Lost: 10, Duplicated: 3, Redelivered: 3, PeakRSS: -1},
+				ConsumeElapsed: 2 * time.Second, Lost: 10, Duplicated: 3, Redelivered: 3, PeakRSS: -1, DiskWritten: -1},
 			want: "publish: 1000000 msgs in 1.00s = 1000000 msgs/s (100.0 MB/s)\n" +
 				"consume: 999990 msgs in 2.00s = 499995 msgs/s (50.0 MB/s)\n" +
 				"peak RSS: n/a\n" +
@@ -384,4 +385,30 @@ func BenchmarkRun(b *testing.B) {
 	}
 	b.ReportMetric(float64(res.Published)/res.PublishElapsed.Seconds(), "pub_msgs/s")
 	b.ReportMetric(float64(res.Consumed)/res.ConsumeElapsed.Seconds(), "sub_msgs/s")
+}
+
+// TestRunFanOut fans one topic out to three channels: every channel receives every message
+// once, and the consume line counts every delivery.
+func TestRunFanOut(t *testing.T) {
+	d := startNSQD(t, nil)
+	var stdout, stderr bytes.Buffer
+	code := runMain(testutil.Context(t), []string{
+		"--nsqd-tcp-address", d.TCPAddr().String(), "--count", "3000", "--topic", "fan", "--channels", "3",
+	}, &stdout, &stderr)
+	if code != 0 {
+		t.Fatalf("exit code %d; stderr:\n%s", code, stderr.String())
+	}
+	if !regexp.MustCompile(`(?m)^consume \(3 channels, every delivery\): 9000 msgs in `).MatchString(stdout.String()) ||
+		!strings.Contains(stdout.String(), "lost: 0 duplicated: 0\n") {
+		t.Errorf("stdout:\n%s", stdout.String())
+	}
+	for i := range 3 {
+		if cs := channelStats(t, d, "fan", fmt.Sprintf("ch-%d", i)); cs.FinishCount != 3000 {
+			t.Errorf("channel ch-%d finished %d, want 3000", i, cs.FinishCount)
+		}
+	}
+	code = runMain(testutil.Context(t), []string{"--nsqd-tcp-address", d.TCPAddr().String(), "--channels", "2", "--topics", "2"}, &stdout, &stderr)
+	if code == 0 {
+		t.Error("--channels 2 --topics 2 accepted")
+	}
 }
