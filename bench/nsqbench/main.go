@@ -8,6 +8,11 @@
 // it with RDY --rdy, answering every message with FIN. Each body starts with a unique 8-byte
 // sequence number; a bitmap of those numbers counts what was lost or delivered twice.
 //
+// With --channels N the topic is fanned out: N channels exist before the publish, each
+// receives every message and is drained by its own consumers, and every delivery on every
+// channel is checked. The result then counts every delivery, and says what the started
+// daemon wrote to disk.
+//
 // The tool speaks the V2 protocol on raw TCP with the frame and command helpers of
 // internal/protocol rather than through a client library, and batches its own writes, so
 // that the daemon, not the tool, is what is measured.
