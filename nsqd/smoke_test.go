@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -27,6 +28,13 @@ type testDaemonOption func(*testDaemonSetup)
 type testDaemonSetup struct {
 	registry  *prometheus.Registry // passed to New; nil: New makes its own
 	beforeRun []func(*NSQD)        // run in order between New and Run
+	logger    *slog.Logger         // nil: the test's log
+}
+
+// withLogger makes the daemon log to l rather than to the test's log (a fuzz target may not
+// write to the log of its *testing.F).
+func withLogger(l *slog.Logger) testDaemonOption {
+	return func(s *testDaemonSetup) { s.logger = l }
 }
 
 // withRegistry makes the daemon register its metrics on reg.
@@ -72,7 +80,11 @@ func startTestDaemon(t testing.TB, dataPath string, mutate func(*Options), optio
 	if mutate != nil {
 		mutate(opts)
 	}
-	n, err := New(opts, testutil.Logger(t), setup.registry)
+	logger := setup.logger
+	if logger == nil {
+		logger = testutil.Logger(t)
+	}
+	n, err := New(opts, logger, setup.registry)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
