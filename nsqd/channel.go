@@ -750,14 +750,12 @@ func (ch *Channel) fire(now int64) {
 			ch.timeoutCount.Add(1)
 			if ch.maxAttempts > 0 && int(p.attempts) >= ch.maxAttempts {
 				ch.dieLocked(p, reasonTimeout)
-				ch.dirty = true
 				continue
 			}
 		case stateDeferred:
 			ch.deferred--
 			if ch.expired(p.timestamp, now) {
-				ch.expireLocked(p)
-				ch.dirty = true
+				ch.expireLocked(p) // dieLocked and doneLocked mark the channel dirty
 				continue
 			}
 		}

@@ -278,42 +278,30 @@ func (ch *Channel) scanDeadLetters(dead *Topic, f func(id uint64, m DeadLetterMe
 	}
 	ch.mu.Unlock()
 	present := make(map[uint64]struct{})
-	r := dead.log.NewReader(dead.log.HeadPos())
-	defer func() { _ = r.Close() }()
-	var ents []logstore.Entry
-	for seen := 0; seen < maxDeadScan; {
-		var err error
-		if ents, err = r.Read(ents[:0], 256); err != nil {
-			return
+	_, exhausted, err := scanLog(dead.log, dead.log.HeadPos(), noEnd, maxDeadScan, func(e *logstore.Entry) bool {
+		if _, done := redriven[e.ID]; done {
+			present[e.ID] = struct{}{}
+			return true
 		}
-		if len(ents) == 0 {
-			// The whole retained topic was read: redriven dead letters it no longer holds
-			// need not be remembered.
-			// Only IDs of the snapshot: one a concurrent redrive added was not looked for.
-			ch.mu.Lock()
-			for id := range redriven {
-				if _, ok := present[id]; !ok {
-					if _, ok := ch.redriven[id]; ok {
-						delete(ch.redriven, id)
-						ch.redriveDirty = true
-					}
-				}
-			}
-			ch.mu.Unlock()
-			return
+		m, body, err := ParseDeadLetter(e.Body)
+		if err != nil || m.Topic != ch.topic.name || m.Channel != ch.name {
+			return true
 		}
-		for i := range ents {
-			seen++
-			if _, done := redriven[ents[i].ID]; done {
-				present[ents[i].ID] = struct{}{}
-				continue
-			}
-			m, body, err := ParseDeadLetter(ents[i].Body)
-			if err != nil || m.Topic != ch.topic.name || m.Channel != ch.name {
-				continue
-			}
-			if !f(ents[i].ID, m, body) {
-				return
+		return f(e.ID, m, body)
+	})
+	if err != nil || !exhausted {
+		return
+	}
+	// The whole retained topic was read: redriven dead letters it no longer holds need not
+	// be remembered. Only IDs of the snapshot: one a concurrent redrive added was not
+	// looked for.
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	for id := range redriven {
+		if _, ok := present[id]; !ok {
+			if _, ok := ch.redriven[id]; ok {
+				delete(ch.redriven, id)
+				ch.redriveDirty = true
 			}
 		}
 	}

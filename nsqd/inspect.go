@@ -191,22 +191,7 @@ func (ch *Channel) readUnread(cursor logstore.Pos, limit int, f func(*logstore.E
 	if h, ok := ch.topic.nextHole(cursor.Seq); ok && h.from < end {
 		end = h.from
 	}
-	r := ch.topic.log.NewReader(cursor)
-	defer func() { _ = r.Close() }()
-	var ents []logstore.Entry
-	for seen := 0; seen < limit && r.Pos().Seq < end; {
-		var err error
-		ents, err = r.Read(ents[:0], int(min(uint64(min(limit-seen, 256)), end-r.Pos().Seq)))
-		if err != nil || len(ents) == 0 {
-			return
-		}
-		for i := range ents {
-			seen++
-			if !f(&ents[i]) {
-				return
-			}
-		}
-	}
+	_, _, _ = scanLog(ch.topic.log, cursor, end, limit, f) // a look shows what it could read
 }
 
 // HTTP error codes of the inspection endpoints.

@@ -112,31 +112,19 @@ func (t *Topic) admit(s TopicSettings, n, size int) error {
 // dropOldest moves the topic's floor past at least msgs records and bytes bytes from from.
 // quotaMu is held.
 func (t *Topic) dropOldest(from logstore.Pos, msgs, bytes int64) error {
-	r := t.log.NewReader(from)
-	defer func() { _ = r.Close() }()
-	var ents []logstore.Entry
 	dropped, freed := int64(0), int64(0)
-	for dropped < msgs || freed < bytes {
-		var err error
-		ents, err = r.Read(ents[:0], int(min(256, max(msgs-dropped, 1))))
-		if err != nil {
-			return fmt.Errorf("drop oldest messages of topic %q: %w", t.name, err)
+	next, _, err := scanLog(t.log, from, noEnd, noLimit, func(e *logstore.Entry) bool {
+		if dropped >= msgs && freed >= bytes {
+			return false
 		}
-		if len(ents) == 0 {
-			break
-		}
-		for i := range ents {
-			dropped++
-			freed += int64(len(ents[i].Body) + recordOverhead)
-			if dropped >= msgs && freed >= bytes {
-				if i+1 < len(ents) {
-					return t.raiseFloor(ents[i+1].Pos, dropped)
-				}
-				break
-			}
-		}
+		dropped++
+		freed += int64(len(e.Body) + recordOverhead)
+		return true
+	})
+	if err != nil {
+		return fmt.Errorf("drop oldest messages of topic %q: %w", t.name, err)
 	}
-	return t.raiseFloor(r.Pos(), dropped)
+	return t.raiseFloor(next, dropped)
 }
 
 // raiseFloor makes every record below p dropped, counting n of them. quotaMu is held.

@@ -93,26 +93,16 @@ func (t *Topic) findPos(target SeekTarget) (logstore.Pos, error) {
 		}
 		from = logstore.Pos{Seq: s.Base}
 	}
-	r := t.log.NewReader(from)
-	defer func() { _ = r.Close() }()
-	var ents []logstore.Entry
-	for {
-		var err error
-		if ents, err = r.Read(ents[:0], 256); err != nil {
-			return logstore.Pos{}, fmt.Errorf("seek in topic %q: %w", t.name, err)
-		}
-		if len(ents) == 0 {
-			if target.ByID {
-				return logstore.Pos{}, errSeekNotFound
-			}
-			return r.Pos(), nil
-		}
-		for i := range ents {
-			if target.ByID && ents[i].ID == target.ID || !target.ByID && ents[i].Timestamp >= target.Time {
-				return ents[i].Pos, nil
-			}
-		}
+	p, exhausted, err := scanLog(t.log, from, noEnd, noLimit, func(e *logstore.Entry) bool {
+		return !(target.ByID && e.ID == target.ID || !target.ByID && e.Timestamp >= target.Time)
+	})
+	switch {
+	case err != nil:
+		return logstore.Pos{}, fmt.Errorf("seek in topic %q: %w", t.name, err)
+	case exhausted && target.ByID:
+		return logstore.Pos{}, errSeekNotFound
 	}
+	return p, nil // the record found, or the tail for a time past the last one
 }
 
 // seek moves the channel to p, dropping what it held from its old position.

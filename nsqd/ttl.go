@@ -98,29 +98,15 @@ func (ch *Channel) sweepExpired(now int64) {
 	// Unread records, oldest first: publish times only grow along the log (but for clock
 	// steps), so the sweep stops at the first one still alive.
 	var expired []logstore.Entry
-	next, nextAlive := cursor, int64(0)
-	r := ch.topic.log.NewReader(cursor)
-	var ents []logstore.Entry
-read:
-	for len(expired) < sweepBatch && r.Pos().Seq < end {
-		var err error
-		ents, err = r.Read(ents[:0], int(min(uint64(256), end-r.Pos().Seq)))
-		if err != nil || len(ents) == 0 {
-			break
+	nextAlive := int64(0)
+	next, _, _ := scanLog(ch.topic.log, cursor, end, sweepBatch, func(e *logstore.Entry) bool {
+		if now < e.Timestamp+ttl {
+			nextAlive = e.Timestamp + ttl
+			return false
 		}
-		for i := range ents {
-			if now < ents[i].Timestamp+ttl {
-				nextAlive = ents[i].Timestamp + ttl
-				break read
-			}
-			expired = append(expired, ents[i])
-			next = r.Pos()
-			if i+1 < len(ents) {
-				next = ents[i+1].Pos
-			}
-		}
-	}
-	_ = r.Close()
+		expired = append(expired, *e)
+		return true
+	}) // a failed read stops the sweep at what it read; the next one tries again
 
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
