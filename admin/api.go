@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -222,22 +221,15 @@ func (a *Admin) apiMessages(_ http.ResponseWriter, r *http.Request, ps httproute
 	if !slices.Contains(peekStates, state) {
 		return nil, apiErr(http.StatusBadRequest, "INVALID_STATE")
 	}
-	n := peekPerNode
-	if v := q.Get("n"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n < 1 || n > 1000 {
-			return nil, apiErr(http.StatusBadRequest, "INVALID_N")
-		}
+	n, err := perNodeParam(q, peekPerNode)
+	if err != nil {
+		return nil, err
 	}
 	c, warnings, err := a.channelWithClients(r.Context(), ps.ByName("topic"), ps.ByName("channel"))
 	if err != nil {
 		return nil, err
 	}
-	var nodes []string
-	for _, nc := range c.NodeStats {
-		nodes = append(nodes, nc.Node)
-	}
-	found, errs := a.cluster.peek(r.Context(), nodes, ps.ByName("topic"), ps.ByName("channel"), state, n)
+	found, errs := a.cluster.peek(r.Context(), channelNodes(c), ps.ByName("topic"), ps.ByName("channel"), state, n)
 	return struct {
 		Nodes   []NodeMessages `json:"nodes"`
 		Message string         `json:"message"`

@@ -139,12 +139,9 @@ func (a *Admin) apiDeadLetters(_ http.ResponseWriter, r *http.Request, ps httpro
 	if !a.isAdmin(r) {
 		return nil, apiErr(http.StatusForbidden, codeForbidden)
 	}
-	n := 100
-	if v := r.URL.Query().Get("n"); v != "" {
-		var err error
-		if n, err = strconv.Atoi(v); err != nil || n < 1 || n > 1000 {
-			return nil, apiErr(http.StatusBadRequest, "INVALID_N")
-		}
+	n, err := perNodeParam(r.URL.Query(), 100)
+	if err != nil {
+		return nil, err
 	}
 	c, warnings, err := a.channelWithClients(r.Context(), ps.ByName("topic"), ps.ByName("channel"))
 	if err != nil {
@@ -160,6 +157,21 @@ func (a *Admin) apiDeadLetters(_ http.ResponseWriter, r *http.Request, ps httpro
 	}{found, withMessage(append(warnings, errs...))}, nil
 }
 
+// perNodeParam reads the n= of the message APIs, how many each node shows: def when absent,
+// 1 to 1000 (nsqd's bound) when given.
+func perNodeParam(q url.Values, def int) (int, error) {
+	v := q.Get("n")
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 1000 {
+		return 0, apiErr(http.StatusBadRequest, "INVALID_N")
+	}
+	return n, nil
+}
+
+// channelNodes lists the nodes that have the channel.
 func channelNodes(c *ChannelStats) []string {
 	nodes := make([]string, 0, len(c.NodeStats))
 	for _, nc := range c.NodeStats {

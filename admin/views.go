@@ -236,10 +236,7 @@ func (p *pages) channel(r *http.Request, ps httprouter.Params, d *pageData) (str
 		if s := r.URL.Query().Get("messages"); slices.Contains(peekStates, s) {
 			b.MessagesState = s
 		}
-		var nodes []string
-		for _, nc := range c.NodeStats {
-			nodes = append(nodes, nc.Node)
-		}
+		nodes := channelNodes(c)
 		found, errs := p.a.cluster.peek(r.Context(), nodes, topic, channel, b.MessagesState, peekPerNode)
 		for _, nm := range found {
 			for _, m := range nm.Messages {
