@@ -151,15 +151,13 @@ type Channel struct {
 	assigned int // messages in outboxes
 
 	// Settings in force (settings.go), derived from the topic's and the channel's.
-	cfg         ChannelSettings
-	ttl         int64  // ns; 0: messages never expire
-	expireDead  bool   // expired messages go to the dead-letter topic
-	maxAttempts int    // 0: never dead-letter
-	deadTopic   string // where dead letters go
-	sweepAt     int64  // when expired messages are next swept; 0 if not planned
-	sweeping    bool   // the worker has been asked to sweep
-	dying       []*pending
-	epoch       uint64 // counts dropStateLocked: a dead-letter flush across one drops its result
+	cfg        ChannelSettings
+	ttl        int64 // ns; 0: messages never expire
+	expireDead bool  // expired messages go to the dead-letter topic
+	sweepAt    int64 // when expired messages are next swept; 0 if not planned
+	sweeping   bool  // the worker has been asked to sweep
+	dying      []*pending
+	epoch      uint64 // counts dropStateLocked: a dead-letter flush across one drops its result
 	// injected are redriven messages not finished yet, and redriven the dead letters sent
 	// back; both are kept in the redrive file, rewritten when redriveDirty.
 	injected     map[uint64]*pending
@@ -248,7 +246,7 @@ func (ch *Channel) unsubscribe(sub *subscription) (emptyEphemeral bool) {
 		p.owner = nil
 		// NSQ counts a disconnect as a timeout: a message that crashes its consumers must
 		// still reach the dead-letter topic.
-		if ch.maxAttempts > 0 && int(p.attempts) >= ch.maxAttempts {
+		if ch.attemptsUsedLocked(p) {
 			ch.dieLocked(p, reasonTimeout)
 		} else {
 			p.state = stateReady
@@ -684,7 +682,7 @@ func (ch *Channel) requeue(sub *subscription, id uint64, delay, now int64) error
 	p.owner = nil
 	ch.requeueCount.Add(1)
 	ch.dirty = true
-	if ch.maxAttempts > 0 && int(p.attempts) >= ch.maxAttempts {
+	if ch.attemptsUsedLocked(p) {
 		heap.Remove(&ch.timers, p.heapIndex)
 		ch.dieLocked(p, reasonRequeue)
 		return nil
@@ -748,7 +746,7 @@ func (ch *Channel) fire(now int64) {
 			owner.sub.wake()
 			p.owner = nil
 			ch.timeoutCount.Add(1)
-			if ch.maxAttempts > 0 && int(p.attempts) >= ch.maxAttempts {
+			if ch.attemptsUsedLocked(p) {
 				ch.dieLocked(p, reasonTimeout)
 				continue
 			}

@@ -175,7 +175,7 @@ func (n *NSQD) flushDeadLetters(ch *Channel) error {
 	dying := ch.dying
 	ch.dying = nil
 	epoch := ch.epoch
-	target := ch.deadTopic
+	target := ch.cfg.deadLetterTopic(ch.topic.name)
 	now := time.Now().UnixNano()
 	bodies := make([][]byte, 0, len(dying))
 	kept := dying[:0]
@@ -216,7 +216,7 @@ func (n *NSQD) flushDeadLetters(ch *Channel) error {
 	ch.mu.Unlock()
 	// Record at once that they left, rather than at the next periodic checkpoint: a crash
 	// meanwhile would deliver, and dead-letter, each of them again.
-	ch.topic.checkpointNow(ch)
+	ch.topic.checkpointNow(ch, false)
 	return nil
 }
 
@@ -240,6 +240,12 @@ func (ch *Channel) dieLocked(p *pending, reason uint8) {
 	ch.dying = append(ch.dying, p)
 	ch.dirty = true
 	ch.topic.hooks.channelWork(ch)
+}
+
+// attemptsUsedLocked reports whether p has had the deliveries the channel's max_attempts
+// allows: failing once more makes it a dead letter.
+func (ch *Channel) attemptsUsedLocked(p *pending) bool {
+	return ch.cfg.MaxAttempts > 0 && int(p.attempts) >= ch.cfg.MaxAttempts
 }
 
 // expireLocked retires an expired message: to the dead-letter topic, or dropped and counted.
@@ -324,7 +330,7 @@ func (n *NSQD) DeadLetters(ch *Channel, max int) []DeadLetter {
 func (ch *Channel) deadLetterTopic() string {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
-	return ch.deadTopic
+	return ch.cfg.deadLetterTopic(ch.topic.name)
 }
 
 // Redrive sends dead letters back to the channel: those with the given IDs (in the

@@ -296,15 +296,8 @@ func (t *Topic) getOrCreateChannel(name string) (*Channel, error) {
 	t.channels[name] = ch
 	t.mu.Unlock()
 	// A new durable channel is checkpointed at once, so a restart finds its cursor even if the
-	// process dies before the first periodic checkpoint; under diskMu, as every checkpoint,
-	// so that it cannot bring back the file of a channel deleted meanwhile.
-	t.diskMu.Lock()
-	if !t.exiting.Load() && t.Channel(name) == ch {
-		if err := t.checkpointChannel(ch, true, false); err != nil {
-			t.logger.Error("checkpoint new channel", "channel", name, "error", err)
-		}
-	}
-	t.diskMu.Unlock()
+	// process dies before the first periodic checkpoint.
+	t.checkpointNow(ch, true)
 	t.logger.Info("channel created", "channel", name)
 	t.hooks.channelChanged(t.name, name, true)
 	if !ch.ephemeral {
@@ -677,14 +670,16 @@ func (t *Topic) checkpointChannel(ch *Channel, force, sync bool) error {
 	return errors.Join(ch.checkpoint(t.checkpointPath(ch.name), force, sync), t.saveRedriveIfDirty(ch))
 }
 
-// checkpointNow writes one channel's state if it changed, not synced.
-func (t *Topic) checkpointNow(ch *Channel) {
+// checkpointNow writes one channel's state, not synced: if it changed, or always with force.
+// Under diskMu, as every checkpoint, and only while the channel is the topic's, so that it
+// cannot bring back the file of a channel deleted meanwhile.
+func (t *Topic) checkpointNow(ch *Channel, force bool) {
 	t.diskMu.Lock()
 	defer t.diskMu.Unlock()
 	if t.exiting.Load() || t.Channel(ch.name) != ch {
 		return
 	}
-	if err := t.checkpointChannel(ch, false, false); err != nil {
+	if err := t.checkpointChannel(ch, force, false); err != nil {
 		t.logger.Error("checkpoint", "channel", ch.name, "error", err)
 	}
 }

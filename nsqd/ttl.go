@@ -34,8 +34,6 @@ func (ch *Channel) settingsChanged() {
 func (ch *Channel) applySettingsLocked(ts TopicSettings, cs ChannelSettings, now int64) {
 	ch.cfg = cs
 	ch.ttl, ch.expireDead = effectiveTTL(ts, cs)
-	ch.maxAttempts = cs.MaxAttempts
-	ch.deadTopic = cs.deadLetterTopic(ch.topic.name)
 	if ch.ttl > 0 {
 		ch.sweepAt = now
 		ch.scheduleLocked()
