@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -56,7 +55,7 @@ func (c *cluster) peek(ctx context.Context, nodes []string, topic, channel, stat
 		}
 		out[i].Node = node
 		if err := c.client.getJSON(ctx, node, "/channel/peek?"+q.Encode(), &resp); err != nil {
-			if isNotFound(err) {
+			if isMissingEndpoint(err) {
 				err = errNoPeek
 			}
 			errs[i] = nsqdError(node, err)
@@ -66,9 +65,6 @@ func (c *cluster) peek(ctx context.Context, nodes []string, topic, channel, stat
 	})
 	return out, compact(errs)
 }
-
-// isNotFound reports an answer of 404, which an nsqd without /channel/peek gives.
-func isNotFound(err error) bool { return strings.HasPrefix(err.Error(), "got response 404") }
 
 // messageRow is one message on the channel page.
 type messageRow struct {
