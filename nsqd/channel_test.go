@@ -402,17 +402,19 @@ func TestCheckpointEncodingInChunks(t *testing.T) {
 	if !ok {
 		t.Fatal("nothing encoded")
 	}
-	cur, entries, err := decodeCheckpoint(buf)
+	cur, runs, err := decodeCheckpoint(buf)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cur.Seq != uint64(n) || len(entries) != n {
-		t.Fatalf("checkpoint cursor %d with %d entries, want %d and %d", cur.Seq, len(entries), n, n)
-	}
-	for i, e := range entries {
-		if e.pos.Seq != uint64(i) || e.due == 0 {
-			t.Fatalf("entry %d: %+v", i, e)
+	next := uint64(0)
+	for _, r := range runs {
+		if r.pos.Seq != next || r.due == 0 {
+			t.Fatalf("run %+v after %d messages", r, next)
 		}
+		next += r.n
+	}
+	if cur.Seq != uint64(n) || next != uint64(n) {
+		t.Fatalf("checkpoint cursor %d with %d messages, want %d and %d", cur.Seq, next, n, n)
 	}
 }
 

@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"math"
+	"math/bits"
 	"os"
 	"path/filepath"
 	"sort"
+	"time"
 
 	"github.com/ternmq/tern/nsqd/logstore"
 )
@@ -18,16 +21,46 @@ import (
 // messages, its due time. Bodies are not copied: they stay in the topic log, which keeps every
 // segment at or above the channel's checkpointed low-water mark.
 //
-// Layout (big-endian): magic "TCKP0002", cursor seq u64, cursor offset i64, count u32, then
-// count entries of id u64, seq u64, offset i64, timestamp i64, due i64 (0: deliver at once),
-// attempts u16, first and last delivery i64 (0: never delivered), dead-letter reason u8 (0: none; else
-// the message is on its way to the dead-letter topic); last, a CRC-32C of everything before
-// it. Version 1 ("TCKP0001") lacks the last three and is still read.
+// Every channel rewrites its checkpoint once a second while it is busy, and a busy channel has
+// thousands of messages in flight, so the encoding is compact: a topic fanned out to a hundred
+// channels must not write more checkpoint than log. Unfinished messages are stored as runs:
+// consecutive log records that share their delivery state (attempts, delivery times to the
+// millisecond, due time, dead-letter reason), as messages delivered in one burst do.
+//
+// Layout: magic "TCKP0003"; cursor seq u64, cursor offset i64 and the number of runs u32, all
+// big-endian; the runs; a CRC-32C of everything before it. A run is a flags byte, then varints
+// (u: unsigned, s: zigzag), each delta against the previous run that has the field:
+//
+//	u seq - end of the previous run   s offset - previous offset   u count - 1
+//	s id - seq                        u attempts
+//	s first delivery ms (flag 1)      s last - first delivery ms (flag 2)
+//	s due ns (flag 4)                 byte dead-letter reason (flag 8)
+//
+// The k-th message of a run is the log record k after the first, with id+k. The encoding is
+// canonical (minimal varints, maximal runs, no flag without its field), so a file decodes to
+// one state and that state encodes to the same file.
+//
+// Versions 1 ("TCKP0001") and 2 ("TCKP0002") listed every message in fixed-size entries of
+// id u64, seq u64, offset i64, timestamp i64, due i64 and attempts u16; version 2 added first
+// and last delivery i64 and the dead-letter reason u8. Both are still read.
 const (
-	checkpointMagic       = "TCKP0002"
+	checkpointMagic       = "TCKP0003"
+	checkpointMagicV2     = "TCKP0002"
 	checkpointMagicV1     = "TCKP0001"
-	checkpointEntrySize   = 8*5 + 2 + 8 + 8 + 1
+	checkpointHeaderSize  = len(checkpointMagic) + 20
+	checkpointEntrySizeV2 = 8*5 + 2 + 8 + 8 + 1
 	checkpointEntrySizeV1 = 8*5 + 2
+	// checkpointMinRun is the fewest bytes a run takes: flags and five one-byte varints.
+	checkpointMinRun = 6
+)
+
+// Run flags: which optional fields follow.
+const (
+	runDelivered   = 1 << iota // first delivery (0 ms: never delivered)
+	runRedelivered             // last delivery later than the first
+	runDue                     // deferred until a due time
+	runDying                   // on its way to the dead-letter topic, for a reason
+	runFlagsAll    = runDelivered | runRedelivered | runDue | runDying
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -35,16 +68,98 @@ var crcTable = crc32.MakeTable(crc32.Castagnoli)
 // errBadCheckpoint means a checkpoint file is truncated or fails its checksum.
 var errBadCheckpoint = errors.New("bad checkpoint")
 
-// checkpointEntry is one unfinished message in a checkpoint.
+// checkpointEntry is one unfinished message in a checkpoint. Delivery times are kept to the
+// millisecond, which is all a restart keeps of them.
 type checkpointEntry struct {
 	id         uint64
 	pos        logstore.Pos
-	timestamp  int64
 	due        int64
 	attempts   uint16
 	firstDeliv int64
 	lastDeliv  int64
 	deadReason uint8
+}
+
+// checkpointRun is n unfinished messages in consecutive log records from the first's, with
+// consecutive ids, all in the first's delivery state.
+type checkpointRun struct {
+	checkpointEntry
+	n uint64
+}
+
+// extends reports whether e is the message right after the run, in the same state.
+func (r *checkpointRun) extends(e *checkpointEntry) bool {
+	return e.pos.Seq == r.pos.Seq+r.n && e.id == r.id+r.n && e.attempts == r.attempts &&
+		e.due == r.due && e.deadReason == r.deadReason &&
+		e.firstDeliv/int64(time.Millisecond) == r.firstDeliv/int64(time.Millisecond) &&
+		e.lastDeliv/int64(time.Millisecond) == r.lastDeliv/int64(time.Millisecond)
+}
+
+// runEncoder appends runs to a checkpoint, merging consecutive messages in one state.
+type runEncoder struct {
+	buf   []byte
+	count uint32
+	run   checkpointRun // open while n > 0
+	// What the next run's deltas are against.
+	end     uint64
+	offset  int64
+	firstMs int64
+	due     int64
+}
+
+func (w *runEncoder) add(e checkpointEntry) {
+	if w.run.n > 0 && w.run.extends(&e) {
+		w.run.n++
+		return
+	}
+	w.flush()
+	w.run = checkpointRun{checkpointEntry: e, n: 1}
+}
+
+// flush appends the open run, if any.
+func (w *runEncoder) flush() {
+	r := &w.run
+	if r.n == 0 {
+		return
+	}
+	firstMs, lastMs := r.firstDeliv/int64(time.Millisecond), r.lastDeliv/int64(time.Millisecond)
+	var flags byte
+	if firstMs != 0 {
+		flags |= runDelivered
+	}
+	if lastMs != firstMs {
+		flags |= runRedelivered
+	}
+	if r.due != 0 {
+		flags |= runDue
+	}
+	if r.deadReason != reasonNone {
+		flags |= runDying
+	}
+	b := append(w.buf, flags)
+	b = binary.AppendUvarint(b, r.pos.Seq-w.end)
+	b = binary.AppendVarint(b, r.pos.Offset-w.offset)
+	b = binary.AppendUvarint(b, r.n-1)
+	b = binary.AppendVarint(b, int64(r.id-r.pos.Seq))
+	b = binary.AppendUvarint(b, uint64(r.attempts))
+	if flags&runDelivered != 0 {
+		b = binary.AppendVarint(b, firstMs-w.firstMs)
+		w.firstMs = firstMs
+	}
+	if flags&runRedelivered != 0 {
+		b = binary.AppendVarint(b, lastMs-firstMs)
+	}
+	if flags&runDue != 0 {
+		b = binary.AppendVarint(b, r.due-w.due)
+		w.due = r.due
+	}
+	if flags&runDying != 0 {
+		b = append(b, r.deadReason)
+	}
+	w.buf = b
+	w.count++
+	w.end, w.offset = r.pos.Seq+r.n, r.pos.Offset
+	r.n = 0
 }
 
 // encodeCheckpoint serialises the channel's state and returns it with the low-water mark it
@@ -69,9 +184,7 @@ func (ch *Channel) encodeCheckpoint(force bool) (buf []byte, lowWater uint64, ok
 	cur := ch.cursor
 	lowWater = ch.lowWaterLocked()
 	ch.dirty = false
-	buf = appendCheckpointHeader(make([]byte, 0, len(checkpointMagic)+20+(len(ch.byID)+1)*checkpointEntrySize+4), cur)
-	countAt := len(buf) - 4 // the count, filled in at the end
-	count := uint32(0)
+	w := runEncoder{buf: appendCheckpointHeader(make([]byte, 0, 256), cur)}
 	i := ch.orderAt
 	for {
 		n := 0
@@ -87,15 +200,14 @@ func (ch *Channel) encodeCheckpoint(force bool) (buf []byte, lowWater uint64, ok
 			if p.injected {
 				continue // kept in the redrive file
 			}
-			e := checkpointEntry{id: p.id, pos: p.pos, timestamp: p.timestamp, attempts: p.attempts, firstDeliv: p.firstDeliv, lastDeliv: p.deliveredAt}
+			e := checkpointEntry{id: p.id, pos: p.pos, attempts: p.attempts, firstDeliv: p.firstDeliv, lastDeliv: p.deliveredAt}
 			if p.state == stateDying {
 				e.deadReason = p.deadReason
 			}
 			if p.state == stateDeferred {
 				e.due = p.due
 			}
-			buf = appendCheckpointEntry(buf, e)
-			count++
+			w.add(e)
 			n++
 		}
 		if i >= len(ch.order) {
@@ -110,8 +222,7 @@ func (ch *Channel) encodeCheckpoint(force bool) (buf []byte, lowWater uint64, ok
 		})
 	}
 	ch.mu.Unlock()
-	binary.BigEndian.PutUint32(buf[countAt:], count)
-	return appendCheckpointSum(buf), lowWater, true
+	return finishCheckpoint(&w), lowWater, true
 }
 
 // appendCheckpointHeader appends the magic, the cursor and a count of zero.
@@ -122,16 +233,11 @@ func appendCheckpointHeader(buf []byte, cur logstore.Pos) []byte {
 	return binary.BigEndian.AppendUint32(buf, 0)
 }
 
-func appendCheckpointEntry(buf []byte, e checkpointEntry) []byte {
-	buf = binary.BigEndian.AppendUint64(buf, e.id)
-	buf = binary.BigEndian.AppendUint64(buf, e.pos.Seq)
-	buf = binary.BigEndian.AppendUint64(buf, uint64(e.pos.Offset))
-	buf = binary.BigEndian.AppendUint64(buf, uint64(e.timestamp))
-	buf = binary.BigEndian.AppendUint64(buf, uint64(e.due))
-	buf = binary.BigEndian.AppendUint16(buf, e.attempts)
-	buf = binary.BigEndian.AppendUint64(buf, uint64(e.firstDeliv))
-	buf = binary.BigEndian.AppendUint64(buf, uint64(e.lastDeliv))
-	return append(buf, e.deadReason)
+// finishCheckpoint flushes w's last run, fills in the count and appends the checksum.
+func finishCheckpoint(w *runEncoder) []byte {
+	w.flush()
+	binary.BigEndian.PutUint32(w.buf[checkpointHeaderSize-4:], w.count)
+	return appendCheckpointSum(w.buf)
 }
 
 // appendCheckpointSum appends the CRC-32C of everything before it.
@@ -139,17 +245,10 @@ func appendCheckpointSum(buf []byte) []byte {
 	return binary.BigEndian.AppendUint32(buf, crc32.Checksum(buf, crcTable))
 }
 
-func decodeCheckpoint(buf []byte) (logstore.Pos, []checkpointEntry, error) {
-	head := len(checkpointMagic) + 20
-	if len(buf) < head+4 {
-		return logstore.Pos{}, nil, errBadCheckpoint
-	}
-	entrySize := checkpointEntrySize
-	switch string(buf[:len(checkpointMagic)]) {
-	case checkpointMagic:
-	case checkpointMagicV1:
-		entrySize = checkpointEntrySizeV1
-	default:
+// decodeCheckpoint returns a checkpoint's cursor and runs. Its allocation is bounded by the
+// file's size, whatever the file says.
+func decodeCheckpoint(buf []byte) (logstore.Pos, []checkpointRun, error) {
+	if len(buf) < checkpointHeaderSize+4 {
 		return logstore.Pos{}, nil, errBadCheckpoint
 	}
 	body, sum := buf[:len(buf)-4], binary.BigEndian.Uint32(buf[len(buf)-4:])
@@ -160,26 +259,141 @@ func decodeCheckpoint(buf []byte) (logstore.Pos, []checkpointEntry, error) {
 	cur := logstore.Pos{Seq: binary.BigEndian.Uint64(b), Offset: int64(binary.BigEndian.Uint64(b[8:]))}
 	n := int(binary.BigEndian.Uint32(b[16:]))
 	b = b[20:]
-	if len(b) != n*entrySize {
-		return logstore.Pos{}, nil, errBadCheckpoint
+	var runs []checkpointRun
+	var err error
+	switch string(buf[:len(checkpointMagic)]) {
+	case checkpointMagic:
+		runs, err = decodeRuns(b, n, cur)
+	case checkpointMagicV2:
+		runs, err = decodeEntries(b, n, checkpointEntrySizeV2)
+	case checkpointMagicV1:
+		runs, err = decodeEntries(b, n, checkpointEntrySizeV1)
+	default:
+		err = errBadCheckpoint
 	}
-	entries := make([]checkpointEntry, n)
-	for i := range entries {
-		e := b[i*entrySize:]
-		entries[i] = checkpointEntry{
-			id:        binary.BigEndian.Uint64(e),
-			pos:       logstore.Pos{Seq: binary.BigEndian.Uint64(e[8:]), Offset: int64(binary.BigEndian.Uint64(e[16:]))},
-			timestamp: int64(binary.BigEndian.Uint64(e[24:])),
-			due:       int64(binary.BigEndian.Uint64(e[32:])),
-			attempts:  binary.BigEndian.Uint16(e[40:]),
+	if err != nil {
+		return logstore.Pos{}, nil, err
+	}
+	return cur, runs, nil
+}
+
+// decodeRuns reads n runs, refusing anything the encoder would not have written.
+func decodeRuns(b []byte, n int, cur logstore.Pos) ([]checkpointRun, error) {
+	if n > len(b)/checkpointMinRun {
+		return nil, errBadCheckpoint
+	}
+	runs := make([]checkpointRun, 0, n)
+	d := varintReader{b: b}
+	var w runEncoder // the deltas' bases, as the encoder kept them
+	const maxMs = math.MaxInt64 / int64(time.Millisecond)
+	for range n {
+		flags := d.byte()
+		var r checkpointRun
+		r.pos.Seq = w.end + d.uvarint()
+		r.pos.Offset = w.offset + d.varint()
+		r.n = d.uvarint() + 1
+		r.id = r.pos.Seq + uint64(d.varint())
+		attempts := d.uvarint()
+		r.attempts = uint16(attempts)
+		firstMs, lastMs := int64(0), int64(0)
+		if flags&runDelivered != 0 {
+			firstMs = w.firstMs + d.varint()
+			lastMs = firstMs
+			w.firstMs = firstMs
 		}
-		if entrySize == checkpointEntrySize {
-			entries[i].firstDeliv = int64(binary.BigEndian.Uint64(e[42:]))
-			entries[i].lastDeliv = int64(binary.BigEndian.Uint64(e[50:]))
-			entries[i].deadReason = e[58]
+		if flags&runRedelivered != 0 {
+			lastMs = firstMs + d.varint()
+		}
+		if flags&runDue != 0 {
+			r.due = w.due + d.varint()
+			w.due = r.due
+		}
+		if flags&runDying != 0 {
+			r.deadReason = d.byte()
+		}
+		r.firstDeliv, r.lastDeliv = firstMs*int64(time.Millisecond), lastMs*int64(time.Millisecond)
+		end := r.pos.Seq + r.n
+		if d.bad || flags&^runFlagsAll != 0 || attempts > math.MaxUint16 ||
+			r.pos.Seq < w.end || end <= r.pos.Seq || end > cur.Seq ||
+			(flags&runDelivered != 0) != (firstMs != 0) || (flags&runRedelivered != 0) != (lastMs != firstMs) ||
+			firstMs < -maxMs || firstMs > maxMs || lastMs < -maxMs || lastMs > maxMs ||
+			(flags&runDue != 0) != (r.due != 0) || (flags&runDying != 0) != (r.deadReason != reasonNone) ||
+			len(runs) > 0 && runs[len(runs)-1].extends(&r.checkpointEntry) {
+			return nil, errBadCheckpoint
+		}
+		runs = append(runs, r)
+		w.end, w.offset = end, r.pos.Offset
+	}
+	if len(d.b) != 0 {
+		return nil, errBadCheckpoint
+	}
+	return runs, nil
+}
+
+// decodeEntries reads the n fixed-size entries of versions 1 and 2, one run each.
+func decodeEntries(b []byte, n, size int) ([]checkpointRun, error) {
+	if len(b) != n*size {
+		return nil, errBadCheckpoint
+	}
+	runs := make([]checkpointRun, n)
+	for i := range runs {
+		e := b[i*size:]
+		// The timestamp at e[24:] is the record's own, which a restore reads from the log.
+		runs[i] = checkpointRun{n: 1, checkpointEntry: checkpointEntry{
+			id:       binary.BigEndian.Uint64(e),
+			pos:      logstore.Pos{Seq: binary.BigEndian.Uint64(e[8:]), Offset: int64(binary.BigEndian.Uint64(e[16:]))},
+			due:      int64(binary.BigEndian.Uint64(e[32:])),
+			attempts: binary.BigEndian.Uint16(e[40:]),
+		}}
+		if size == checkpointEntrySizeV2 {
+			runs[i].firstDeliv = int64(binary.BigEndian.Uint64(e[42:]))
+			runs[i].lastDeliv = int64(binary.BigEndian.Uint64(e[50:]))
+			runs[i].deadReason = e[58]
 		}
 	}
-	return cur, entries, nil
+	return runs, nil
+}
+
+// varintReader reads the fields of runs; bad is set, and zeros returned, once anything is
+// truncated, overlong or not minimally encoded.
+type varintReader struct {
+	b   []byte
+	bad bool
+}
+
+func (d *varintReader) byte() byte {
+	if len(d.b) == 0 {
+		d.bad = true
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *varintReader) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 || n != uvarintLen(v) {
+		d.bad = true
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *varintReader) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 || n != uvarintLen(uint64(v)<<1^uint64(v>>63)) {
+		d.bad = true
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// uvarintLen is the length of v's minimal encoding: seven bits a byte.
+func uvarintLen(v uint64) int {
+	return max(1, (bits.Len64(v)+6)/7)
 }
 
 // checkpoint writes the channel's state to path if it changed since the last checkpoint (or
@@ -211,41 +425,61 @@ func (ch *Channel) checkpointedLowWater() uint64 {
 
 // restore rebuilds the delivery state recorded in a checkpoint: unfinished messages are read
 // back from the log; deferred ones wait for their original due time, the others are ready at
-// once with their attempts kept.
+// once with their attempts kept. A message the log no longer holds, or holds with another id,
+// is counted lost.
 //
 // The records are read from the log first, with no lock held (the channel is not reachable
 // yet anyway), then the state is built under the lock.
-func (ch *Channel) restore(entries []checkpointEntry, now int64) (lost int) {
-	recs := make([]logstore.Record, len(entries))
-	found := make([]bool, len(entries))
-	for i, e := range entries {
-		rec, err := ch.topic.log.ReadAt(e.pos)
-		if err != nil || rec.ID != e.id {
-			lost++
+func (ch *Channel) restore(runs []checkpointRun, now int64) (lost uint64) {
+	type found struct {
+		entry logstore.Entry
+		run   *checkpointRun
+	}
+	var recs []found
+	for i := range runs {
+		r := &runs[i]
+		if r.n == 1 { // a deferred message, usually: no reader needed
+			rec, err := ch.topic.log.ReadAt(r.pos)
+			if err != nil || rec.ID != r.id {
+				lost++
+				continue
+			}
+			recs = append(recs, found{logstore.Entry{Pos: r.pos, Record: rec}, r})
 			continue
 		}
-		recs[i], found[i] = rec, true
+		seq, end := r.pos.Seq, r.pos.Seq+r.n
+		_, _, err := scanLog(ch.topic.log, r.pos, end, noLimit, func(e *logstore.Entry) bool {
+			lost += e.Pos.Seq - seq // below the log's head, or skipped as corrupt
+			seq = e.Pos.Seq + 1
+			if e.ID != r.id+(e.Pos.Seq-r.pos.Seq) {
+				lost++
+				return true
+			}
+			recs = append(recs, found{*e, r})
+			return true
+		})
+		if err != nil || seq < end {
+			lost += end - seq
+		}
 	}
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
-	for i, e := range entries {
-		if !found[i] {
-			continue
-		}
-		p := ch.newPending(&logstore.Entry{Pos: e.pos, Record: recs[i]})
-		p.timestamp = e.timestamp
-		p.attempts = e.attempts
-		p.firstDeliv = e.firstDeliv
-		p.deliveredAt = e.lastDeliv
+	for i := range recs {
+		r := recs[i].run
+		p := ch.newPending(&recs[i].entry)
+		p.attempts = r.attempts
+		p.firstDeliv = r.firstDeliv
+		p.deliveredAt = r.lastDeliv
 		ch.order = append(ch.order, p)
 		ch.byID[p.id] = p
-		if e.deadReason != reasonNone {
-			ch.dieLocked(p, e.deadReason) // it was on its way: finish the move
+		if r.deadReason != reasonNone {
+			ch.dieLocked(p, r.deadReason) // it was on its way: finish the move
 			continue
 		}
-		if e.due > now {
+		if r.due > now {
 			p.state = stateDeferred
-			p.due = e.due
+			p.due = r.due
+			p.detachBody(r.due - now)
 			heap.Push(&ch.timers, p)
 			ch.deferred++
 			continue
@@ -253,8 +487,8 @@ func (ch *Channel) restore(entries []checkpointEntry, now int64) (lost int) {
 		p.state = stateReady
 		ch.pushReady(p)
 	}
-	if len(entries) > 0 {
-		ch.ckptLowWater = entries[0].pos.Seq
+	if len(runs) > 0 {
+		ch.ckptLowWater = runs[0].pos.Seq
 	}
 	ch.scheduleLocked()
 	return lost

@@ -4,20 +4,46 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/ternmq/tern/nsqd/logstore"
 )
 
 // encodeCheckpointEntries is the checkpoint a channel with cursor cur and these unfinished
-// messages writes.
+// messages, in log order, writes.
 func encodeCheckpointEntries(cur logstore.Pos, entries []checkpointEntry) []byte {
-	buf := appendCheckpointHeader(nil, cur)
-	binary.BigEndian.PutUint32(buf[len(buf)-4:], uint32(len(entries)))
+	w := runEncoder{buf: appendCheckpointHeader(nil, cur)}
 	for _, e := range entries {
-		buf = appendCheckpointEntry(buf, e)
+		w.add(e)
 	}
-	return appendCheckpointSum(buf)
+	return finishCheckpoint(&w)
+}
+
+// encodeCheckpointRuns writes runs as they are, merging none.
+func encodeCheckpointRuns(cur logstore.Pos, runs []checkpointRun) []byte {
+	w := runEncoder{buf: appendCheckpointHeader(nil, cur)}
+	for _, r := range runs {
+		w.flush()
+		w.run = r
+	}
+	return finishCheckpoint(&w)
+}
+
+// appendLegacyEntry appends an entry as versions 1 and 2 did; ts is the record's timestamp.
+func appendLegacyEntry(b []byte, e checkpointEntry, ts int64, v2 bool) []byte {
+	for _, v := range []uint64{e.id, e.pos.Seq, uint64(e.pos.Offset), uint64(ts), uint64(e.due)} {
+		b = binary.BigEndian.AppendUint64(b, v)
+	}
+	b = binary.BigEndian.AppendUint16(b, e.attempts)
+	if v2 {
+		b = binary.BigEndian.AppendUint64(b, uint64(e.firstDeliv))
+		b = binary.BigEndian.AppendUint64(b, uint64(e.lastDeliv))
+		b = append(b, e.deadReason)
+	}
+	return b
 }
 
 // FuzzDecodeCheckpoint feeds the checkpoint decoder arbitrary files, as a disk or a power cut
@@ -25,9 +51,12 @@ func encodeCheckpointEntries(cur logstore.Pos, entries []checkpointEntry) []byte
 // never panic or allocate beyond what the file holds, and what it accepts must encode back
 // to the same bytes.
 func FuzzDecodeCheckpoint(f *testing.F) {
+	ms := int64(time.Millisecond)
 	valid := encodeCheckpointEntries(logstore.Pos{Seq: 12, Offset: 4096}, []checkpointEntry{
-		{id: 1, pos: logstore.Pos{Seq: 3, Offset: 96}, timestamp: 1e18, attempts: 2},
-		{id: 7, pos: logstore.Pos{Seq: 9, Offset: 288}, timestamp: 1e18, due: 2e18, attempts: 1},
+		{id: 1, pos: logstore.Pos{Seq: 3, Offset: 96}, attempts: 2, firstDeliv: 5e5 * ms, lastDeliv: 6e5 * ms},
+		{id: 2, pos: logstore.Pos{Seq: 4, Offset: 192}, attempts: 2, firstDeliv: 5e5 * ms, lastDeliv: 6e5 * ms},
+		{id: 7, pos: logstore.Pos{Seq: 9, Offset: 288}, due: 2e18, attempts: 1},
+		{id: 8, pos: logstore.Pos{Seq: 10, Offset: 0}, attempts: 3, firstDeliv: ms, lastDeliv: ms, deadReason: reasonTimeout},
 	})
 	f.Add(valid)
 	f.Add(valid[:len(valid)/2])
@@ -37,39 +66,89 @@ func FuzzDecodeCheckpoint(f *testing.F) {
 	huge := bytes.Clone(valid)
 	binary.BigEndian.PutUint32(huge[len(checkpointMagic)+16:], 0xffffffff)
 	f.Add(huge)
+	v2 := appendCheckpointHeader(nil, logstore.Pos{Seq: 12})
+	copy(v2, checkpointMagicV2)
+	binary.BigEndian.PutUint32(v2[len(v2)-4:], 1)
+	f.Add(appendCheckpointSum(appendLegacyEntry(v2, checkpointEntry{id: 1, pos: logstore.Pos{Seq: 3}}, 1, true)))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		cur, entries, err := decodeCheckpoint(data)
+		cur, runs, err := decodeCheckpoint(data)
 		if err != nil {
 			if !errors.Is(err, errBadCheckpoint) {
 				t.Fatalf("error %v is not errBadCheckpoint", err)
 			}
-			if entries != nil {
-				t.Fatal("entries returned with an error")
+			if runs != nil {
+				t.Fatal("runs returned with an error")
 			}
 			return
 		}
-		if len(entries)*checkpointEntrySizeV1 > len(data) {
-			t.Fatalf("%d entries from %d bytes", len(entries), len(data))
+		if len(runs)*checkpointMinRun > len(data) {
+			t.Fatalf("%d runs from %d bytes", len(runs), len(data))
 		}
-		if string(data[:len(checkpointMagicV1)]) == checkpointMagicV1 {
+		if string(data[:len(checkpointMagic)]) != checkpointMagic {
 			return // an old version, which is read but never written
 		}
-		if again := encodeCheckpointEntries(cur, entries); !bytes.Equal(again, data) {
+		if again := encodeCheckpointRuns(cur, runs); !bytes.Equal(again, data) {
 			t.Fatalf("accepted %x, which encodes back as %x", data, again)
 		}
 	})
 }
 
 func TestCheckpointRoundTrip(t *testing.T) {
-	cur := logstore.Pos{Seq: 40, Offset: 1 << 20}
+	ms := int64(time.Millisecond)
+	cur := logstore.Pos{Seq: 1 << 40, Offset: 1 << 20}
 	entries := []checkpointEntry{
-		{id: 5, pos: logstore.Pos{Seq: 1}, timestamp: 100, attempts: 65535},
-		{id: 6, pos: logstore.Pos{Seq: 39, Offset: 1<<20 - 64}, timestamp: -1, due: 1 << 62, attempts: 1,
-			firstDeliv: 77, lastDeliv: 88, deadReason: reasonTimeout},
+		{id: 5, pos: logstore.Pos{Seq: 1}, attempts: 65535},
+		{id: 6, pos: logstore.Pos{Seq: 39, Offset: 1<<20 - 64}, due: 1 << 62, attempts: 1,
+			firstDeliv: 77 * ms, lastDeliv: 88 * ms, deadReason: reasonTimeout},
+		{id: 1, pos: logstore.Pos{Seq: 40}, due: -5, attempts: 0, firstDeliv: -ms, lastDeliv: -2 * ms},
+		{id: 1<<64 - 1, pos: logstore.Pos{Seq: 1<<40 - 1, Offset: -1}, attempts: 7, lastDeliv: 3 * ms},
 	}
 	gotCur, got, err := decodeCheckpoint(encodeCheckpointEntries(cur, entries))
-	if err != nil || gotCur != cur || len(got) != 2 || got[0] != entries[0] || got[1] != entries[1] {
+	if err != nil || gotCur != cur || len(got) != len(entries) {
 		t.Fatalf("round trip: %v %v %v", gotCur, got, err)
+	}
+	for i, r := range got {
+		if r.n != 1 || r.checkpointEntry != entries[i] {
+			t.Errorf("run %d: %+v, want %+v", i, r, entries[i])
+		}
+	}
+}
+
+// TestCheckpointRuns checks that messages delivered in bursts take a few bytes between them,
+// even with every tenth one finished (a version 2 entry took 59), and that delivery times are
+// kept to the millisecond.
+func TestCheckpointRuns(t *testing.T) {
+	base := time.Date(2026, 12, 6, 0, 0, 0, 0, time.UTC).UnixNano()
+	var entries []checkpointEntry
+	for i := range 2500 {
+		if i%10 == 9 {
+			continue // finished
+		}
+		at := base + int64(i/100)*int64(time.Millisecond) + int64(i%100)*1000 // 100 a millisecond
+		entries = append(entries, checkpointEntry{id: uint64(i) + 100, pos: logstore.Pos{Seq: uint64(i), Offset: int64(i) * 130},
+			attempts: 1, firstDeliv: at, lastDeliv: at})
+	}
+	buf := encodeCheckpointEntries(logstore.Pos{Seq: 3000}, entries)
+	if perMsg := float64(len(buf)) / float64(len(entries)); perMsg > 1.5 {
+		t.Errorf("%d bytes for %d messages in flight: %.2f a message", len(buf), len(entries), perMsg)
+	}
+	_, runs, err := decodeCheckpoint(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := 0
+	for _, r := range runs {
+		for k := range r.n {
+			e := entries[i]
+			i++
+			ms := e.firstDeliv / int64(time.Millisecond) * int64(time.Millisecond)
+			if r.pos.Seq+k != e.pos.Seq || r.id+k != e.id || r.attempts != 1 || r.firstDeliv != ms || r.lastDeliv != ms {
+				t.Fatalf("message %d of run %+v does not match %+v", k, r, e)
+			}
+		}
+	}
+	if i != len(entries) {
+		t.Fatalf("runs hold %d messages, want %d", i, len(entries))
 	}
 }
 
@@ -80,17 +159,82 @@ func TestCheckpointVersion1(t *testing.T) {
 	b = binary.BigEndian.AppendUint64(b, 7)  // cursor seq
 	b = binary.BigEndian.AppendUint64(b, 90) // cursor offset
 	b = binary.BigEndian.AppendUint32(b, 1)
-	for _, v := range []uint64{42, 3, 60, 1000, 2000} { // id, seq, offset, timestamp, due
-		b = binary.BigEndian.AppendUint64(b, v)
-	}
-	b = binary.BigEndian.AppendUint16(b, 4)
-	b = appendCheckpointSum(b)
-	cur, entries, err := decodeCheckpoint(b)
+	want := checkpointEntry{id: 42, pos: logstore.Pos{Seq: 3, Offset: 60}, due: 2000, attempts: 4}
+	b = appendCheckpointSum(appendLegacyEntry(b, want, 1000, false))
+	cur, runs, err := decodeCheckpoint(b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := checkpointEntry{id: 42, pos: logstore.Pos{Seq: 3, Offset: 60}, timestamp: 1000, due: 2000, attempts: 4}
-	if cur != (logstore.Pos{Seq: 7, Offset: 90}) || len(entries) != 1 || entries[0] != want {
-		t.Errorf("decoded %+v %+v", cur, entries)
+	if cur != (logstore.Pos{Seq: 7, Offset: 90}) || len(runs) != 1 || runs[0] != (checkpointRun{want, 1}) {
+		t.Errorf("decoded %+v %+v", cur, runs)
+	}
+}
+
+// TestCheckpointVersion2 reads a checkpoint of fixed-size entries with delivery times.
+func TestCheckpointVersion2(t *testing.T) {
+	b := []byte(checkpointMagicV2)
+	b = binary.BigEndian.AppendUint64(b, 7)
+	b = binary.BigEndian.AppendUint64(b, 90)
+	b = binary.BigEndian.AppendUint32(b, 2)
+	want := []checkpointEntry{
+		{id: 42, pos: logstore.Pos{Seq: 3, Offset: 60}, attempts: 4, firstDeliv: 11, lastDeliv: 12, deadReason: reasonRequeue},
+		{id: 43, pos: logstore.Pos{Seq: 4, Offset: 120}, attempts: 4, firstDeliv: 11, lastDeliv: 12, deadReason: reasonRequeue},
+	}
+	for _, e := range want {
+		b = appendLegacyEntry(b, e, 1000, true)
+	}
+	cur, runs, err := decodeCheckpoint(appendCheckpointSum(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cur != (logstore.Pos{Seq: 7, Offset: 90}) || len(runs) != 2 || runs[0] != (checkpointRun{want[0], 1}) || runs[1] != (checkpointRun{want[1], 1}) {
+		t.Errorf("decoded %+v %+v", cur, runs)
+	}
+}
+
+// TestCheckpointRestoresRuns restores the runs of a checkpoint into a fresh channel: messages
+// in flight across many log segments come back, and a run the log does not hold in full, or
+// holds with other ids, counts what is missing as lost.
+func TestCheckpointRestoresRuns(t *testing.T) {
+	ch := newTestChannel(t, func(o *Options) { o.MaxBytesPerFile = 1024 })
+	for b := range 20 {
+		ch.publish(t, fmt.Sprint("b", b), 10)
+	}
+	if segs := len(ch.t.log.Segments()); segs < 5 {
+		t.Fatalf("the log has %d segments; the test wants runs to cross segments", segs)
+	}
+	_, a := ch.subscribe(t, "a", 1000)
+	want := ch.drain(a)
+	if len(want) != 200 {
+		t.Fatalf("%d messages in flight, want 200", len(want))
+	}
+	buf, _, _ := ch.encodeCheckpoint(true)
+	_, runs, err := decodeCheckpoint(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	restoreInto := func(name string, runs []checkpointRun) (testChannel, uint64) {
+		c, err := ch.t.getOrCreateChannel(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return testChannel{Channel: c, t: ch.t, sched: ch.sched}, c.restore(runs, time.Now().UnixNano())
+	}
+
+	restored, lost := restoreInto("restored", runs)
+	_, b := restored.subscribe(t, "b", 1000)
+	if got := restored.drain(b); lost != 0 || !slices.Equal(got, want) {
+		t.Fatalf("restored %d messages (%d lost) from %d runs, want the %d in flight", len(got), lost, len(runs), len(want))
+	}
+
+	past := slices.Clone(runs)
+	past[len(past)-1].n += 5 // beyond the log's tail
+	if _, lost := restoreInto("past", past); lost != 5 {
+		t.Errorf("a run 5 past the log: %d lost, want 5", lost)
+	}
+	other := slices.Clone(runs)
+	other[0].id++
+	if _, lost := restoreInto("other", other); lost != other[0].n {
+		t.Errorf("a run of other ids: %d lost, want %d", lost, other[0].n)
 	}
 }

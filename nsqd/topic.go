@@ -309,12 +309,12 @@ func (t *Topic) getOrCreateChannel(name string) (*Channel, error) {
 // restoreChannel recreates a channel found in the metadata file from its checkpoint.
 func (t *Topic) restoreChannel(name string, paused bool) error {
 	start := t.log.TailPos()
-	var entries []checkpointEntry
+	var runs []checkpointRun
 	if t.dir != "" && !protocol.IsEphemeral(name) {
 		buf, err := os.ReadFile(t.checkpointPath(name))
 		switch {
 		case err == nil:
-			cur, es, derr := decodeCheckpoint(buf)
+			cur, rs, derr := decodeCheckpoint(buf)
 			if derr != nil {
 				// Periodic checkpoints are not fsynced, so a power cut can leave one empty
 				// or torn. Start anyway: from the log's head, which retention never passes
@@ -326,7 +326,7 @@ func (t *Topic) restoreChannel(name string, paused bool) error {
 					"channel", name, "error", derr, "bytes", len(buf), "moved_to", aside, "from_seq", start.Seq)
 				break
 			}
-			start, entries = cur, es
+			start, runs = cur, rs
 		case errors.Is(err, os.ErrNotExist):
 			start = t.log.HeadPos() // deliver too much rather than lose anything
 		default:
@@ -340,7 +340,7 @@ func (t *Topic) restoreChannel(name string, paused bool) error {
 	ch.paused = paused
 	// As NSQ's, message_count counts from the start of this process.
 	ch.routedFrom = max(ch.routedFrom, t.readableSeq())
-	if lost := ch.restore(entries, time.Now().UnixNano()); lost > 0 {
+	if lost := ch.restore(runs, time.Now().UnixNano()); lost > 0 {
 		t.logger.Error("unfinished messages missing from the log after restart", "channel", name, "count", lost)
 	}
 	if err := t.restoreRedrive(ch); err != nil {
