@@ -2,17 +2,23 @@ package nsqd
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/ternmq/tern/internal/faultcheck"
+	"github.com/ternmq/tern/internal/protocol"
 )
 
 // The fault tests run short in `make test`. `make reliability` sets TERN_RELIABILITY=long for
@@ -235,4 +241,147 @@ func soakSummary(r faultcheck.Report, kills []time.Duration) string {
 			faultcheck.Quantile(lat, 0.5), faultcheck.Quantile(lat, 0.99), float64(rss)/(1<<20))
 	}
 	return b.String()
+}
+
+// TestDiskFull fills the filesystem under nsqd (a tmpfs of the test's own, mostly taken by a
+// ballast file): publishes fail with E_PUB_FAILED and HTTP 500 and /ping says NOK, the
+// daemon keeps serving, and once the ballast is gone it is healthy again without a restart
+// (before anyone publishes) and every acknowledged message is delivered.
+func TestDiskFull(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a tmpfs needs root; CI runs as root")
+	}
+	mnt := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("mount tmpfs: %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", mnt).Run() })
+	data := filepath.Join(mnt, "data")
+	if err := os.Mkdir(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Leave about 2 MiB free.
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(mnt, &st); err != nil {
+		t.Fatal(err)
+	}
+	ballast := filepath.Join(mnt, "ballast")
+	if err := os.WriteFile(ballast, make([]byte, int64(st.Bavail)*st.Bsize-2<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	child := startChild(t, data, "TERN_TEST_SEGMENT_BYTES=262144")
+	httpURL := "http://" + child.httpAddr
+
+	// A channel that does not consume keeps every message on disk.
+	sub := dialRaw(t, child.addr)
+	sub.send(protocol.Subscribe("full", "ch"))
+	sub.expectOK()
+
+	pub := dialRaw(t, child.addr)
+	acked := map[string]bool{}
+	body := strings.Repeat("x", 1000)
+	for i := 0; ; i++ {
+		if i > 10000 {
+			t.Fatal("10,000 publishes of 1 KB fit in 2 MiB")
+		}
+		b := fmt.Sprintf("%d %s", i, body)
+		pub.send(protocol.Publish("full", []byte(b)))
+		ft, data, err := pub.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ft == protocol.FrameTypeError {
+			if !strings.HasPrefix(string(data), protocol.ErrPubFailed+" ") {
+				t.Fatalf("publish on a full disk answered %q, want %s", data, protocol.ErrPubFailed)
+			}
+			t.Logf("disk full after %d publishes: %s", len(acked), data)
+			break
+		}
+		acked[b] = true
+	}
+	// The failed write was undone, which frees its bytes again: take them and the rest.
+	fillUp(t, filepath.Join(mnt, "ballast2"))
+	// Bigger than a page: a small message may still fit in the segment's last page.
+	if code, resp := httpDo(t, "POST", httpURL+"/pub?topic=full", strings.Repeat("y", 16<<10)); code != 500 {
+		t.Errorf("HTTP /pub on a full disk: %d %s, want 500", code, resp)
+	}
+	if code, resp := httpDo(t, "GET", httpURL+"/ping", ""); code != 500 || !strings.HasPrefix(resp, "NOK") {
+		t.Errorf("/ping on a full disk: %d %q, want 500 NOK", code, resp)
+	}
+	if code, _ := httpDo(t, "GET", httpURL+"/stats?format=json", ""); code != 200 {
+		t.Errorf("/stats on a full disk: %d, want 200", code)
+	}
+
+	for _, f := range []string{ballast, filepath.Join(mnt, "ballast2")} {
+		if err := os.Remove(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, resp := httpDo(t, "GET", httpURL+"/ping", "")
+		if code == 200 && resp == "OK" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/ping still %d %q 10 s after space returned", code, resp)
+		}
+		time.Sleep(50 * time.Millisecond) // polling
+	}
+	pub = dialRaw(t, child.addr)
+	for i := range 100 {
+		b := fmt.Sprintf("after %d", i)
+		pub.send(protocol.Publish("full", []byte(b)))
+		pub.expectOK()
+		acked[b] = true
+	}
+	if code, resp := httpDo(t, "POST", httpURL+"/pub?topic=full", "after http"); code != 200 {
+		t.Fatalf("HTTP /pub after space returned: %d %s", code, resp)
+	}
+	acked["after http"] = true
+
+	sub.send(protocol.Ready(500))
+	for len(acked) > 0 {
+		m := sub.message()
+		delete(acked, m.Body)
+		sub.send(protocol.Finish(m.ID))
+	}
+}
+
+// fillUp writes path until the filesystem has no room left.
+func fillUp(t *testing.T, path string) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	chunk := make([]byte, 4096)
+	for {
+		if _, err := f.Write(chunk); err != nil {
+			if errors.Is(err, syscall.ENOSPC) {
+				break
+			}
+			t.Fatal(err)
+		}
+	}
+	for n := 512; n > 0; n /= 2 { // and the last partial block
+		_, _ = f.Write(chunk[:n])
+	}
+}
+
+// httpDo sends one request and returns the status and the body.
+func httpDo(t *testing.T, method, url, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(b))
 }

@@ -470,6 +470,7 @@ func (n *NSQD) housekeeping(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-tick.C:
+			n.probeStorage()
 			syncDue := now.Sub(lastSync) >= n.getOpts().SyncTimeout
 			retainDue := now.Sub(lastRetain) >= retainInterval
 			for _, t := range n.Topics() {
