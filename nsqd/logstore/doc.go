@@ -58,8 +58,12 @@
 // what survives. If valid records follow the damage, it was not a torn write: the cut bytes
 // are first saved to <segment>.<offset>.corrupt and the cut is logged at error level, so
 // data is never discarded silently. Older segments are not scanned at Open; a reader that
-// meets corruption in one logs an error and skips to the next segment, counting the records
-// skipped (the next base says how many).
+// meets corruption in one skips to the next segment, counting the records skipped (the next
+// base says how many).
+//
+// Damage is logged at error level and counted in [Stats].CorruptRecords once per damaged
+// spot, however many readers (one per channel) meet it and however often [Log.ReadAt] is
+// asked for it: the log remembers the spots it has found in each segment.
 //
 // # Reading: hot tail and segments
 //

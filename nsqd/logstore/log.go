@@ -127,6 +127,11 @@ type Stats struct {
 	Batches uint64 // group commits written (one write per segment touched)
 	Bytes   uint64 // bytes appended
 	Fsyncs  uint64 // fsyncs of segment files
+	// CorruptRecords counts the records found damaged, each once however many readers meet
+	// it: records that fail their checksum or whose length is invalid (found by a reader or
+	// ReadAt), and the records lost when a reader skips the rest of a segment it cannot read.
+	// Any value above 0 means stored data was damaged or unreadable.
+	CorruptRecords uint64
 }
 
 // Log is one topic's message log. All methods are safe for concurrent use.
@@ -161,7 +166,7 @@ type Log struct {
 	ring      ring
 
 	stats struct {
-		records, batches, bytes, fsyncs atomic.Uint64
+		records, batches, bytes, fsyncs, corrupt atomic.Uint64
 	}
 
 	// hooks replace file operations in tests that inject failures; nil means the os call.
@@ -395,6 +400,8 @@ func (l *Log) Stats() Stats {
 		Batches: l.stats.batches.Load(),
 		Bytes:   l.stats.bytes.Load(),
 		Fsyncs:  l.stats.fsyncs.Load(),
+
+		CorruptRecords: l.stats.corrupt.Load(),
 	}
 }
 

@@ -94,7 +94,8 @@ func (l *Log) view(seq uint64) view {
 //
 // If the reader's position fell below Head it jumps to Head, and a segment that is corrupt
 // or persistently unreadable is skipped from the bad record to its end; both are counted in
-// Skipped. Returned bodies are never modified afterwards, however long they are kept.
+// Skipped, and records lost to damage in Stats.CorruptRecords too (once for all readers).
+// Returned bodies are never modified afterwards, however long they are kept.
 func (r *Reader) Read(dst []Entry, max int) ([]Entry, error) {
 	if r.closed {
 		return dst, ErrClosed
@@ -176,9 +177,7 @@ func (r *Reader) readSegment(dst []Entry, max int, v view) ([]Entry, error) {
 	if off >= v.limit && seq < v.next {
 		// The segment's bytes end before the records that the next base implies (a sealed
 		// segment damaged outside this process, or a position that does not belong here).
-		r.log.logger.Error("segment ends before its last record; skipping to the next segment",
-			"segment", filepath.Base(v.seg.path), "offset", off, "records_skipped", v.next-seq)
-		r.skipSegment(v)
+		r.skipRest(v, "segment ends before its last record; skipping to the next segment", nil)
 	}
 	return dst, nil
 }
@@ -195,11 +194,25 @@ func (r *Reader) fail(v view, err error) error {
 			return err
 		}
 	}
-	r.log.logger.Error("unreadable record; skipping the rest of the segment",
-		"segment", filepath.Base(v.seg.path), "offset", r.pos.Offset,
-		"records_skipped", v.next-r.pos.Seq, "err", err)
-	r.skipSegment(v)
+	r.skipRest(v, "unreadable record; skipping the rest of the segment", err)
 	return nil
+}
+
+// skipRest moves the reader past the rest of v.seg from its position, counting the records
+// it leaves in Skipped and, the first time any reader skips from this spot, in
+// Stats.CorruptRecords; only that first time is logged, since every channel's reader of the
+// topic meets the same damage.
+func (r *Reader) skipRest(v view, msg string, err error) {
+	lost := v.next - r.pos.Seq
+	if _, fresh := r.log.noteDamage(v.seg, r.pos.Offset, damage{judged: true, counted: lost}); fresh {
+		args := []any{"segment", filepath.Base(v.seg.path), "offset", r.pos.Offset, "seq", r.pos.Seq,
+			"records_skipped", lost}
+		if err != nil {
+			args = append(args, "err", err)
+		}
+		r.log.logger.Error(msg, args...)
+	}
+	r.skipSegment(v)
 }
 
 // skipSegment moves the reader past the rest of v.seg, counting the records it leaves.
@@ -272,7 +285,8 @@ func corrupt(s *segment, off int64, what string) error {
 
 // ReadAt returns the record at p, which must be a position this log handed out (a reader's
 // entry or TailPos at the time). The record's checksum is verified; a position that does not
-// start a record yields ErrCorrupt.
+// start a record yields ErrCorrupt. A corrupt record is logged and counted in
+// Stats.CorruptRecords the first time it is found, not each time it is asked for.
 func (l *Log) ReadAt(p Pos) (Record, error) {
 	for attempt := 0; ; attempt++ {
 		l.mu.RLock()
@@ -299,6 +313,14 @@ func (l *Log) ReadAt(p Pos) (Record, error) {
 		rec, err := readRecordAt(v.seg, off, v.limit, l.opts.MaxBodyBytes)
 		if err != nil && gone(err) && attempt == 0 {
 			continue
+		}
+		if errors.Is(err, ErrCorrupt) && off >= 0 && off+headerSize <= v.limit {
+			// Bad bytes where a record fits, not a position outside the segment: count the
+			// record once, however often it is asked for.
+			if _, fresh := l.noteDamage(v.seg, off, damage{counted: 1}); fresh {
+				l.logger.Error("corrupt record", "segment", filepath.Base(v.seg.path),
+					"offset", off, "seq", p.Seq, "err", err)
+			}
 		}
 		return rec, err
 	}

@@ -149,6 +149,26 @@ func TestCorruptMiddleOfActive(t *testing.T) {
 	}
 }
 
+// sealedFixture writes test records 0 to 59 to a closed log in opts.Dir, in segments of
+// 1500 bytes, and damages its second segment (a sealed one) with damage, which gets the
+// segment's bytes and the offset of its second record. It returns the segment file names,
+// the damaged segment's base, the next segment's base and that offset.
+func sealedFixture(t *testing.T, opts Options, damage func(b []byte, second int) []byte) (files []string, base, next uint64, second int) {
+	t.Helper()
+	l := openLog(t, opts)
+	mustAppend(t, l, testRecords(0, 60), 0)
+	must(t, l.Close())
+	files = segFiles(t, opts.Dir)
+	path := filepath.Join(opts.Dir, files[1])
+	b, err := os.ReadFile(path)
+	must(t, err)
+	base, _ = parseSegName(files[1])
+	next, _ = parseSegName(files[2])
+	second = lenSize + int(binary.BigEndian.Uint32(b))
+	must(t, os.WriteFile(path, damage(b, second), 0o644))
+	return files, base, next, second
+}
+
 // TestCorruptOldSegment damages a sealed segment in several ways: readers log it, skip to
 // the next segment counting what they lost, and never get stuck.
 func TestCorruptOldSegment(t *testing.T) {
@@ -176,50 +196,88 @@ func TestCorruptOldSegment(t *testing.T) {
 	for _, tt := range tests {
 		for _, mem := range []int{0, 5} {
 			t.Run(fmt.Sprintf("%s/mem=%d", tt.name, mem), func(t *testing.T) {
-				dir := t.TempDir()
-				opts := Options{Dir: dir, SegmentBytes: 1500, MemRecords: mem}
-				l := openLog(t, opts)
-				mustAppend(t, l, testRecords(0, 60), 0)
-				must(t, l.Close())
-				files := segFiles(t, dir)
-				path := filepath.Join(dir, files[1])
-				b, err := os.ReadFile(path)
-				must(t, err)
-				base, _ := parseSegName(files[1])
-				next, _ := parseSegName(files[2])
-				second := lenSize + int(binary.BigEndian.Uint32(b))
-				must(t, os.WriteFile(path, tt.damage(b, second), 0o644))
-
+				opts := Options{Dir: t.TempDir(), SegmentBytes: 1500, MemRecords: mem}
+				files, base, next, second := sealedFixture(t, opts, tt.damage)
 				keep := uint64(1) // records of the damaged segment before the damage
 				if tt.name == "empty" {
 					keep = 0
 				}
 				var sink *logSink
 				opts.Logger, sink = captureLogger()
-				l = openLog(t, opts)
+				l := openLog(t, opts)
 				if l.Tail() != 60 {
 					t.Fatalf("tail %d", l.Tail())
 				}
+				lost := next - base - keep
 				for _, batch := range []int{1, 7, 100} {
 					r := l.NewReader(Pos{})
 					entries := readAll(t, r, batch)
-					lost := next - base - keep
 					if r.Skipped() != lost || uint64(len(entries)) != 60-lost {
 						t.Fatalf("batch %d: read %d, skipped %d; want %d and %d", batch, len(entries), r.Skipped(), 60-lost, lost)
 					}
 					checkEntries(t, entries[:base+keep], 0, 0)
 					checkEntries(t, entries[base+keep:], next, int(next))
+					// Every reader skips, but the records are lost (and counted) once.
+					if got := l.Stats().CorruptRecords; got != lost {
+						t.Fatalf("batch %d: %d corrupt records counted, want %d", batch, got, lost)
+					}
 				}
-				if len(sink.find("level=ERROR", "segment="+files[1], fmt.Sprintf("records_skipped=%d", next-base-keep))) == 0 {
-					t.Fatalf("log:\n%s", sink.dump())
+				if len(sink.find("level=ERROR", "segment="+files[1], fmt.Sprintf("records_skipped=%d", lost))) != 1 {
+					t.Fatalf("want one error logged; log:\n%s", sink.dump())
 				}
 				if tt.name == "checksum" {
 					if _, err := l.ReadAt(Pos{Seq: base + 1, Offset: int64(second)}); !errors.Is(err, ErrCorrupt) {
 						t.Fatalf("read at damaged record: %v", err)
 					}
+					if got := l.Stats().CorruptRecords; got != lost {
+						t.Fatalf("after ReadAt: %d corrupt records counted, want %d", got, lost)
+					}
 				}
 			})
 		}
+	}
+}
+
+// TestCorruptCountedOnce has ReadAt find a corrupt record before the readers do: it is
+// counted and logged once however often it is asked for, and the readers that then skip the
+// rest of its segment add only the records not counted yet.
+func TestCorruptCountedOnce(t *testing.T) {
+	logger, sink := captureLogger()
+	opts := Options{Dir: t.TempDir(), SegmentBytes: 1500, Logger: logger}
+	// A length one byte off: neither this record nor what follows it reads as valid.
+	files, base, next, second := sealedFixture(t, opts, func(b []byte, second int) []byte {
+		b[second+3] ^= 1
+		return b
+	})
+	l := openLog(t, opts)
+	damaged := Pos{Seq: base + 1, Offset: int64(second)}
+	for range 3 {
+		if _, err := l.ReadAt(damaged); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("read at damaged record: %v", err)
+		}
+	}
+	// A position past the segment's bytes is a bad position, not damaged data.
+	if _, err := l.ReadAt(Pos{Seq: base + 1, Offset: 1 << 20}); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("read past the segment: %v", err)
+	}
+	if got := l.Stats().CorruptRecords; got != 1 {
+		t.Fatalf("after ReadAt: %d corrupt records counted, want 1", got)
+	}
+	if n := len(sink.find("level=ERROR", "corrupt record", "segment="+files[1])); n != 1 {
+		t.Fatalf("%d errors logged by ReadAt, want 1; log:\n%s", n, sink.dump())
+	}
+	for range 2 {
+		r := l.NewReader(Pos{})
+		entries := readAll(t, r, 10)
+		if r.Skipped() != next-base-1 || uint64(len(entries)) != 60-r.Skipped() {
+			t.Fatalf("read %d, skipped %d", len(entries), r.Skipped())
+		}
+	}
+	if got := l.Stats().CorruptRecords; got != next-base-1 {
+		t.Fatalf("after the readers: %d corrupt records counted, want %d", got, next-base-1)
+	}
+	if n := len(sink.find("level=ERROR", "skipping the rest", "segment="+files[1])); n != 1 {
+		t.Fatalf("%d errors logged by the readers, want 1; log:\n%s", n, sink.dump())
 	}
 }
 

@@ -28,7 +28,8 @@ var errSegmentGone = errors.New("segment deleted")
 //
 // The file handle is shared: the writer writes the active segment through it, and readers
 // and ReadAt read every segment through it with pread, so a log holds one descriptor per
-// segment that has been used, not one per reader. fmu guards f and gone.
+// segment that has been used, not one per reader. fmu guards f, gone and bad; it is held
+// for no more than a map or field access, never with another lock.
 type segment struct {
 	base uint64
 	path string
@@ -37,6 +38,10 @@ type segment struct {
 	fmu  sync.Mutex
 	f    *os.File
 	gone bool
+	// bad is what recovery, readers and ReadAt found damaged in the segment, by offset, so
+	// that each damaged spot is judged, logged and counted once however many readers meet
+	// it. It goes when the segment is deleted.
+	bad map[int64]damage
 }
 
 func segName(base uint64) string {
