@@ -385,3 +385,48 @@ func httpDo(t *testing.T, method, url, body string) (int, string) {
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, strings.TrimSpace(string(b))
 }
+
+// TestLookupdCutOff cuts an nsqd off from its lookupd (a proxy that forwards nothing and
+// closes nothing, as a partition does) while topics are published and created: no publish
+// waits for the lookupd, and once the partition heals the lookupd lists every topic.
+func TestLookupdCutOff(t *testing.T) {
+	cl := startClusterLookupd(t, "127.0.0.1:0")
+	proxy := startFreezableProxy(t, cl.tcpAddr)
+	node := startClusterNode(t, 20, proxy.addr())
+	createChannels(t, node.n, "before", "ch")
+	cl.lookupIs(t, 10*time.Second, "before", node.addr)
+
+	proxy.freeze()
+	frozen := time.Now()
+	pub := dialRaw(t, node.addr)
+	var lat []float64
+	var topics []string
+	// Long enough for the node's lookupd pings and registrations to go unanswered.
+	for i := 0; i < 2000 || time.Since(frozen) < clusterInactiveTimeout; i++ {
+		topic := "before"
+		if i%100 == 0 {
+			topic = fmt.Sprintf("during-%d", i/100) // a new topic: a registration to send
+			topics = append(topics, topic)
+		}
+		start := time.Now()
+		if i%2 == 0 {
+			pub.send(protocol.Publish(topic, []byte("m")))
+			pub.expectOK()
+		} else if code, resp := httpDo(t, "POST", "http://"+node.http+"/pub?topic="+topic, "m"); code != 200 {
+			t.Fatalf("HTTP /pub while cut off: %d %s", code, resp)
+		}
+		lat = append(lat, float64(time.Since(start))/1e6)
+	}
+	slices.Sort(lat)
+	t.Logf("%d publishes in %v cut off from the lookupd: p50 %.2f ms, p99 %.2f ms, max %.2f ms", len(lat), time.Since(frozen).Round(time.Millisecond),
+		faultcheck.Quantile(lat, 0.5), faultcheck.Quantile(lat, 0.99), lat[len(lat)-1])
+	// A publish that waited on the lookupd would wait until a timeout, seconds.
+	if worst := lat[len(lat)-1]; worst > 1000 {
+		t.Errorf("a publish took %.0f ms while the lookupd was cut off", worst)
+	}
+
+	proxy.thaw()
+	for _, topic := range append(topics, "before") {
+		cl.lookupIs(t, 15*time.Second, topic, node.addr)
+	}
+}
