@@ -35,7 +35,7 @@ DATA_DIR := .data
 GO_FILES = $(shell find . -name '*.go' -not -path './.git/*' -not -path './bin/*' \
 	-not -path './$(DATA_DIR)/*' -not -path '*/testdata/*')
 
-.PHONY: help build image test lint fmt-check vet staticcheck go-test browser-test interop-test e2e tools bench bench-latency fuzz \
+.PHONY: help build image test lint fmt-check vet staticcheck go-test browser-test interop-test e2e tools bench bench-latency fuzz reliability \
 	up down purge logs examples dev dev-down clean
 
 help: ## list the targets
@@ -106,6 +106,17 @@ LATENCY_DURATION ?= 10s
 bench-latency: build ## publish-to-delivery latency of Tern's nsqd and NSQ's, side by side (bench/README.md)
 	@contrib/nsq-reference.sh $(NSQ_REFERENCE)
 	bench/latency.sh bin/nsqd $(NSQ_REFERENCE) $(LATENCY_DURATION)
+
+# `make reliability` keeps its log, the soak's plot (soak.svg) and figures (soak.txt) here.
+RELIABILITY_OUT ?= .reliability
+
+reliability: ## the long fault runs (20 kill -9s under load, a 10-minute soak with a kill a minute, disk full, corruption, lookupd cut off), in $(RELIABILITY_OUT)/
+	@mkdir -p $(RELIABILITY_OUT)
+	TERN_RELIABILITY=long TERN_RELIABILITY_OUT="$(abspath $(RELIABILITY_OUT))" \
+		$(GO) test -count=1 -timeout 60m -v \
+		-run '^(TestKillNineUnderLoad|TestSoak|TestDiskFull|TestLookupdCutOff|TestCorrupt.*)$$' ./nsqd \
+		2>&1 | grep -v ' child: ' | tee $(RELIABILITY_OUT)/reliability.log
+	@echo "make reliability: log, soak.svg and soak.txt in $(RELIABILITY_OUT)/"
 
 fuzz: ## run every Fuzz* target in the repository for FUZZTIME each (default 10m)
 	@targets="$$($(GO) test -list '^Fuzz' ./... | awk '/^Fuzz/ { names = names " " $$1; next } /^ok/ { if (names != "") print $$2 names; names = "" }')"; \
