@@ -103,9 +103,11 @@ bench: build ## build, then run the nsqbench load generator (BENCH_ARGS=...)
 	$(GO) run ./bench/nsqbench $(BENCH_ARGS)
 
 LATENCY_DURATION ?= 10s
+# LATENCY_MODE=levels measures at 10, 50 and 90 % of each daemon's maximum rate instead.
+LATENCY_MODE ?=
 bench-latency: build ## publish-to-delivery latency of Tern's nsqd and NSQ's, side by side (bench/README.md)
 	@contrib/nsq-reference.sh $(NSQ_REFERENCE)
-	bench/latency.sh bin/nsqd $(NSQ_REFERENCE) $(LATENCY_DURATION)
+	bench/latency.sh bin/nsqd $(NSQ_REFERENCE) $(LATENCY_DURATION) $(LATENCY_MODE)
 
 # `make reliability` keeps its log, the soak's plot (soak.svg) and figures (soak.txt) here.
 RELIABILITY_OUT ?= .reliability

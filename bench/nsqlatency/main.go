@@ -80,10 +80,13 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// result is the latencies measured, sorted.
+// result is the latencies measured, sorted, and how long the run took from the first
+// publish to the last delivery.
 type result struct {
 	cfg       config
 	latencies []time.Duration
+	total     int
+	elapsed   time.Duration
 }
 
 func (r result) String() string {
@@ -98,8 +101,11 @@ func (r result) String() string {
 	if r.cfg.consumers == 1 {
 		plural = ""
 	}
-	return fmt.Sprintf("rate %d/s, %d consumer%s, RDY %d: p50 %s p99 %s p99.9 %s max %s (%d messages)",
-		r.cfg.rate, r.cfg.consumers, plural, r.cfg.rdy, pct(0.5), pct(0.99), pct(0.999), ms(r.latencies[len(r.latencies)-1]), len(r.latencies))
+	// A rate above what the daemon and the consumers sustain shows as a lower delivered rate:
+	// that is how the maximum is found (bench/latency.sh --levels).
+	return fmt.Sprintf("rate %d/s, %d consumer%s, RDY %d: p50 %s p99 %s p99.9 %s max %s (%d messages, delivered %.0f/s)",
+		r.cfg.rate, r.cfg.consumers, plural, r.cfg.rdy, pct(0.5), pct(0.99), pct(0.999), ms(r.latencies[len(r.latencies)-1]), len(r.latencies),
+		float64(r.total)/r.elapsed.Seconds())
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond)) }
@@ -112,6 +118,7 @@ func run(ctx context.Context, cfg config) (result, error) {
 	start := time.Now()
 	measureFrom := start.Add(cfg.warmup).UnixNano()
 	total := int(int64(cfg.rate) * int64(cfg.duration) / int64(time.Second))
+	res.total = total
 
 	// The channel exists before the first publish, so that every message reaches it.
 	subs := make([]*wiretest.Conn, cfg.consumers)
@@ -176,6 +183,9 @@ func run(ctx context.Context, cfg config) (result, error) {
 				mu.Lock()
 				received++
 				last := received == total
+				if last {
+					res.elapsed = time.Since(start)
+				}
 				mu.Unlock()
 				if last {
 					close(done)

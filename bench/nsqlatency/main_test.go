@@ -22,7 +22,7 @@ func TestMeasures(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
-	m := regexp.MustCompile(`^rate 400/s, 2 consumers, RDY 5: p50 [0-9.]+ms p99 [0-9.]+ms p99.9 [0-9.]+ms max [0-9.]+ms \(([0-9]+) messages\)\n$`).FindStringSubmatch(out.String())
+	m := regexp.MustCompile(`^rate 400/s, 2 consumers, RDY 5: p50 [0-9.]+ms p99 [0-9.]+ms p99.9 [0-9.]+ms max [0-9.]+ms \(([0-9]+) messages, delivered [0-9]+/s\)\n$`).FindStringSubmatch(out.String())
 	if m == nil {
 		t.Fatalf("result line %q", out.String())
 	}
