@@ -11,11 +11,24 @@ import (
 	"github.com/ternmq/tern/internal/version"
 )
 
-// registerMetrics registers the daemon's collector on reg. The Go and process collectors are
-// the caller's (main, or New when it makes the registry).
+// registerMetrics registers the daemon's collector and its connection limiter on reg. The
+// Go and process collectors are the caller's (main, or New when it makes the registry).
+//
+// The limiter's metrics (internal/connlimit), listener one of tcp, http and https:
+//
+//	nsqd_connections_refused_total{listener,reason}  counter  connections refused, reason
+//	                                                           max_connections or
+//	                                                           max_connections_per_ip
+//	nsqd_connections_open{listener}                  gauge    open connections counted against
+//	                                                           --max-connections
+//	nsqd_connections_max                             gauge    --max-connections (0: unlimited)
 func (n *NSQD) registerMetrics(reg *prometheus.Registry) error {
 	if err := reg.Register(newMetricsCollector(n)); err != nil {
 		return fmt.Errorf("nsqd collector: %w", err)
+	}
+	if err := reg.Register(n.limiter); err != nil {
+		reg.Unregister(newMetricsCollector(n))
+		return fmt.Errorf("nsqd connection limiter: %w", err)
 	}
 	return nil
 }

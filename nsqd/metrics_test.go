@@ -185,6 +185,16 @@ func wantSeries(n *NSQD, r StatsReport, lat TimerLateness, clients, producers in
 	want.add("nsqd_mem_queue_bytes", float64(n.memBudget.Used()))
 	want.add("nsqd_mem_queue_limit_bytes", float64(n.getOpts().MemQueueBytes))
 	want.add("nsqd_build_info", 1, "version", version.Binary, "tern_version", version.Tern)
+	// The connection limiter's: nothing refused; every TCP connection is a client, and the
+	// rest of the connections open are HTTP ones, the scrapes' own.
+	want.add("nsqd_connections_max", float64(n.getOpts().MaxConnections))
+	want.add("nsqd_connections_open", float64(clients), "listener", "tcp")
+	want.add("nsqd_connections_open", float64(n.limiter.Open()-clients), "listener", "http")
+	for _, listener := range []string{"tcp", "http"} {
+		for _, reason := range []string{"max_connections", "max_connections_per_ip"} {
+			want.add("nsqd_connections_refused_total", 0, "listener", listener, "reason", reason)
+		}
+	}
 	var cum uint64
 	for i, bound := range lat.Bounds {
 		cum += lat.Buckets[i]

@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/ternmq/tern/internal/connlimit"
 	"github.com/ternmq/tern/internal/logging"
 	"github.com/ternmq/tern/internal/protocol"
 	"github.com/ternmq/tern/internal/tlsfiles"
@@ -73,11 +74,16 @@ type NSQD struct {
 	logger   *slog.Logger
 	logLevel *slog.LevelVar
 
+	// The listeners are limited by limiter (--max-connections, --max-connections-per-ip):
+	// a connection over the limits is refused before it reaches the daemon.
 	tcpListener   net.Listener
 	httpListener  net.Listener
-	httpsListener net.Listener    // when TLS is configured and --https-address is set
-	tls           *tlsfiles.Files // nil without --tls-cert
-	auth          *authServers    // nil without --auth-http-address
+	httpsListener net.Listener // when TLS is configured and --https-address is set
+	limiter       *connlimit.Limiter
+	// httpTimeouts are the HTTP and HTTPS servers' limits; tests shorten them before Run.
+	httpTimeouts httpTimeouts
+	tls          *tlsfiles.Files // nil without --tls-cert
+	auth         *authServers    // nil without --auth-http-address
 	// lookupdTLSConfig is how nsqd registers with the lookupds over TLS (--lookupd-tls).
 	lookupdTLSConfig *tls.Config
 	registry         *prometheus.Registry
@@ -151,6 +157,8 @@ func New(opts *Options, logger *slog.Logger, reg *prometheus.Registry) (*NSQD, e
 		startTime: time.Now(),
 		ready:     make(chan struct{}),
 		work:      newChannelWork(),
+
+		httpTimeouts: defaultHTTPTimeouts(),
 	}
 	n.opts.Store(&o)
 	n.proto = &protocolV2{n: n}
@@ -177,6 +185,10 @@ func New(opts *Options, logger *slog.Logger, reg *prometheus.Registry) (*NSQD, e
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
 	n.registry = reg
+	n.limiter = connlimit.New(connlimit.Config{
+		Max: o.MaxConnections, PerIP: o.MaxConnectionsPerIP, Namespace: "nsqd",
+		Logger: n.logger.With("component", "connlimit"),
+	})
 
 	if err := os.MkdirAll(o.DataPath, 0o755); err != nil {
 		return nil, fmt.Errorf("data path: %w", err)
@@ -197,7 +209,7 @@ func New(opts *Options, logger *slog.Logger, reg *prometheus.Registry) (*NSQD, e
 		n.unlock()
 		return nil, fmt.Errorf("listen on %s: %w", o.TCPAddress, err)
 	}
-	n.tcpListener = ln
+	n.tcpListener = n.limiter.Listen(ln, connlimit.Port{Name: "tcp", Refuse: refuseV2})
 	if o.HTTPAddress != "" {
 		hl, err := protocol.Listen(o.HTTPAddress)
 		if err != nil {
@@ -206,7 +218,7 @@ func New(opts *Options, logger *slog.Logger, reg *prometheus.Registry) (*NSQD, e
 			n.unlock()
 			return nil, fmt.Errorf("listen on %s: %w", o.HTTPAddress, err)
 		}
-		n.httpListener = hl
+		n.httpListener = n.limiter.Listen(hl, connlimit.Port{Name: "http", Refuse: connlimit.RefuseHTTP})
 	}
 	if n.tls != nil && o.HTTPSAddress != "" {
 		hl, err := protocol.Listen(o.HTTPSAddress)
@@ -216,7 +228,7 @@ func New(opts *Options, logger *slog.Logger, reg *prometheus.Registry) (*NSQD, e
 			n.unlock()
 			return nil, fmt.Errorf("listen on %s: %w", o.HTTPSAddress, err)
 		}
-		n.httpsListener = tls.NewListener(hl, n.tls.Server())
+		n.httpsListener = n.limiter.Listen(hl, connlimit.Port{Name: "https", TLS: n.tls.Server(), Refuse: connlimit.RefuseHTTP})
 	}
 	if err := n.registerMetrics(reg); err != nil {
 		n.closeListeners()
@@ -323,7 +335,7 @@ func (n *NSQD) Run(ctx context.Context) error {
 	var httpServer *http.Server
 	httpDone := make(chan struct{})
 	if n.httpListener != nil {
-		httpServer = n.newHTTPServer(n.httpHandler(), defaultHTTPTimeouts())
+		httpServer = n.newHTTPServer(n.httpHandler(), n.httpTimeouts)
 		go func() {
 			defer close(httpDone)
 			if err := httpServer.Serve(n.httpListener); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -336,7 +348,7 @@ func (n *NSQD) Run(ctx context.Context) error {
 	var httpsServer *http.Server
 	httpsDone := make(chan struct{})
 	if n.httpsListener != nil {
-		httpsServer = n.newHTTPServer(n.httpsHandler(), defaultHTTPTimeouts())
+		httpsServer = n.newHTTPServer(n.httpsHandler(), n.httpTimeouts)
 		go func() {
 			defer close(httpsDone)
 			if err := httpsServer.Serve(n.httpsListener); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -348,7 +360,8 @@ func (n *NSQD) Run(ctx context.Context) error {
 	}
 	n.logger.Info("nsqd started", "version", version.Binary, "tcp_address", n.TCPAddr().String(),
 		"http_address", addrString(n.HTTPAddr()), "https_address", addrString(n.HTTPSAddr()),
-		"tls", n.tls != nil, "tls_required", n.getOpts().tlsRequired(), "data_path", n.getOpts().DataPath)
+		"tls", n.tls != nil, "tls_required", n.getOpts().tlsRequired(), "data_path", n.getOpts().DataPath,
+		"max_connections", n.getOpts().MaxConnections, "max_connections_per_ip", n.getOpts().MaxConnectionsPerIP)
 	close(n.ready)
 
 	<-ctx.Done()
@@ -420,6 +433,15 @@ func (n *NSQD) acceptLoop(ctx context.Context) {
 		}()
 		return true
 	})
+}
+
+// refuseV2 answers a TCP connection over --max-connections or --max-connections-per-ip
+// with a fatal error frame, written at once, before the client's magic: a client reads it
+// as the answer to its first command, go-nsq as "failed to IDENTIFY - E_TOO_MANY_CONNECTIONS
+// too many connections (max 100)".
+func refuseV2(w io.ReadWriter, r connlimit.Refusal) error {
+	_, err := w.Write(protocol.AppendFrame(nil, protocol.FrameTypeError, []byte(r.Text())))
+	return err
 }
 
 // handleConn reads the protocol magic and runs the V2 protocol. A client that never sends the

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ternmq/tern/internal/connlimit"
 	"github.com/ternmq/tern/internal/tlsfiles"
 )
 
@@ -32,6 +33,15 @@ type Options struct {
 	HTTPAddress string `flag:"http-address" toml:"http_address"`
 	// HTTPSAddress is where the HTTPS API listens once TLS is configured.
 	HTTPSAddress string `flag:"https-address" toml:"https_address"`
+	// MaxConnections (a Tern option) bounds the daemon's client connections, TCP, HTTP and
+	// HTTPS together: one more is refused at once, with E_TOO_MANY_CONNECTIONS over TCP and
+	// 503 TOO_MANY_CONNECTIONS over HTTP. The default is the open-file limit less a reserve
+	// for the daemon's own files (connlimit.DefaultMax), so that a flood of connections
+	// cannot leave nsqd without descriptors for its logs and checkpoints; 0 is unlimited.
+	MaxConnections int `flag:"max-connections" toml:"max_connections"`
+	// MaxConnectionsPerIP (a Tern option) bounds one remote IP's connections, all listeners
+	// together, the same way; 0, the default, is unlimited.
+	MaxConnectionsPerIP int `flag:"max-connections-per-ip" toml:"max_connections_per_ip"`
 	// BroadcastAddress is the address lookupd advertises for this node.
 	BroadcastAddress string `flag:"broadcast-address" toml:"broadcast_address"`
 	// BroadcastTCPPort and BroadcastHTTPPort override the advertised ports (0: the real ones).
@@ -172,6 +182,8 @@ func NewOptions() *Options {
 		HTTPAddress:      "0.0.0.0:4151",
 		HTTPSAddress:     "0.0.0.0:4152",
 		BroadcastAddress: hostname,
+
+		MaxConnections: connlimit.DefaultMax(),
 
 		AuthHTTPRequestMethod:    "get",
 		HTTPClientConnectTimeout: 2 * time.Second,
@@ -341,6 +353,12 @@ func (o *Options) Validate() error {
 	}
 	if o.MemQueueSize < 0 {
 		bad("--mem-queue-size must not be negative, got %d", o.MemQueueSize)
+	}
+	if o.MaxConnections < 0 {
+		bad("--max-connections must not be negative (0 is unlimited), got %d", o.MaxConnections)
+	}
+	if o.MaxConnectionsPerIP < 0 {
+		bad("--max-connections-per-ip must not be negative (0 is unlimited), got %d", o.MaxConnectionsPerIP)
 	}
 	if o.MaxReqTimeout < 0 {
 		bad("--max-req-timeout must not be negative, got %v", o.MaxReqTimeout)

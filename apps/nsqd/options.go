@@ -37,6 +37,8 @@ var flagUsage = map[string]string{
 	"tcp-address":                 "<addr>:<port> to listen on for TCP clients",
 	"http-address":                "<addr>:<port> to listen on for HTTP clients (empty disables)",
 	"https-address":               "<addr>:<port> to listen on for HTTPS clients",
+	"max-connections":             "max client connections, TCP, HTTP and HTTPS together, before new ones are refused (E_TOO_MANY_CONNECTIONS, or HTTP 503 TOO_MANY_CONNECTIONS); the default is the open-file limit less a reserve for nsqd's own files (a quarter, at least 256); 0 is unlimited (Tern extension)",
+	"max-connections-per-ip":      "max client connections from one IP address, all ports together, before new ones are refused; 0 is unlimited (Tern extension)",
 	"broadcast-address":           "address registered with lookupd; the default is the OS hostname",
 	"broadcast-tcp-port":          "TCP port registered with lookupd; 0 means the TCP listen port",
 	"broadcast-http-port":         "HTTP port registered with lookupd; 0 means the HTTP listen port",

@@ -32,7 +32,10 @@ var nsqFlags = []string{
 }
 
 // ternFlags are Tern's additions; each is documented in the README.
-var ternFlags = []string{"fsync-always", "mem-queue-bytes", "http-api-auth", "http-api-auth-open-reads", "lookupd-tls"}
+var ternFlags = []string{
+	"fsync-always", "mem-queue-bytes", "http-api-auth", "http-api-auth-open-reads", "lookupd-tls",
+	"max-connections", "max-connections-per-ip",
+}
 
 func TestFlagNamesMatchNSQ(t *testing.T) {
 	fs := newFlagSet(nsqd.NewOptions(), &cmdLine{})
@@ -333,14 +336,15 @@ func TestExampleConfig(t *testing.T) {
 	}
 	want := nsqd.NewOptions()
 	// The example leaves these commented out, because their defaults are derived from the
-	// host name or its memory and any value written down would differ from the default
-	// elsewhere.
-	for _, key := range []string{"id", "broadcast_address", "mem_queue_bytes"} {
+	// host name, its memory or its open-file limit, and any value written down would differ
+	// from the default elsewhere.
+	for _, key := range []string{"id", "broadcast_address", "mem_queue_bytes", "max_connections"} {
 		if !strings.Contains(string(data), "\n# "+key+" = ") {
 			t.Errorf("the example does not show the commented-out key %q", key)
 		}
 	}
 	got.NodeID, got.BroadcastAddress, got.MemQueueBytes = want.NodeID, want.BroadcastAddress, want.MemQueueBytes
+	got.MaxConnections = want.MaxConnections
 	assertOptions(t, got, want)
 }
 

@@ -1,0 +1,279 @@
+package nsqd
+
+import (
+	"bufio"
+	"crypto/tls"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	gonsq "github.com/nsqio/go-nsq"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ternmq/tern/internal/protocol"
+	"github.com/ternmq/tern/internal/testutil"
+)
+
+// These tests speak to the daemon over its sockets, as clients do, about --max-connections
+// and --max-connections-per-ip.
+
+// limitIOTimeout bounds each read and write of the tests here.
+const limitIOTimeout = 5 * time.Second
+
+// v2Conn is a raw V2 connection from a chosen local address.
+type v2Conn struct {
+	t    *testing.T
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+// dialFrom connects to addr from the local IP from, without sending anything.
+func dialFrom(t *testing.T, addr, from string) net.Conn {
+	t.Helper()
+	d := net.Dialer{Timeout: limitIOTimeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// dialV2 connects from the local IP from and sends the magic.
+func dialV2(t *testing.T, addr, from string) *v2Conn {
+	t.Helper()
+	c := &v2Conn{t: t, conn: dialFrom(t, addr, from)}
+	c.r = bufio.NewReader(c.conn)
+	c.write(protocol.MagicV2)
+	return c
+}
+
+func (c *v2Conn) write(s string) {
+	c.t.Helper()
+	_ = c.conn.SetWriteDeadline(time.Now().Add(limitIOTimeout))
+	if _, err := io.WriteString(c.conn, s); err != nil {
+		c.t.Fatalf("write: %v", err)
+	}
+}
+
+// frame reads the next frame that is not a heartbeat.
+func (c *v2Conn) frame() (protocol.FrameType, string) {
+	c.t.Helper()
+	for {
+		_ = c.conn.SetReadDeadline(time.Now().Add(limitIOTimeout))
+		ft, data, err := protocol.ReadFrame(c.r, 1<<20)
+		if err != nil {
+			c.t.Fatalf("read frame: %v", err)
+		}
+		if ft == protocol.FrameTypeResponse && string(data) == protocol.Heartbeat {
+			continue
+		}
+		return ft, string(data)
+	}
+}
+
+// publish sends a PUB and expects OK: the connection is served.
+func (c *v2Conn) publish(topic string) {
+	c.t.Helper()
+	c.write(string(protocol.Publish(topic, []byte("m")).AppendTo(nil)))
+	if ft, data := c.frame(); ft != protocol.FrameTypeResponse || data != protocol.OK {
+		c.t.Fatalf("PUB answered %v %q, want OK", ft, data)
+	}
+}
+
+// expectRefused reads the refusal's error frame and checks the connection then ends.
+func (c *v2Conn) expectRefused(want string) {
+	c.t.Helper()
+	if ft, data := c.frame(); ft != protocol.FrameTypeError || data != want {
+		c.t.Fatalf("got %v %q, want error %q", ft, data, want)
+	}
+	_ = c.conn.SetReadDeadline(time.Now().Add(limitIOTimeout))
+	if rest, err := io.ReadAll(c.r); err != nil || len(rest) != 0 {
+		c.t.Fatalf("after the refusal: %q, %v; want the connection closed", rest, err)
+	}
+}
+
+// refusedCount reads nsqd_connections_refused_total for listener and reason from n's
+// registry.
+func refusedCount(t *testing.T, reg prometheus.Gatherer, listener, reason string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "nsqd_connections_refused_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, lp := range m.GetLabel() {
+				labels[lp.GetName()] = lp.GetValue()
+			}
+			if labels["listener"] == listener && labels["reason"] == reason {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	t.Fatalf("no nsqd_connections_refused_total{listener=%q,reason=%q}", listener, reason)
+	return 0
+}
+
+// TestMaxConnectionsTCP checks the connection past --max-connections is refused with an error
+// frame naming the limit, that one is served again once a connection closes, and that the
+// refusal is counted.
+func TestMaxConnectionsTCP(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	n, _ := startTestDaemon(t, t.TempDir(), func(o *Options) { o.MaxConnections = 2 }, withRegistry(reg))
+	addr := n.TCPAddr().String()
+	first := dialV2(t, addr, "127.0.0.1")
+	first.publish("limited")
+	dialV2(t, addr, "127.0.0.2").publish("limited")
+
+	dialV2(t, addr, "127.0.0.1").expectRefused("E_TOO_MANY_CONNECTIONS too many connections (max 2)")
+	// Connections already served go on being served.
+	first.publish("limited")
+
+	_ = first.conn.Close()
+	testutil.Eventually(t, limitIOTimeout, func() bool { return n.limiter.Open() == 1 },
+		"open connections = %d after one closed", n.limiter.Open)
+	dialV2(t, addr, "127.0.0.1").publish("limited")
+	if got := refusedCount(t, reg, "tcp", "max_connections"); got != 1 {
+		t.Errorf("refused max_connections on tcp = %v, want 1", got)
+	}
+}
+
+// httpGetFrom GETs url over a connection from the local IP from, not kept alive.
+func httpGetFrom(t *testing.T, url, from string, tlsConfig *tls.Config) (int, string) {
+	t.Helper()
+	client := &http.Client{Timeout: limitIOTimeout, Transport: &http.Transport{
+		DialContext:       (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}).DialContext,
+		TLSClientConfig:   tlsConfig,
+		DisableKeepAlives: true,
+	}}
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s from %s: %v", url, from, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(body)
+}
+
+// TestMaxConnectionsPerIP checks --max-connections-per-ip counts an address's connections
+// on every port together, and leaves other addresses alone.
+func TestMaxConnectionsPerIP(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	n, _ := startTestDaemon(t, t.TempDir(), withHTTP(false, func(o *Options) { o.MaxConnectionsPerIP = 1 }), withRegistry(reg))
+	addr, httpURL := n.TCPAddr().String(), "http://"+n.HTTPAddr().String()+"/ping"
+
+	held := dialV2(t, addr, "127.0.0.1")
+	held.publish("per_ip")
+	if status, body := httpGetFrom(t, httpURL, "127.0.0.1", nil); status != 503 || body != `{"message":"TOO_MANY_CONNECTIONS"}` {
+		t.Fatalf("GET /ping from the address holding a connection: %d %s, want 503 TOO_MANY_CONNECTIONS", status, body)
+	}
+	dialV2(t, addr, "127.0.0.1").expectRefused("E_TOO_MANY_CONNECTIONS too many connections from 127.0.0.1 (max 1 per IP)")
+	if status, body := httpGetFrom(t, httpURL, "127.0.0.2", nil); status != 200 || body != "OK" {
+		t.Fatalf("GET /ping from another address: %d %s, want 200 OK", status, body)
+	}
+	// The other address's HTTP connection is gone once the server has seen it close.
+	testutil.Eventually(t, limitIOTimeout, func() bool { return n.limiter.Open() == 1 },
+		"open connections = %d", n.limiter.Open)
+	dialV2(t, addr, "127.0.0.2").publish("per_ip")
+	held.publish("per_ip")
+
+	if got := refusedCount(t, reg, "http", "max_connections_per_ip"); got != 1 {
+		t.Errorf("refused per IP on http = %v, want 1", got)
+	}
+	if got := refusedCount(t, reg, "tcp", "max_connections_per_ip"); got != 1 {
+		t.Errorf("refused per IP on tcp = %v, want 1", got)
+	}
+}
+
+// tlsDaemonOptions turns on TLS with a certificate from a CA of the test, and returns the
+// client configuration that trusts it.
+func tlsDaemonOptions(t *testing.T, o *Options) *tls.Config {
+	t.Helper()
+	ca := testutil.NewCA(t, "tern-test")
+	o.TLSCert, o.TLSKey, _ = ca.Issue(t, testutil.CertOptions{})
+	o.HTTPSAddress = "127.0.0.1:0"
+	return &tls.Config{RootCAs: ca.Pool(), ServerName: "127.0.0.1"}
+}
+
+// TestMaxConnectionsHTTPS checks the HTTP and HTTPS ports answer a refused connection with
+// NSQ's 503, over TLS on the HTTPS port.
+func TestMaxConnectionsHTTPS(t *testing.T) {
+	var clientTLS *tls.Config
+	n, _ := startTestDaemon(t, t.TempDir(), withHTTP(false, func(o *Options) {
+		o.MaxConnections = 1
+		clientTLS = tlsDaemonOptions(t, o)
+	}))
+	held := dialV2(t, n.TCPAddr().String(), "127.0.0.1")
+	held.publish("https")
+	for _, url := range []string{"http://" + n.HTTPAddr().String() + "/ping", "https://" + n.HTTPSAddr().String() + "/ping"} {
+		if status, body := httpGetFrom(t, url, "127.0.0.1", clientTLS); status != 503 || body != `{"message":"TOO_MANY_CONNECTIONS"}` {
+			t.Errorf("GET %s over the limit: %d %s, want 503 TOO_MANY_CONNECTIONS", url, status, body)
+		}
+	}
+	_ = held.conn.Close()
+	testutil.Eventually(t, limitIOTimeout, func() bool { return n.limiter.Open() == 0 },
+		"open connections = %d", n.limiter.Open)
+	if status, body := httpGetFrom(t, "https://"+n.HTTPSAddr().String()+"/ping", "127.0.0.1", clientTLS); status != 200 || body != "OK" {
+		t.Errorf("GET /ping over HTTPS under the limit: %d %s", status, body)
+	}
+}
+
+// TestMaxConnectionsGoNSQ checks what a go-nsq producer's user sees when nsqd refuses it,
+// and that the same producer publishes once there is room.
+func TestMaxConnectionsGoNSQ(t *testing.T) {
+	n, _ := startTestDaemon(t, t.TempDir(), func(o *Options) { o.MaxConnections = 1 })
+	held := dialV2(t, n.TCPAddr().String(), "127.0.0.1")
+	held.publish("gonsq")
+
+	p, err := gonsq.NewProducer(n.TCPAddr().String(), gonsq.NewConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.SetLogger(nil, gonsq.LogLevelError)
+	t.Cleanup(p.Stop)
+	err = p.Publish("gonsq", []byte("refused"))
+	const want = "failed to IDENTIFY - E_TOO_MANY_CONNECTIONS too many connections (max 1)"
+	if err == nil || err.Error() != want {
+		t.Fatalf("Publish over the limit: %v, want %q", err, want)
+	}
+
+	_ = held.conn.Close()
+	testutil.Eventually(t, limitIOTimeout, func() bool { return n.limiter.Open() == 0 },
+		"open connections = %d", n.limiter.Open)
+	if err := p.Publish("gonsq", []byte("accepted")); err != nil {
+		t.Fatalf("Publish with room: %v", err)
+	}
+}
+
+// TestMaxConnectionsValidate checks negative limits are refused with a clear error.
+func TestMaxConnectionsValidate(t *testing.T) {
+	o := NewOptions()
+	o.MaxConnections, o.MaxConnectionsPerIP = -1, -2
+	err := o.Validate()
+	for _, want := range []string{
+		"--max-connections must not be negative (0 is unlimited), got -1",
+		"--max-connections-per-ip must not be negative (0 is unlimited), got -2",
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v, want it to say %q", err, want)
+		}
+	}
+	o.MaxConnections, o.MaxConnectionsPerIP = 0, 0
+	if err := o.Validate(); err != nil {
+		t.Errorf("0 (unlimited) refused: %v", err)
+	}
+	if NewOptions().MaxConnections <= 0 {
+		t.Errorf("default --max-connections = %d, want the bound derived from the open-file limit", NewOptions().MaxConnections)
+	}
+}
