@@ -3,6 +3,7 @@ package nsqd
 import (
 	"bufio"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -17,8 +18,9 @@ import (
 	"github.com/ternmq/tern/internal/testutil"
 )
 
-// These tests speak to the daemon over its sockets, as clients do, about --max-connections
-// and --max-connections-per-ip.
+// These tests speak to the daemon over its sockets, as clients do, about --max-connections,
+// --max-connections-per-ip and clients that connect and then say nothing, or say it one byte
+// at a time.
 
 // limitIOTimeout bounds each read and write of the tests here.
 const limitIOTimeout = 5 * time.Second
@@ -275,5 +277,201 @@ func TestMaxConnectionsValidate(t *testing.T) {
 	}
 	if NewOptions().MaxConnections <= 0 {
 		t.Errorf("default --max-connections = %d, want the bound derived from the open-file limit", NewOptions().MaxConnections)
+	}
+}
+
+// TestSlowClientsTCP checks that a V2 client is dropped within the client timeout whether it
+// sends nothing or trickles its bytes: the magic, the magic and first command, or a later
+// command, each byte well within the timeout but never the whole. A client that answers
+// heartbeats, and one that turned them off and stays silent between commands, are kept, as
+// NSQ keeps them, and other clients are served meanwhile.
+func TestSlowClientsTCP(t *testing.T) {
+	const timeout = time.Second
+	n, _ := startTestDaemon(t, t.TempDir(), func(o *Options) { o.ClientTimeout = timeout })
+	addr := n.TCPAddr().String()
+	// The heartbeat interval is half the timeout, so a client has twice that per command.
+	const slack = 700 * time.Millisecond
+
+	// identified connects and identifies with the given fields.
+	identified := func(fields string) *v2Conn {
+		c := dialV2(t, addr, "127.0.0.1")
+		c.write(string(mustIdentify(t, `{"feature_negotiation":true`+fields+`}`).AppendTo(nil)))
+		if ft, _ := c.frame(); ft != protocol.FrameTypeResponse {
+			t.Fatalf("IDENTIFY answered a %v frame", ft)
+		}
+		return c
+	}
+
+	tests := []struct {
+		name  string
+		start func() (net.Conn, time.Time) // the slow client, and when its clock starts
+	}{
+		{"silent", func() (net.Conn, time.Time) {
+			start := time.Now()
+			return dialFrom(t, addr, "127.0.0.1"), start
+		}},
+		{"magic trickled", func() (net.Conn, time.Time) {
+			start := time.Now()
+			c := dialFrom(t, addr, "127.0.0.1")
+			testutil.Trickle(t, c, protocol.MagicV2, 400*time.Millisecond)
+			return c, start
+		}},
+		{"magic and first command trickled", func() (net.Conn, time.Time) {
+			// The magic is in after 900 ms; a deadline started afresh then would hold the
+			// client until 1.9 s.
+			start := time.Now()
+			c := dialFrom(t, addr, "127.0.0.1")
+			testutil.Trickle(t, c, protocol.MagicV2+"PUB slow_loris_topic\n", 300*time.Millisecond)
+			return c, start
+		}},
+		{"command trickled after IDENTIFY", func() (net.Conn, time.Time) {
+			c := identified("")
+			start := time.Now()
+			testutil.Trickle(t, c.conn, "PUB slow_loris_topic\n", 100*time.Millisecond)
+			return c.conn, start
+		}},
+		{"command trickled with heartbeats off", func() (net.Conn, time.Time) {
+			c := identified(`,"heartbeat_interval":-1`)
+			start := time.Now()
+			testutil.Trickle(t, c.conn, "PUB slow_loris_topic\n", 100*time.Millisecond)
+			return c.conn, start
+		}},
+	}
+	conns := make([]net.Conn, len(tests))
+	starts := make([]time.Time, len(tests))
+	for i, tc := range tests {
+		conns[i], starts[i] = tc.start()
+	}
+
+	// Kept: a client answering heartbeats, and a silent one that turned them off.
+	answering := identified("")
+	silent := identified(`,"heartbeat_interval":-1`)
+	answeringDone := make(chan error, 1)
+	go func() {
+		// Answer heartbeats for three timeouts.
+		r := answering.r
+		until := time.Now().Add(3 * timeout)
+		for time.Now().Before(until) {
+			_ = answering.conn.SetReadDeadline(time.Now().Add(limitIOTimeout))
+			ft, data, err := protocol.ReadFrame(r, 1<<20)
+			if err != nil {
+				answeringDone <- err
+				return
+			}
+			if ft != protocol.FrameTypeResponse || string(data) != protocol.Heartbeat {
+				answeringDone <- fmt.Errorf("got %v %q, want heartbeats", ft, data)
+				return
+			}
+			if _, err := answering.conn.Write(protocol.Nop().AppendTo(nil)); err != nil {
+				answeringDone <- err
+				return
+			}
+		}
+		answeringDone <- nil
+	}()
+
+	// Everyone else is served meanwhile.
+	other := dialV2(t, addr, "127.0.0.2")
+	for range 20 {
+		other.publish("fast")
+	}
+
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			testutil.ExpectDropped(t, conns[i], starts[i], timeout, timeout+slack)
+		})
+	}
+
+	if err := <-answeringDone; err != nil {
+		t.Fatalf("the client answering heartbeats: %v", err)
+	}
+	answering.publish("kept")
+	// The silent client without heartbeats has outlived three timeouts too.
+	silent.publish("kept")
+	// other, silent since and not answering heartbeats, is gone; a new client is served.
+	dialV2(t, addr, "127.0.0.2").publish("fast")
+}
+
+func mustIdentify(t *testing.T, body string) *protocol.Command {
+	t.Helper()
+	cmd, err := protocol.Identify(rawJSON(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cmd
+}
+
+// rawJSON marshals as itself.
+type rawJSON string
+
+func (r rawJSON) MarshalJSON() ([]byte, error) { return []byte(r), nil }
+
+// TestSlowClientsHTTP checks the HTTP and HTTPS ports drop a client that sends nothing, one
+// that trickles a request header, and one that trickles its TLS handshake, within the
+// header timeout, while other clients are served.
+func TestSlowClientsHTTP(t *testing.T) {
+	const readHeader = 500 * time.Millisecond
+	var clientTLS *tls.Config
+	n, _ := startTestDaemon(t, t.TempDir(), withHTTP(false, func(o *Options) { clientTLS = tlsDaemonOptions(t, o) }),
+		beforeRun(func(n *NSQD) {
+			n.httpTimeouts = httpTimeouts{readHeader: readHeader, read: 2 * time.Second, idle: time.Second}
+		}))
+	httpAddr, httpsAddr := n.HTTPAddr().String(), n.HTTPSAddr().String()
+	const header = "GET /ping HTTP/1.1\r\nHost: x\r\nX-Slow: slow slow slow slow\r\n\r\n"
+	const slack = 700 * time.Millisecond
+
+	tests := []struct {
+		name  string
+		start func() (net.Conn, time.Time)
+	}{
+		{"http silent", func() (net.Conn, time.Time) {
+			start := time.Now()
+			return dialFrom(t, httpAddr, "127.0.0.1"), start
+		}},
+		{"http header trickled", func() (net.Conn, time.Time) {
+			start := time.Now()
+			c := dialFrom(t, httpAddr, "127.0.0.1")
+			testutil.Trickle(t, c, header, 100*time.Millisecond)
+			return c, start
+		}},
+		{"https silent", func() (net.Conn, time.Time) {
+			start := time.Now()
+			return dialFrom(t, httpsAddr, "127.0.0.1"), start
+		}},
+		{"https handshake trickled", func() (net.Conn, time.Time) {
+			// A TLS handshake record announcing 512 bytes, which come one at a time.
+			start := time.Now()
+			c := dialFrom(t, httpsAddr, "127.0.0.1")
+			testutil.Trickle(t, c, "\x16\x03\x01\x02\x00\x01\x00\x01\xfc"+strings.Repeat("\x00", 64), 100*time.Millisecond)
+			return c, start
+		}},
+		{"https header trickled", func() (net.Conn, time.Time) {
+			tc := tls.Client(dialFrom(t, httpsAddr, "127.0.0.1"), clientTLS)
+			_ = tc.SetDeadline(time.Now().Add(limitIOTimeout))
+			if err := tc.Handshake(); err != nil {
+				t.Fatalf("handshake: %v", err)
+			}
+			_ = tc.SetDeadline(time.Time{})
+			start := time.Now()
+			testutil.Trickle(t, tc, header, 100*time.Millisecond)
+			return tc, start
+		}},
+	}
+	conns := make([]net.Conn, len(tests))
+	starts := make([]time.Time, len(tests))
+	for i, tc := range tests {
+		conns[i], starts[i] = tc.start()
+	}
+	for range 10 {
+		for _, url := range []string{"http://" + httpAddr + "/ping", "https://" + httpsAddr + "/ping"} {
+			if status, body := httpGetFrom(t, url, "127.0.0.2", clientTLS); status != 200 || body != "OK" {
+				t.Fatalf("GET %s while slow clients hang on: %d %s", url, status, body)
+			}
+		}
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			testutil.ExpectDropped(t, conns[i], starts[i], readHeader, readHeader+slack)
+		})
 	}
 }

@@ -444,8 +444,10 @@ func refuseV2(w io.ReadWriter, r connlimit.Refusal) error {
 	return err
 }
 
-// handleConn reads the protocol magic and runs the V2 protocol. A client that never sends the
-// magic is dropped after the client timeout (NSQ waits forever).
+// handleConn reads the protocol magic and runs the V2 protocol. The magic and the first
+// command must arrive within the client timeout of the connection's start, however slowly
+// they trickle in (ioLoop keeps this deadline for the first command); NSQ waits for the
+// magic forever.
 func (n *NSQD) handleConn(ctx context.Context, conn net.Conn) {
 	opts := n.getOpts()
 	_ = conn.SetReadDeadline(time.Now().Add(opts.ClientTimeout))

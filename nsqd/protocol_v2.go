@@ -50,25 +50,34 @@ func (p *protocolV2) ioLoop(ctx context.Context, c *client) {
 
 	params := make([][]byte, 0, 8)
 	var (
-		deadlineSet time.Time
+		// The first command keeps the deadline handleConn set before the magic: a client
+		// that trickles the magic and its first command in byte by byte is dropped
+		// the client timeout after it connected, not that long after each part.
+		deadlineSet = c.connTime
 		cmds        uint64
 	)
 	for {
 		// Refreshing the deadline, or even reading the clock, for every pipelined command (a
 		// stream of FINs) was a measurable share of CPU. Refresh it when the next read may
 		// block on the socket; a client that keeps the buffer full is checked every 256
-		// commands and refreshed once half the deadline is used.
+		// commands and refreshed once half the deadline is used. The deadline is set before
+		// a command line is read, never while it is: the whole command must arrive within
+		// it, however slowly it trickles in.
 		cmds++
-		if hb := c.heartbeatInterval(); hb > 0 {
+		switch hb := c.heartbeatInterval(); {
+		case cmds == 1:
+			// handleConn's deadline still holds.
+		case hb > 0:
 			if c.r.Buffered() == 0 || cmds%256 == 0 {
 				if now := time.Now(); c.r.Buffered() == 0 || now.Sub(deadlineSet) > hb {
 					_ = c.conn.SetReadDeadline(now.Add(2 * hb))
 					deadlineSet = now
 				}
 			}
-		} else if !deadlineSet.IsZero() {
-			_ = c.conn.SetReadDeadline(time.Time{})
-			deadlineSet = time.Time{}
+		default:
+			if !p.awaitCommand(c, &deadlineSet, cmds) {
+				return
+			}
 		}
 		line, err := protocol.ReadLine(c.r, maxLineLength)
 		if err != nil {
@@ -119,6 +128,41 @@ func (p *protocolV2) ioLoop(ctx context.Context, c *client) {
 			}
 		}
 	}
+}
+
+// awaitCommand sets the read deadline of a client that turned heartbeats off (IDENTIFY
+// heartbeat_interval -1). Such a client may stay silent for as long as it likes, as in NSQ,
+// so the wait for a command has no deadline; but once its first byte is in, the rest of the
+// command must follow within the client timeout, or a client could hold its connection and
+// goroutine by trickling half a command forever. It reports false when the connection ended
+// while waiting. deadlineSet is when the deadline in force was set, zero for none.
+func (p *protocolV2) awaitCommand(c *client, deadlineSet *time.Time, cmds uint64) bool {
+	timeout := p.n.getOpts().ClientTimeout
+	if c.r.Buffered() > 0 {
+		// Pipelined commands share the deadline; a client that keeps the buffer full gets
+		// a fresh one every 256 commands once half of it is used, as with heartbeats.
+		if cmds%256 == 0 {
+			if now := time.Now(); now.Sub(*deadlineSet) > timeout/2 {
+				_ = c.conn.SetReadDeadline(now.Add(timeout))
+				*deadlineSet = now
+			}
+		}
+		return true
+	}
+	if !deadlineSet.IsZero() {
+		_ = c.conn.SetReadDeadline(time.Time{})
+		*deadlineSet = time.Time{}
+	}
+	if _, err := c.r.Peek(1); err != nil {
+		if !isClosedConnError(err) {
+			p.n.logger.Debug("client read failed", "client", c.remote, "error", err)
+		}
+		return false
+	}
+	now := time.Now()
+	_ = c.conn.SetReadDeadline(now.Add(timeout))
+	*deadlineSet = now
+	return true
 }
 
 func isClosedConnError(err error) bool {
