@@ -24,6 +24,13 @@ const ioTimeout = 5 * time.Second
 // the same for other packages; it cannot be imported here.)
 func startLookupd(t testing.TB, configure func(*Options)) *Lookupd {
 	t.Helper()
+	return startLookupdWith(t, configure, nil)
+}
+
+// startLookupdWith is startLookupd that runs before, when not nil, between New and Run, to
+// set what the daemon reads once it starts (its timeouts).
+func startLookupdWith(t testing.TB, configure func(*Options), before func(*Lookupd)) *Lookupd {
+	t.Helper()
 	opts := NewOptions()
 	opts.TCPAddress = "127.0.0.1:0"
 	opts.HTTPAddress = "127.0.0.1:0"
@@ -35,6 +42,9 @@ func startLookupd(t testing.TB, configure func(*Options)) *Lookupd {
 	l, err := New(opts, testutil.Logger(t), nil)
 	if err != nil {
 		t.Fatalf("New: %v", err)
+	}
+	if before != nil {
+		before(l)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -35,9 +35,9 @@ func apiErr(status int, code string) error { return httpapi.NewError(status, cod
 func (l *Lookupd) newHTTPServer(h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: httpReadHeaderTimeout,
-		ReadTimeout:       httpReadTimeout,
-		IdleTimeout:       httpIdleTimeout,
+		ReadHeaderTimeout: l.timeouts.httpReadHeader,
+		ReadTimeout:       l.timeouts.httpRead,
+		IdleTimeout:       l.timeouts.httpIdle,
 		ErrorLog:          slog.NewLogLogger(l.logger.Handler(), slog.LevelDebug),
 	}
 }

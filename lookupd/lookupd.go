@@ -5,10 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/ternmq/tern/internal/goroutines"
-	"github.com/ternmq/tern/internal/logging"
-	"github.com/ternmq/tern/internal/protocol"
-	"github.com/ternmq/tern/internal/tlsfiles"
 	"log/slog"
 	"net"
 	"net/http"
@@ -20,6 +16,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/ternmq/tern/internal/connlimit"
+	"github.com/ternmq/tern/internal/goroutines"
+	"github.com/ternmq/tern/internal/logging"
+	"github.com/ternmq/tern/internal/protocol"
+	"github.com/ternmq/tern/internal/tlsfiles"
 	"github.com/ternmq/tern/internal/version"
 )
 
@@ -38,6 +39,23 @@ const (
 	httpShutdownTimeout = 5 * time.Second
 )
 
+// timeouts are the limits on slow and silent clients, the constants' values outside tests.
+type timeouts struct {
+	handshake      time.Duration // the TCP magic and first command (handshakeTimeout)
+	httpReadHeader time.Duration // a request's header: a slowloris client is dropped after it
+	httpRead       time.Duration // a whole request
+	httpIdle       time.Duration // between keep-alive requests
+}
+
+func defaultTimeouts() timeouts {
+	return timeouts{
+		handshake:      handshakeTimeout,
+		httpReadHeader: httpReadHeaderTimeout,
+		httpRead:       httpReadTimeout,
+		httpIdle:       httpIdleTimeout,
+	}
+}
+
 // Lookupd is one nsqlookupd: a registry of nsqd nodes with their topics and channels, filled
 // over the V1 TCP protocol and queried over HTTP. New binds both listeners; Run serves until
 // its context ends and then shuts down.
@@ -49,9 +67,15 @@ type Lookupd struct {
 	db       *registrationDB
 	counters *counters
 
+	// The listeners are limited by limiter (--max-connections, --max-connections-per-ip):
+	// a connection over the limits is refused before it reaches the daemon.
 	tcpListener  net.Listener
 	httpListener net.Listener
+	limiter      *connlimit.Limiter
 	tls          *tlsfiles.Files // nil without --tls-cert
+
+	// timeouts bound slow and silent clients; tests shorten them before Run.
+	timeouts timeouts
 
 	peerLogLimit logLimiter
 
@@ -94,6 +118,7 @@ func New(opts *Options, logger *slog.Logger, reg *prometheus.Registry) (*Lookupd
 		db:       newRegistrationDB(),
 		counters: newCounters(),
 		conns:    make(map[uint64]net.Conn),
+		timeouts: defaultTimeouts(),
 	}
 	if l.tls, err = tlsfiles.Load(opts.tlsConfig(), l.logger.With("component", "tls")); err != nil {
 		return nil, err
@@ -107,14 +132,21 @@ func New(opts *Options, logger *slog.Logger, reg *prometheus.Registry) (*Lookupd
 		_ = tl.Close()
 		return nil, fmt.Errorf("listen on %s: %w", opts.HTTPAddress, err)
 	}
+	l.limiter = connlimit.New(connlimit.Config{
+		Max: opts.MaxConnections, PerIP: opts.MaxConnectionsPerIP, Namespace: metricsNamespace,
+		Logger: l.logger.With("component", "connlimit"),
+	})
+	// TLS only, when configured: a lookupd that offers TLS and takes plain text as well
+	// protects nothing.
+	var tlsConfig *tls.Config
 	if l.tls != nil {
-		// TLS only: a lookupd that offers TLS and takes plain text as well protects nothing.
-		tl, hl = tls.NewListener(tl, l.tls.Server()), tls.NewListener(hl, l.tls.Server())
+		tlsConfig = l.tls.Server()
 	}
-	l.tcpListener, l.httpListener = tl, hl
+	l.tcpListener = l.limiter.Listen(tl, connlimit.Port{Name: "tcp", TLS: tlsConfig, Refuse: refuseV1})
+	l.httpListener = l.limiter.Listen(hl, connlimit.Port{Name: "http", TLS: tlsConfig, Refuse: connlimit.RefuseHTTP})
 	if err := l.registerMetrics(reg); err != nil {
-		_ = tl.Close()
-		_ = hl.Close()
+		_ = l.tcpListener.Close()
+		_ = l.httpListener.Close()
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}
 	return l, nil
@@ -155,7 +187,8 @@ func (l *Lookupd) Run(ctx context.Context) error {
 	})
 	l.logger.Info("nsqlookupd started", "version", version.Binary,
 		"tcp_address", l.TCPAddr().String(), "http_address", l.HTTPAddr().String(), "tls", l.tls != nil,
-		"broadcast_address", l.opts.BroadcastAddress)
+		"broadcast_address", l.opts.BroadcastAddress,
+		"max_connections", l.opts.MaxConnections, "max_connections_per_ip", l.opts.MaxConnectionsPerIP)
 
 	<-ctx.Done()
 	l.logger.Info("nsqlookupd shutting down")

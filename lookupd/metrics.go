@@ -53,12 +53,21 @@ func (c *counters) command(name string) { c.commands.WithLabelValues(name).Inc()
 // protocolError counts one error sent. Codes come from the fixed set the protocol sends.
 func (c *counters) protocolError(code string) { c.errors.WithLabelValues(code).Inc() }
 
-// registerMetrics registers the counters and the collector on reg. The Go and process
-// collectors are the caller's (main, or New when it makes the registry).
+// registerMetrics registers the counters, the collector and the connection limiter on reg.
+// The Go and process collectors are the caller's (main, or New when it makes the registry).
+//
+// The limiter's metrics (internal/connlimit), listener tcp or http:
+//
+//	nsqlookupd_connections_refused_total{listener,reason}  counter  connections refused, reason
+//	                                                                 max_connections or
+//	                                                                 max_connections_per_ip
+//	nsqlookupd_connections_open{listener}                  gauge    open connections counted
+//	                                                                 against --max-connections
+//	nsqlookupd_connections_max                             gauge    --max-connections (0: unlimited)
 func (l *Lookupd) registerMetrics(reg *prometheus.Registry) error {
 	for _, c := range []prometheus.Collector{
 		l.counters.connections, l.counters.commands, l.counters.errors, l.counters.timeouts,
-		newMetricsCollector(l),
+		newMetricsCollector(l), l.limiter,
 	} {
 		if err := reg.Register(c); err != nil {
 			return fmt.Errorf("nsqlookupd metrics: %w", err)

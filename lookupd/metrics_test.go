@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/ternmq/tern/internal/connlimit"
 	"github.com/ternmq/tern/internal/protocol"
 	"github.com/ternmq/tern/internal/testutil"
 )
@@ -73,8 +74,11 @@ func TestMetrics(t *testing.T) {
 	var got map[string]float64
 	testutil.Eventually(t, ioTimeout, func() bool {
 		got, _ = scrape(t, l)
-		return got["nsqlookupd_tcp_connections{}"] == 2
+		return got["nsqlookupd_tcp_connections{}"] == 2 && got["nsqlookupd_connections_open{listener=tcp}"] == 2
 	}, "the closed connection is still counted")
+	// The HTTP connections open are the test's keep-alive connections, however many the
+	// client pool holds.
+	delete(got, "nsqlookupd_connections_open{listener=http}")
 	want := map[string]float64{
 		"nsqlookupd_producers{}":                                  2,
 		"nsqlookupd_active_producers{}":                           2,
@@ -92,6 +96,13 @@ func TestMetrics(t *testing.T) {
 		"nsqlookupd_tcp_errors_total{code=E_INVALID}":             1,
 		"nsqlookupd_tcp_idle_disconnects_total{}":                 0,
 		"nsqlookupd_build_info{tern_version=0.1.0,version=1.3.0}": 1,
+
+		"nsqlookupd_connections_open{listener=tcp}":                                         2,
+		"nsqlookupd_connections_max{}":                                                      float64(connlimit.DefaultMax()),
+		"nsqlookupd_connections_refused_total{listener=tcp,reason=max_connections}":         0,
+		"nsqlookupd_connections_refused_total{listener=tcp,reason=max_connections_per_ip}":  0,
+		"nsqlookupd_connections_refused_total{listener=http,reason=max_connections}":        0,
+		"nsqlookupd_connections_refused_total{listener=http,reason=max_connections_per_ip}": 0,
 	}
 	for k, v := range want {
 		if g, ok := got[k]; !ok || g != v {

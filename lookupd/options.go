@@ -6,6 +6,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/ternmq/tern/internal/connlimit"
 	"github.com/ternmq/tern/internal/logging"
 	"github.com/ternmq/tern/internal/tlsfiles"
 )
@@ -27,6 +28,14 @@ type Options struct {
 	HTTPAddress string `flag:"http-address" toml:"http_address"`
 	// BroadcastAddress is the address this lookupd reports for itself in IDENTIFY answers.
 	BroadcastAddress string `flag:"broadcast-address" toml:"broadcast_address"`
+	// MaxConnections (a Tern option) bounds the lookupd's connections, TCP and HTTP
+	// together: one more is refused at once, with E_TOO_MANY_CONNECTIONS over TCP and 503
+	// TOO_MANY_CONNECTIONS over HTTP. The default is the open-file limit less a reserve
+	// (connlimit.DefaultMax); 0 is unlimited.
+	MaxConnections int `flag:"max-connections" toml:"max_connections"`
+	// MaxConnectionsPerIP (a Tern option) bounds one remote IP's connections, TCP and HTTP
+	// together, the same way; 0, the default, is unlimited.
+	MaxConnectionsPerIP int `flag:"max-connections-per-ip" toml:"max_connections_per_ip"`
 
 	// InactiveProducerTimeout is how long after its last IDENTIFY or PING an nsqd stays in
 	// /lookup and /nodes. A connection silent for that long is also closed, which removes
@@ -49,7 +58,8 @@ type Options struct {
 }
 
 // NewOptions returns NSQ 1.3's defaults: TCP on 4160, HTTP on 4161, the OS host name as the
-// broadcast address, a 300 s inactive timeout and a 45 s tombstone lifetime.
+// broadcast address, a 300 s inactive timeout and a 45 s tombstone lifetime; and Tern's
+// connection limits, derived from the open-file limit in total and none per IP.
 func NewOptions() *Options {
 	hostname, err := os.Hostname()
 	if err != nil {
@@ -62,6 +72,7 @@ func NewOptions() *Options {
 		TCPAddress:       "0.0.0.0:4160",
 		HTTPAddress:      "0.0.0.0:4161",
 		BroadcastAddress: hostname,
+		MaxConnections:   connlimit.DefaultMax(),
 
 		InactiveProducerTimeout: 300 * time.Second,
 		TombstoneLifetime:       45 * time.Second,
@@ -82,6 +93,12 @@ func (o *Options) Validate() error {
 	}
 	if o.HTTPAddress == "" {
 		bad("--http-address is required")
+	}
+	if o.MaxConnections < 0 {
+		bad("--max-connections must not be negative (0 is unlimited), got %d", o.MaxConnections)
+	}
+	if o.MaxConnectionsPerIP < 0 {
+		bad("--max-connections-per-ip must not be negative (0 is unlimited), got %d", o.MaxConnectionsPerIP)
 	}
 	if o.InactiveProducerTimeout <= 0 {
 		bad("--inactive-producer-timeout must be positive, got %v", o.InactiveProducerTimeout)

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ternmq/tern/internal/connlimit"
 )
 
 func TestNewOptionsAreNSQDefaults(t *testing.T) {
@@ -17,6 +19,8 @@ func TestNewOptionsAreNSQDefaults(t *testing.T) {
 		TCPAddress: "0.0.0.0:4160", HTTPAddress: "0.0.0.0:4161", BroadcastAddress: hostname,
 		InactiveProducerTimeout: 300 * time.Second, TombstoneLifetime: 45 * time.Second,
 		TLSMinVersion: "tls1.2", // Tern's TLS, off without a certificate
+		// Tern's connection bound, derived from the open-file limit.
+		MaxConnections: connlimit.DefaultMax(),
 	}
 	if got := *NewOptions(); got != want {
 		t.Errorf("NewOptions() = %+v, want %+v", got, want)

@@ -10,6 +10,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/ternmq/tern/internal/connlimit"
 	"github.com/ternmq/tern/internal/protocol"
 	"github.com/ternmq/tern/internal/version"
 )
@@ -21,9 +22,10 @@ const (
 	// maxIdentifyBody bounds the IDENTIFY body. nsqd's is a few hundred bytes of JSON. NSQ
 	// allocates whatever size the peer sends (reference §10 item 29).
 	maxIdentifyBody = 64 * 1024
-	// handshakeTimeout is how long a new connection has to send the protocol magic (or
-	// --inactive-producer-timeout, if that is shorter). NSQ waits forever (reference §10
-	// item 28); nsqd sends the magic as soon as it connects.
+	// handshakeTimeout is how long a new connection has to send the protocol magic and its
+	// first command (or --inactive-producer-timeout, if that is shorter), TLS handshake
+	// included. NSQ waits forever (reference §10 item 28); nsqd sends the magic and IDENTIFY
+	// as soon as it connects.
 	handshakeTimeout = 10 * time.Second
 	// writeTimeout bounds writing one answer: a peer that stops reading is dropped rather
 	// than holding its goroutine.
@@ -33,6 +35,15 @@ const (
 	lingerTimeout  = time.Second
 	lingerMaxBytes = 64 * 1024
 )
+
+// refuseV1 answers a TCP connection over --max-connections or --max-connections-per-ip
+// the way V1 reports every error, as an ordinary answer: "E_TOO_MANY_CONNECTIONS too many
+// connections (max 100)". It is written at once, before the peer's magic; nsqd reads it as
+// the answer to its IDENTIFY, logs it and connects again later.
+func refuseV1(w io.ReadWriter, r connlimit.Refusal) error {
+	_, err := w.Write(protocol.AppendV1Response(nil, []byte(r.Text())))
+	return err
+}
 
 // handleConn serves one TCP connection until it closes, an error ends it or shutdown closes
 // it. It runs in the Lookupd's tracker, one goroutine per connection. The V1 protocol is
@@ -48,7 +59,10 @@ func (l *Lookupd) handleConn(id uint64, conn net.Conn) {
 	logger := l.logger.With("remote_addr", conn.RemoteAddr().String())
 	logger.Debug("tcp connection opened")
 
-	_ = conn.SetReadDeadline(time.Now().Add(min(handshakeTimeout, l.opts.InactiveProducerTimeout)))
+	// The magic and the first command (nsqd's IDENTIFY, sent as it connects) share this
+	// deadline: a peer that trickles them in byte by byte is dropped this long after it
+	// connected. ioLoop sets a deadline per command line from then on.
+	_ = conn.SetReadDeadline(time.Now().Add(min(l.timeouts.handshake, l.opts.InactiveProducerTimeout)))
 	var magic [4]byte
 	if _, err := io.ReadFull(conn, magic[:]); err != nil {
 		logger.Debug("failed to read protocol magic", "error", err)
@@ -126,11 +140,15 @@ type v1Conn struct {
 // ioLoop reads and answers commands until the peer goes away or a command fails. Every V1
 // error is fatal, as in NSQ: it is sent as an ordinary answer and the connection is closed.
 // A peer silent for --inactive-producer-timeout is dropped: it would no longer be listed
-// anyway, and NSQ would hold its connection forever. The returned error says why the loop
-// ended.
+// anyway, and NSQ would hold its connection forever. The deadline is set before each
+// command, not per read, so a whole command (line and body) must arrive within it, however
+// slowly it trickles in; the first command keeps handleConn's deadline. The returned error
+// says why the loop ended.
 func (c *v1Conn) ioLoop() error {
-	for {
-		_ = c.conn.SetReadDeadline(time.Now().Add(c.l.opts.InactiveProducerTimeout))
+	for first := true; ; first = false {
+		if !first {
+			_ = c.conn.SetReadDeadline(time.Now().Add(c.l.opts.InactiveProducerTimeout))
+		}
 		line, err := protocol.ReadLine(c.r, maxLineLength)
 		if err != nil {
 			var pe *protocol.Error

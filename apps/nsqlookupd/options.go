@@ -24,6 +24,9 @@ func flagUsage() map[string]string {
 		"http-address":      "<addr>:<port> to listen on for HTTP clients",
 		"broadcast-address": "address of this lookupd node; the default is the OS hostname",
 
+		"max-connections":        "max connections, TCP and HTTP together, before new ones are refused (E_TOO_MANY_CONNECTIONS, or HTTP 503 TOO_MANY_CONNECTIONS); the default is the open-file limit less a reserve (a quarter, at least 256); 0 is unlimited (Tern extension)",
+		"max-connections-per-ip": "max connections from one IP address, TCP and HTTP together, before new ones are refused; 0 is unlimited (Tern extension)",
+
 		"inactive-producer-timeout": "duration of time a producer will remain in the active list since its last ping",
 		"tombstone-lifetime":        "duration of time a producer will remain tombstoned if registration remains",
 

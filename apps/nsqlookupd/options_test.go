@@ -13,10 +13,13 @@ import (
 	"github.com/ternmq/tern/lookupd"
 )
 
-// nsqFlags are the flags NSQ 1.3's nsqlookupd accepts, and Tern's TLS flags.
+// nsqFlags are the flags NSQ 1.3's nsqlookupd accepts, and Tern's TLS and connection-limit
+// flags.
 var nsqFlags = []string{
 	"broadcast-address", "config", "http-address", "inactive-producer-timeout", "log-level",
-	"log-prefix", "tcp-address",
+	"log-prefix",
+	"max-connections", "max-connections-per-ip", // Tern's
+	"tcp-address",
 	"tls-cert", "tls-client-auth-policy", "tls-key", "tls-min-version", "tls-root-ca-file", // Tern's
 	"tombstone-lifetime", "verbose", "version",
 }
@@ -158,6 +161,12 @@ func TestExampleConfig(t *testing.T) {
 		t.Error("the example does not show the commented-out broadcast_address")
 	}
 	got.BroadcastAddress = want.BroadcastAddress
+	// max_connections defaults to the host's open-file limit less a reserve, so the example
+	// leaves it commented out too.
+	if !strings.Contains(string(data), "\n# max_connections = ") {
+		t.Error("the example does not show the commented-out max_connections")
+	}
+	got.MaxConnections = want.MaxConnections
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("the example sets:\n %+v\nwant the defaults:\n %+v", got, want)
 	}
