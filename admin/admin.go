@@ -2,7 +2,6 @@ package admin
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -16,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/ternmq/tern/internal/connlimit"
 	"github.com/ternmq/tern/internal/goroutines"
 	"github.com/ternmq/tern/internal/logging"
 	"github.com/ternmq/tern/internal/protocol"
@@ -40,6 +40,13 @@ const (
 	pageMaxAge = time.Second
 )
 
+// httpTimeouts are the HTTP server's limits on slow and idle clients.
+type httpTimeouts struct {
+	readHeader time.Duration // a request's header: a slowloris client is dropped after it
+	read       time.Duration // a whole request
+	idle       time.Duration // between keep-alive requests
+}
+
 // Admin is one nsqadmin: the web UI and JSON API over a cluster, and the sampler behind its
 // charts. New binds the listener; Run serves until its context ends and then shuts down.
 type Admin struct {
@@ -58,9 +65,14 @@ type Admin struct {
 	pages    *pages
 	metrics  *adminMetrics
 
+	// listener is limited by limiter (--max-connections, --max-connections-per-ip): a
+	// connection over the limits is answered 503 before it reaches the server.
 	listener net.Listener
+	limiter  *connlimit.Limiter
 	tls      *tlsfiles.Files // nil without --tls-cert: the admin serves plain HTTP
-	auth     *auth           // nil without --user: no login
+	// timeouts are the HTTP server's limits; tests shorten them before Run.
+	timeouts httpTimeouts
+	auth     *auth // nil without --user: no login
 
 	// ctx ends when Run shuts down: fetches under way are abandoned.
 	ctx    context.Context
@@ -103,6 +115,7 @@ func New(opts *Options, logger *slog.Logger, reg *prometheus.Registry) (*Admin, 
 		basePath: normalizeBasePath(opts.BasePath),
 		client:   client,
 		sampler:  newSampler(opts.SampleInterval),
+		timeouts: httpTimeouts{readHeader: httpReadHeaderTimeout, read: httpReadTimeout, idle: httpIdleTimeout},
 	}
 	o := *opts
 	a.opts.Store(&o)
@@ -123,20 +136,32 @@ func New(opts *Options, logger *slog.Logger, reg *prometheus.Registry) (*Admin, 
 		a.cancel()
 		return nil, err
 	}
+	a.limiter = connlimit.New(connlimit.Config{
+		Max: opts.MaxConnections, PerIP: opts.MaxConnectionsPerIP, Namespace: metricsNamespace,
+		Logger: a.logger.With("component", "connlimit"),
+	})
 	if err := reg.Register(a.metrics); err != nil {
 		a.cancel()
+		return nil, fmt.Errorf("register metrics: %w", err)
+	}
+	// The limiter's metrics: nsqadmin_connections_refused_total{listener,reason},
+	// nsqadmin_connections_open{listener} and nsqadmin_connections_max (internal/connlimit).
+	if err := reg.Register(a.limiter); err != nil {
+		a.cancel()
+		reg.Unregister(a.metrics)
 		return nil, fmt.Errorf("register metrics: %w", err)
 	}
 	ln, err := protocol.Listen(opts.HTTPAddress)
 	if err != nil {
 		a.cancel()
-		reg.Unregister(a.metrics)
+		a.unregisterMetrics()
 		return nil, fmt.Errorf("listen on %s: %w", opts.HTTPAddress, err)
 	}
+	port := connlimit.Port{Name: "http", Refuse: connlimit.RefuseHTTP}
 	if a.tls != nil {
-		ln = tls.NewListener(ln, a.tls.Server())
+		port = connlimit.Port{Name: "https", TLS: a.tls.Server(), Refuse: connlimit.RefuseHTTP}
 	}
-	a.listener = ln
+	a.listener = a.limiter.Listen(ln, port)
 	return a, nil
 }
 
@@ -178,13 +203,14 @@ func (a *Admin) Run(ctx context.Context) error {
 	defer a.cancel()
 	defer a.client.close()
 	a.logger.Info("nsqadmin started", "http_address", a.listener.Addr().String(), "https", a.tls != nil,
+		"max_connections", a.getOpts().MaxConnections, "max_connections_per_ip", a.getOpts().MaxConnectionsPerIP,
 		"lookupds", a.getOpts().NSQLookupdHTTPAddresses, "nsqds", a.getOpts().NSQDHTTPAddresses)
 
 	server := &http.Server{
 		Handler:           a.handler(),
-		ReadHeaderTimeout: httpReadHeaderTimeout,
-		ReadTimeout:       httpReadTimeout,
-		IdleTimeout:       httpIdleTimeout,
+		ReadHeaderTimeout: a.timeouts.readHeader,
+		ReadTimeout:       a.timeouts.read,
+		IdleTimeout:       a.timeouts.idle,
 		ErrorLog:          slog.NewLogLogger(a.logger.Handler(), slog.LevelDebug),
 	}
 	serveErr := make(chan error, 1)
@@ -214,9 +240,15 @@ func (a *Admin) Run(ctx context.Context) error {
 	a.goroutines.Stop()
 	a.cancel()
 	a.goroutines.Wait()
-	a.registry.Unregister(a.metrics)
+	a.unregisterMetrics()
 	a.logger.Info("nsqadmin stopped")
 	return runErr
+}
+
+// unregisterMetrics takes the admin's metrics off its registry, which may outlive it.
+func (a *Admin) unregisterMetrics() {
+	a.registry.Unregister(a.metrics)
+	a.registry.Unregister(a.limiter)
 }
 
 // sample records a snapshot for the charts every sample interval, starting at once, until

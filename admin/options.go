@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ternmq/tern/internal/connlimit"
 	"github.com/ternmq/tern/internal/logging"
 )
 
@@ -38,6 +39,14 @@ type Options struct {
 	// DevStaticDir, when set, serves the CSS and JavaScript from this directory instead of
 	// the copies built into the binary, so that they can be edited without rebuilding.
 	DevStaticDir string `flag:"dev-static-dir" toml:"dev_static_dir"`
+	// MaxConnections (a Tern option) bounds the admin's HTTP connections: one more is
+	// refused at once with 503 TOO_MANY_CONNECTIONS. The default is the open-file limit less
+	// a reserve (connlimit.DefaultMax), which leaves the admin descriptors for its own
+	// requests to the cluster; 0 is unlimited.
+	MaxConnections int `flag:"max-connections" toml:"max_connections"`
+	// MaxConnectionsPerIP (a Tern option) bounds one remote IP's connections the same way;
+	// 0, the default, is unlimited.
+	MaxConnectionsPerIP int `flag:"max-connections-per-ip" toml:"max_connections_per_ip"`
 
 	// NSQLookupdHTTPAddresses are the lookupds the cluster is discovered through. Exactly one
 	// of it and NSQDHTTPAddresses must be set. "https://host:port" (a Tern addition) asks a
@@ -116,6 +125,8 @@ func NewOptions() *Options {
 		HTTPAddress: "0.0.0.0:4171",
 		BasePath:    "/",
 
+		MaxConnections: connlimit.DefaultMax(),
+
 		HTTPClientConnectTimeout: 2 * time.Second,
 		HTTPClientRequestTimeout: 5 * time.Second,
 
@@ -161,6 +172,12 @@ func (o *Options) Validate() error {
 		if err := checkHostPort(a); err != nil {
 			bad("--nsqd-http-address %q: %v", a, err)
 		}
+	}
+	if o.MaxConnections < 0 {
+		bad("--max-connections must not be negative (0 is unlimited), got %d", o.MaxConnections)
+	}
+	if o.MaxConnectionsPerIP < 0 {
+		bad("--max-connections-per-ip must not be negative (0 is unlimited), got %d", o.MaxConnectionsPerIP)
 	}
 	if o.HTTPClientConnectTimeout <= 0 {
 		bad("--http-client-connect-timeout must be positive, got %v", o.HTTPClientConnectTimeout)

@@ -31,6 +31,9 @@ func flagUsage() map[string]string {
 		"tls-key":        "PEM private key of --tls-cert (Tern only)",
 		"dev-static-dir": "serve the CSS and JavaScript from this directory instead of the built-in copies",
 
+		"max-connections":        "max HTTP connections before new ones are refused (503 TOO_MANY_CONNECTIONS); the default is the open-file limit less a reserve for the admin's own requests (a quarter, at least 256); 0 is unlimited (Tern only)",
+		"max-connections-per-ip": "max HTTP connections from one IP address before new ones are refused; 0 is unlimited (Tern only)",
+
 		"lookupd-http-address": "lookupd HTTP address to discover the cluster through (may be given multiple times)",
 		"nsqd-http-address":    "nsqd HTTP address, for a cluster without lookupds (may be given multiple times)",
 

@@ -24,7 +24,10 @@ var nsqFlags = []string{
 }
 
 // ternFlags are Tern's own flags, which NSQ's nsqadmin does not have.
-var ternFlags = []string{"hash-password", "sample-interval", "secure-cookies", "session-key-file", "tls-cert", "tls-key", "user"}
+var ternFlags = []string{
+	"hash-password", "max-connections", "max-connections-per-ip", "sample-interval", "secure-cookies",
+	"session-key-file", "tls-cert", "tls-key", "user",
+}
 
 // nsqKeys are the TOML keys NSQ (or Tern, for its repeatable --user) names differently from
 // the flag.
@@ -187,6 +190,12 @@ func TestExampleConfig(t *testing.T) {
 	want := admin.NewOptions()
 	// Empty lists in the file decode as empty, not nil.
 	got.NSQLookupdHTTPAddresses, got.NSQDHTTPAddresses, got.AdminUsers, got.Users = nil, nil, nil, nil
+	// max_connections defaults to the host's open-file limit less a reserve, so the example
+	// leaves it commented out.
+	if !strings.Contains(string(data), "\n# max_connections = ") {
+		t.Error("the example does not show the commented-out max_connections")
+	}
+	got.MaxConnections = want.MaxConnections
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("the example sets:\n %+v\nwant the defaults:\n %+v", got, want)
 	}
