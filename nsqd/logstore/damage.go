@@ -13,6 +13,14 @@ type damage struct {
 	counted uint64
 }
 
+// damageAt returns what is known of the spot at off in s.
+func (s *segment) damageAt(off int64) (damage, bool) {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	d, ok := s.bad[off]
+	return d, ok
+}
+
 // noteDamage records what was just found at off in s and returns what the log now holds for
 // the spot, with fresh true when the caller is the first to find the spot or to judge it (and
 // so the one to log it). A verdict already reached stands, and a spot adds to
@@ -32,4 +40,20 @@ func (l *Log) noteDamage(s *segment, off int64, d damage) (_ damage, fresh bool)
 	}
 	s.bad[off] = d
 	return d, true
+}
+
+// validWithin reports whether a valid record lies wholly inside b, starting after its first
+// byte. b is a record that failed its checksum: a valid record inside it means that its
+// length is what is damaged, and that it spans records that are fine.
+func validWithin(b []byte, maxBody int) bool {
+	for i := 1; i+headerSize <= len(b); i++ {
+		n, ok := restLen(b[i:], maxBody)
+		if !ok || i+n > len(b) {
+			continue
+		}
+		if _, ok := decodeRecord(b[i : i+n]); ok {
+			return true
+		}
+	}
+	return false
 }

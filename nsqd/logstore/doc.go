@@ -57,9 +57,20 @@
 // off a torn or corrupt tail, logging the bytes cut at warn level; Tail and LastID come from
 // what survives. If valid records follow the damage, it was not a torn write: the cut bytes
 // are first saved to <segment>.<offset>.corrupt and the cut is logged at error level, so
-// data is never discarded silently. Older segments are not scanned at Open; a reader that
-// meets corruption in one skips to the next segment, counting the records skipped (the next
-// base says how many).
+// data is never discarded silently. Older segments are not scanned at Open: damage in them is
+// met by readers.
+//
+// # Reading past damage
+//
+// A reader that meets a record whose length is plausible and fits the segment but whose
+// checksum is wrong steps over that record alone when it is damaged on its own: the record
+// after it is valid (or it is the segment's last and the next base agrees), and no valid
+// record lies inside it. That is a flipped bit anywhere but in the length, and the reader
+// goes on to deliver every other record of the segment. Any other damage (a length out of
+// bounds, or a wrong one, which the checksum does not cover; two bad records in a row; a
+// segment shorter than its records) makes it skip to the next segment. Either way the reader
+// counts the records it lost in [Reader.Skipped], and [Log.ReadAt] of a damaged record
+// returns [ErrCorrupt].
 //
 // Damage is logged at error level and counted in [Stats].CorruptRecords once per damaged
 // spot, however many readers (one per channel) meet it and however often [Log.ReadAt] is

@@ -157,15 +157,22 @@ func (r *Reader) readSegment(dst []Entry, max int, v view) ([]Entry, error) {
 		r.chunk, r.chunkSeg = nil, v.seg
 	}
 	maxBody := r.log.opts.MaxBodyBytes
-	for ; max > 0 && seq < v.stop && off < v.limit; max-- {
+	for max > 0 && seq < v.stop && off < v.limit {
 		rec, n, err := r.record(v.seg, off, v.limit, maxBody)
 		if err != nil {
 			r.pos = Pos{Seq: seq, Offset: off}
-			return dst, r.fail(v, err)
+			if n, err = r.fail(v, n, err); n == 0 {
+				return dst, err
+			}
+			// A lone corrupt record: step over it alone.
+			off += int64(n)
+			seq++
+			continue
 		}
 		dst = append(dst, Entry{Pos: Pos{Seq: seq, Offset: off}, Record: rec})
 		off += int64(n)
 		seq++
+		max--
 	}
 	r.failures = 0
 	r.pos = Pos{Seq: seq, Offset: off}
@@ -182,20 +189,87 @@ func (r *Reader) readSegment(dst []Entry, max int, v view) ([]Entry, error) {
 	return dst, nil
 }
 
-// fail decides what a read error means: a deleted segment is for Read to retry; a corrupt
-// record, or an I/O error that keeps coming back, skips the rest of the segment.
-func (r *Reader) fail(v view, err error) error {
+// fail decides what a read error at the reader's position means, n being the record's size
+// when its length is plausible. A deleted segment is for Read to retry. A lone corrupt record
+// (see lone) is stepped over: it is counted in Skipped and fail returns its size. Any other
+// corruption, or an I/O error that keeps coming back, skips the rest of the segment.
+func (r *Reader) fail(v view, n int, err error) (int, error) {
 	if gone(err) {
-		return err
+		return 0, err
+	}
+	if errors.Is(err, errChecksum) {
+		d, jerr := r.judge(v, n, err)
+		switch {
+		case jerr != nil:
+			err = jerr // the record after it could not be read: try again later
+		case d.skip > 0:
+			r.skipped++
+			r.failures = 0
+			return d.skip, nil
+		}
 	}
 	if !errors.Is(err, ErrCorrupt) {
+		if gone(err) {
+			return 0, err
+		}
 		r.failures++
 		if r.failures < maxReadFailures {
-			return err
+			return 0, err
 		}
 	}
 	r.skipRest(v, "unreadable record; skipping the rest of the segment", err)
-	return nil
+	return 0, nil
+}
+
+// judge returns the readers' verdict on the record of n bytes at the reader's position, which
+// failed its checksum: the verdict of the first reader that met it, which every later reader
+// follows, or a new one. A lone record is recorded, counted and logged here; the other
+// verdict (skip the rest of the segment) is left for skipRest to record. An error means the
+// verdict could not be reached for now.
+func (r *Reader) judge(v view, n int, cause error) (damage, error) {
+	off := r.pos.Offset
+	if d, ok := v.seg.damageAt(off); ok && d.judged {
+		return d, nil
+	}
+	lone, err := r.lone(v, n)
+	if err != nil || !lone {
+		return damage{}, err
+	}
+	d, fresh := r.log.noteDamage(v.seg, off, damage{judged: true, skip: n, counted: 1})
+	if fresh {
+		r.log.logger.Error("corrupt record; readers skip it",
+			"segment", filepath.Base(v.seg.path), "offset", off, "seq", r.pos.Seq, "bytes", n,
+			"err", cause)
+	}
+	return d, nil
+}
+
+// lone reports whether the record of n bytes at the reader's position, whose length is
+// plausible but whose checksum is wrong, is damaged on its own, so that readers may step over
+// it alone: the record after it is valid, or it is the segment's last one and the seqs agree,
+// and no valid record lies inside it. A flipped bit anywhere but the length does that. A
+// damaged length rarely lands on a record boundary; when it does, the records it spans must
+// not be read as one, which would misnumber every seq after them: hence the last check.
+func (r *Reader) lone(v view, n int) (bool, error) {
+	maxBody := r.log.opts.MaxBodyBytes
+	seq, off := r.pos.Seq, r.pos.Offset
+	// record has just read the whole record into the chunk.
+	rel := int(off - r.chunkOff)
+	if validWithin(r.chunk[rel:rel+n], maxBody) {
+		return false, nil
+	}
+	end := off + int64(n)
+	if end == v.limit {
+		return seq+1 == v.next, nil
+	}
+	_, _, err := r.record(v.seg, end, v.limit, maxBody)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, ErrCorrupt):
+		return false, nil
+	}
+	return false, err
 }
 
 // skipRest moves the reader past the rest of v.seg from its position, counting the records
@@ -227,7 +301,8 @@ func (r *Reader) skipSegment(v view) {
 }
 
 // record returns the record of s at off, reading a new chunk when the current one does not
-// hold all of it, and its encoded size.
+// hold all of it, and its encoded size. A record that fails its checksum yields errChecksum
+// with its size, and the chunk holds all of it.
 func (r *Reader) record(s *segment, off, limit int64, maxBody int) (Record, int, error) {
 	if off+headerSize > limit {
 		return Record{}, 0, corrupt(s, off, "record header past the end of the segment")
@@ -251,7 +326,7 @@ func (r *Reader) record(s *segment, off, limit int64, maxBody int) (Record, int,
 	}
 	rec, ok := decodeRecord(r.chunk[rel : rel+n])
 	if !ok {
-		return Record{}, 0, corrupt(s, off, "checksum mismatch")
+		return Record{}, n, badChecksum(s, off)
 	}
 	return rec, n, nil
 }
@@ -279,8 +354,16 @@ func (r *Reader) fill(s *segment, off int64, need int, limit int64) error {
 	return nil
 }
 
+// errChecksum is the corruption of a record whose length is plausible and fits the segment
+// but whose checksum does not match: the one kind a reader may step over alone.
+var errChecksum = fmt.Errorf("checksum mismatch: %w", ErrCorrupt)
+
 func corrupt(s *segment, off int64, what string) error {
 	return fmt.Errorf("segment %s offset %d: %s: %w", filepath.Base(s.path), off, what, ErrCorrupt)
+}
+
+func badChecksum(s *segment, off int64) error {
+	return fmt.Errorf("segment %s offset %d: %w", filepath.Base(s.path), off, errChecksum)
 }
 
 // ReadAt returns the record at p, which must be a position this log handed out (a reader's
@@ -363,7 +446,7 @@ func readRecordAt(s *segment, off, limit int64, maxBody int) (Record, error) {
 	}
 	rec, ok := decodeRecord(b)
 	if !ok {
-		return Record{}, corrupt(s, off, "checksum mismatch")
+		return Record{}, badChecksum(s, off)
 	}
 	return rec, nil
 }

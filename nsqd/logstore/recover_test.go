@@ -151,9 +151,9 @@ func TestCorruptMiddleOfActive(t *testing.T) {
 
 // sealedFixture writes test records 0 to 59 to a closed log in opts.Dir, in segments of
 // 1500 bytes, and damages its second segment (a sealed one) with damage, which gets the
-// segment's bytes and the offset of its second record. It returns the segment file names,
-// the damaged segment's base, the next segment's base and that offset.
-func sealedFixture(t *testing.T, opts Options, damage func(b []byte, second int) []byte) (files []string, base, next uint64, second int) {
+// segment's bytes and the offset of each of its records. It returns the segment file names,
+// the damaged segment's base, the next segment's base and the record offsets.
+func sealedFixture(t *testing.T, opts Options, damage func(b []byte, offs []int) []byte) (files []string, base, next uint64, offs []int) {
 	t.Helper()
 	l := openLog(t, opts)
 	mustAppend(t, l, testRecords(0, 60), 0)
@@ -164,78 +164,153 @@ func sealedFixture(t *testing.T, opts Options, damage func(b []byte, second int)
 	must(t, err)
 	base, _ = parseSegName(files[1])
 	next, _ = parseSegName(files[2])
-	second = lenSize + int(binary.BigEndian.Uint32(b))
-	must(t, os.WriteFile(path, damage(b, second), 0o644))
-	return files, base, next, second
+	for off := 0; off < len(b); off += lenSize + int(binary.BigEndian.Uint32(b[off:])) {
+		offs = append(offs, off)
+	}
+	if len(offs) != int(next-base) || len(offs) < 4 {
+		t.Fatalf("fixture segment holds %d records", len(offs))
+	}
+	must(t, os.WriteFile(path, damage(b, offs), 0o644))
+	return files, base, next, offs
 }
 
-// TestCorruptOldSegment damages a sealed segment in several ways: readers log it, skip to
-// the next segment counting what they lost, and never get stuck.
+// TestCorruptOldSegment damages a sealed segment in many ways. A record damaged on its own
+// (a flipped bit anywhere but its length) is skipped alone: readers return every other
+// record. Other damage makes readers skip to the next segment. Either way the loss is
+// counted in Skipped and, once however many readers pass, in CorruptRecords and the log,
+// and readers never get stuck.
 func TestCorruptOldSegment(t *testing.T) {
+	flip := func(rec, at int, mask byte) func(b []byte, offs []int) []byte {
+		return func(b []byte, offs []int) []byte { b[offs[rec]+at] ^= mask; return b }
+	}
 	tests := []struct {
 		name   string
-		damage func(b []byte, second int) []byte // second is the offset of the second record
+		at     int  // index in the segment of the damaged record
+		lone   bool // readers lose just that record, else the rest of the segment
+		damage func(b []byte, offs []int) []byte
 	}{
-		{"checksum", func(b []byte, second int) []byte { b[second+headerSize] ^= 1; return b }},
-		{"length too large", func(b []byte, second int) []byte {
-			binary.BigEndian.PutUint32(b[second:], 0xfffffff0)
+		{"body bit", 1, true, flip(1, headerSize, 0x01)},
+		{"checksum field", 1, true, flip(1, lenSize, 0x10)},
+		{"id field", 1, true, flip(1, crcFrom, 0x80)},
+		{"deliver-at field", 2, true, flip(2, headerSize-1, 0x04)},
+		{"first record", 0, true, flip(0, headerSize-1, 0x01)},
+		{"last record", -1, true, nil}, // filled in below
+		{"two records in a row", 1, false, func(b []byte, offs []int) []byte {
+			b[offs[1]+headerSize-1] ^= 1
+			b[offs[2]+headerSize-1] ^= 1
 			return b
 		}},
-		{"length too small", func(b []byte, second int) []byte {
-			binary.BigEndian.PutUint32(b[second:], 3)
+		{"length bit 31", 1, false, flip(1, 0, 0x80)},
+		{"length bit 0", 1, false, flip(1, 3, 0x01)},
+		{"length spans the next record", 1, false, func(b []byte, offs []int) []byte {
+			binary.BigEndian.PutUint32(b[offs[1]:], uint32(offs[3]-offs[1]-lenSize))
 			return b
 		}},
-		{"length past the end", func(b []byte, second int) []byte {
-			binary.BigEndian.PutUint32(b[second:], uint32(len(b)))
+		{"length too large", 1, false, func(b []byte, offs []int) []byte {
+			binary.BigEndian.PutUint32(b[offs[1]:], 0xfffffff0)
 			return b
 		}},
-		{"torn", func(b []byte, second int) []byte { return b[:second+10] }},
-		{"short by whole records", func(b []byte, second int) []byte { return b[:second] }},
-		{"empty", func(b []byte, second int) []byte { return nil }},
+		{"length too small", 1, false, func(b []byte, offs []int) []byte {
+			binary.BigEndian.PutUint32(b[offs[1]:], 3)
+			return b
+		}},
+		{"length past the end", 1, false, func(b []byte, offs []int) []byte {
+			binary.BigEndian.PutUint32(b[offs[1]:], uint32(len(b)))
+			return b
+		}},
+		{"torn", 1, false, func(b []byte, offs []int) []byte { return b[:offs[1]+10] }},
+		{"last record torn", -1, false, func(b []byte, offs []int) []byte { return b[:len(b)-1] }},
+		{"short by whole records", 1, false, func(b []byte, offs []int) []byte { return b[:offs[1]] }},
+		{"empty", 0, false, func(b []byte, offs []int) []byte { return nil }},
 	}
 	for _, tt := range tests {
 		for _, mem := range []int{0, 5} {
 			t.Run(fmt.Sprintf("%s/mem=%d", tt.name, mem), func(t *testing.T) {
 				opts := Options{Dir: t.TempDir(), SegmentBytes: 1500, MemRecords: mem}
-				files, base, next, second := sealedFixture(t, opts, tt.damage)
-				keep := uint64(1) // records of the damaged segment before the damage
-				if tt.name == "empty" {
-					keep = 0
+				at := tt.at
+				damage := func(b []byte, offs []int) []byte {
+					if at < 0 {
+						at = len(offs) - 1
+					}
+					if tt.damage == nil {
+						return flip(at, headerSize-1, 0x01)(b, offs)
+					}
+					return tt.damage(b, offs)
 				}
+				files, base, next, offs := sealedFixture(t, opts, damage)
 				var sink *logSink
 				opts.Logger, sink = captureLogger()
 				l := openLog(t, opts)
 				if l.Tail() != 60 {
 					t.Fatalf("tail %d", l.Tail())
 				}
-				lost := next - base - keep
+				bad := base + uint64(at) // seq of the damaged record
+				lost := next - bad       // records the readers lose
+				if tt.lone {
+					lost = 1
+				}
 				for _, batch := range []int{1, 7, 100} {
 					r := l.NewReader(Pos{})
 					entries := readAll(t, r, batch)
 					if r.Skipped() != lost || uint64(len(entries)) != 60-lost {
 						t.Fatalf("batch %d: read %d, skipped %d; want %d and %d", batch, len(entries), r.Skipped(), 60-lost, lost)
 					}
-					checkEntries(t, entries[:base+keep], 0, 0)
-					checkEntries(t, entries[base+keep:], next, int(next))
+					checkEntries(t, entries[:bad], 0, 0)
+					checkEntries(t, entries[bad:], bad+lost, int(bad+lost))
 					// Every reader skips, but the records are lost (and counted) once.
 					if got := l.Stats().CorruptRecords; got != lost {
 						t.Fatalf("batch %d: %d corrupt records counted, want %d", batch, got, lost)
 					}
+					if bad+lost < 60 {
+						// The record after the damage has the right position.
+						e := entries[bad]
+						rec, err := l.ReadAt(e.Pos)
+						if err != nil || !sameRecord(rec, e.Record) {
+							t.Fatalf("read at %+v: %v", e.Pos, err)
+						}
+					}
 				}
-				if len(sink.find("level=ERROR", "segment="+files[1], fmt.Sprintf("records_skipped=%d", lost))) != 1 {
-					t.Fatalf("want one error logged; log:\n%s", sink.dump())
+				msg := fmt.Sprintf("records_skipped=%d", lost)
+				if tt.lone {
+					msg = "readers skip it"
 				}
-				if tt.name == "checksum" {
-					if _, err := l.ReadAt(Pos{Seq: base + 1, Offset: int64(second)}); !errors.Is(err, ErrCorrupt) {
+				if n := len(sink.find("level=ERROR", "segment="+files[1], fmt.Sprintf("seq=%d", bad), msg)); n != 1 {
+					t.Fatalf("%d errors logged, want 1; log:\n%s", n, sink.dump())
+				}
+				if tt.lone {
+					if _, err := l.ReadAt(Pos{Seq: bad, Offset: int64(offs[at])}); !errors.Is(err, ErrCorrupt) {
 						t.Fatalf("read at damaged record: %v", err)
 					}
-					if got := l.Stats().CorruptRecords; got != lost {
-						t.Fatalf("after ReadAt: %d corrupt records counted, want %d", got, lost)
+					if got := l.Stats().CorruptRecords; got != 1 {
+						t.Fatalf("after ReadAt: %d corrupt records counted, want 1", got)
 					}
 				}
 			})
 		}
 	}
+}
+
+// TestCorruptRecordBeforeHotTail damages, on disk, the last record before the hot tail of
+// an open log: a reader steps over it from the file and carries on in memory.
+func TestCorruptRecordBeforeHotTail(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, Options{Dir: dir, SegmentBytes: 1500, MemRecords: 3})
+	mustAppend(t, l, testRecords(0, 60), 0)
+	bad := readAll(t, l.NewReader(Pos{}), 100)[56].Pos
+	segs := l.Segments()
+	base := segs[segIndex(l.segs, bad.Seq)].Base
+	f, err := os.OpenFile(filepath.Join(dir, segName(base)), os.O_RDWR, 0)
+	must(t, err)
+	_, err = f.WriteAt([]byte{0xff}, bad.Offset+crcFrom)
+	must(t, errors.Join(err, f.Close()))
+
+	r := l.NewReader(Pos{})
+	entries := readAll(t, r, 10)
+	if r.Skipped() != 1 || len(entries) != 59 || l.Stats().CorruptRecords != 1 {
+		t.Fatalf("read %d, skipped %d, counted %d", len(entries), r.Skipped(), l.Stats().CorruptRecords)
+	}
+	checkEntries(t, entries[:56], 0, 0)
+	checkEntries(t, entries[56:], 57, 57)
 }
 
 // TestCorruptCountedOnce has ReadAt find a corrupt record before the readers do: it is
@@ -245,12 +320,12 @@ func TestCorruptCountedOnce(t *testing.T) {
 	logger, sink := captureLogger()
 	opts := Options{Dir: t.TempDir(), SegmentBytes: 1500, Logger: logger}
 	// A length one byte off: neither this record nor what follows it reads as valid.
-	files, base, next, second := sealedFixture(t, opts, func(b []byte, second int) []byte {
-		b[second+3] ^= 1
+	files, base, next, offs := sealedFixture(t, opts, func(b []byte, offs []int) []byte {
+		b[offs[1]+3] ^= 1
 		return b
 	})
 	l := openLog(t, opts)
-	damaged := Pos{Seq: base + 1, Offset: int64(second)}
+	damaged := Pos{Seq: base + 1, Offset: int64(offs[1])}
 	for range 3 {
 		if _, err := l.ReadAt(damaged); !errors.Is(err, ErrCorrupt) {
 			t.Fatalf("read at damaged record: %v", err)
