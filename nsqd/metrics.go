@@ -89,8 +89,8 @@ type metricsCollector struct {
 	channelE2E *prometheus.Desc
 
 	// Tern's extensions (settings.go): counters always, settings only where set.
-	topicDropped, topicRefused, topicTTL, topicMaxMessages, topicMaxBytes, topicRetain, topicRetainBytes *prometheus.Desc
-	channelExpired, channelDead, channelTTL, channelMaxAttempts                                          *prometheus.Desc
+	topicDropped, topicRefused, topicCorrupt, topicTTL, topicMaxMessages, topicMaxBytes, topicRetain, topicRetainBytes *prometheus.Desc
+	channelExpired, channelDead, channelTTL, channelMaxAttempts                                                        *prometheus.Desc
 
 	clientConns, producerConns, healthy, memQueue, memQueueLimit, buildInfo, lateness, latenessMax *prometheus.Desc
 }
@@ -145,6 +145,9 @@ func newMetricsCollector(n *NSQD) *metricsCollector {
 	c.topicDropped = desc("topic_quota_dropped_total",
 		"Messages of the topic dropped by its drop_oldest quota.", topic...)
 	c.topicRefused = desc("topic_quota_refused_total", "Messages whose publish the topic's quota refused.", topic...)
+	c.topicCorrupt = desc("topic_corrupt_records_total",
+		"Stored records of the topic found damaged (a failed checksum, an unreadable segment's rest): skipped, never delivered. Above 0 means the disk damaged data.",
+		topic...)
 	c.topicTTL = desc("topic_message_ttl_seconds", "The topic's message TTL, where set.", topic...)
 	c.topicMaxMessages = desc("topic_max_messages", "The topic's message quota, where set.", topic...)
 	c.topicMaxBytes = desc("topic_max_bytes", "The topic's byte quota, where set.", topic...)
@@ -200,6 +203,7 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 		sendLatency(ch, c.topicE2E, t.E2eProcessingLatency, t.Name)
 		counter(c.topicDropped, t.DroppedCount, t.Name)
 		counter(c.topicRefused, t.RefusedCount, t.Name)
+		counter(c.topicCorrupt, t.CorruptCount, t.Name)
 		if s := t.Settings; s != nil {
 			for _, v := range []struct {
 				d *prometheus.Desc

@@ -147,6 +147,7 @@ func wantSeries(n *NSQD, r StatsReport, lat TimerLateness, clients, producers in
 		}
 		want.add("nsqd_topic_quota_dropped_total", float64(t.DroppedCount), tl...)
 		want.add("nsqd_topic_quota_refused_total", float64(t.RefusedCount), tl...)
+		want.add("nsqd_topic_corrupt_records_total", float64(t.CorruptCount), tl...)
 		if s := t.Settings; s != nil {
 			want.add("nsqd_topic_message_ttl_seconds", float64(s.MessageTTLMs)/1e3, tl...)
 			want.add("nsqd_topic_max_messages", float64(s.MaxMessages), tl...)

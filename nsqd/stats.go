@@ -39,6 +39,9 @@ type TopicStats struct {
 	Settings     *TopicSettings `json:"settings,omitempty"`
 	DroppedCount uint64         `json:"dropped_count,omitempty"` // dropped by a drop_oldest quota
 	RefusedCount uint64         `json:"refused_count,omitempty"` // publishes refused by a quota
+	// CorruptCount is how many stored records were found damaged (failed checksums, records
+	// lost with an unreadable segment): they are skipped, never delivered.
+	CorruptCount uint64 `json:"corrupt_count,omitempty"`
 
 	// StorageBytes is the size of the topic's log on disk (memory for an ephemeral topic).
 	// Not in NSQ's JSON; reported by /metrics.
@@ -200,6 +203,7 @@ func (t *Topic) stats(channel string, includeClients bool) TopicStats {
 		Ephemeral:    t.ephemeral,
 		DroppedCount: t.droppedCount.Load(),
 		RefusedCount: t.refusedCount.Load(),
+		CorruptCount: t.log.Stats().CorruptRecords,
 	}
 	if ts := t.Settings(); ts != (TopicSettings{}) {
 		s.Settings = &ts
