@@ -53,28 +53,26 @@
 //
 // Kill -9 loses nothing that Append acknowledged, because an acknowledged record has reached
 // the OS. A power loss can lose what was not yet fsynced: nothing with FsyncAlways, at most
-// SyncEvery records (or what the engine's periodic Sync leaves) otherwise. Open scans the active segment, validating every record's length and CRC, and cuts
-// off a torn or corrupt tail, logging the bytes cut at warn level; Tail and LastID come from
-// what survives. If valid records follow the damage, it was not a torn write: the cut bytes
-// are first saved to <segment>.<offset>.corrupt and the cut is logged at error level, so
-// data is never discarded silently. Older segments are not scanned at Open: damage in them is
-// met by readers.
+// SyncEvery records (or what the engine's periodic Sync leaves) otherwise.
 //
-// # Reading past damage
+// Open scans the active segment, validating every record's length and CRC, and cuts off a
+// torn tail: damage that ends the segment with no valid record after it, the unfinished end
+// of a write (or a last record gone bad, which cannot be told apart from one). The cut is
+// logged at warn level and its bytes counted in [Stats].TornBytes, not as corruption; Tail
+// and LastID come from what survives.
 //
-// A reader that meets a record whose length is plausible and fits the segment but whose
-// checksum is wrong steps over that record alone when it is damaged on its own: the record
-// after it is valid (or it is the segment's last and the next base agrees), and no valid
-// record lies inside it. That is a flipped bit anywhere but in the length, and the reader
-// goes on to deliver every other record of the segment. Any other damage (a length out of
-// bounds, or a wrong one, which the checksum does not cover; two bad records in a row; a
-// segment shorter than its records) makes it skip to the next segment. Either way the reader
-// counts the records it lost in [Reader.Skipped], and [Log.ReadAt] of a damaged record
-// returns [ErrCorrupt].
+// Damage that valid records follow is not a torn write. A lone corrupt record (its length
+// plausible and within the file, its checksum wrong, the record after it valid and none
+// inside it) is a flipped bit: Open keeps the segment whole and the record in its seq, so
+// Tail, LastID and every later seq stay what they were; it logs the record at error level
+// and counts it in [Stats].CorruptRecords, and readers step over it (see below). Appends go
+// on after the kept bytes, and every later Open finds and keeps the record again. Any other
+// damage (a length out of bounds, or one that spans valid records) is cut off like a torn
+// tail, but the cut bytes are first saved to <segment>.<offset>.corrupt, the cut is logged
+// at error level, and the damaged record and the valid records found after it are counted
+// in CorruptRecords, so data is never discarded silently.
 //
-// Damage is logged at error level and counted in [Stats].CorruptRecords once per damaged
-// spot, however many readers (one per channel) meet it and however often [Log.ReadAt] is
-// asked for it: the log remembers the spots it has found in each segment.
+// Older segments are not scanned at Open: damage in them is met by readers.
 //
 // # Reading: hot tail and segments
 //
@@ -91,10 +89,30 @@
 // A memory-only log (Dir "") is the hot tail alone, bounded by MemRecords, dropping its
 // oldest records on overflow; its positions have Offset 0.
 //
+// # Reading past damage
+//
+// A reader that meets a record whose length is plausible and fits the segment but whose
+// checksum is wrong steps over that record alone when it is damaged on its own: the record
+// after it is valid (or it is the segment's last and the next base agrees), and no valid
+// record lies inside it. This is the rule Open keeps such a record by, and it matches a
+// flipped bit anywhere but in the length; the reader goes on to deliver every other record
+// of the segment. Any other damage makes it skip the rest of the segment, since where the
+// next record starts is then unknown: a length out of bounds, or a wrong one (the checksum
+// does not cover it), which makes the record after it invalid or spans valid records; a bad
+// record followed by another; a segment shorter than its records; a read error that
+// persists. Either way the reader counts the records it lost in [Reader.Skipped], and
+// [Log.ReadAt] of a damaged record returns [ErrCorrupt].
+//
+// Damage is logged at error level and counted in [Stats].CorruptRecords once per damaged
+// spot, however many readers (one per channel) meet it and however often [Log.ReadAt] is
+// asked for it: the log remembers, for each segment, the spots found in it and the verdict
+// of the first reader to meet each, which later readers follow.
+//
 // # Concurrency
 //
 // A [Log] is safe for concurrent use; a [Reader] belongs to one goroutine at a time. The log
 // starts no goroutines. Locks are taken in the order wmu (writes and segment changes), then
 // qmu (the gathering batch) or mu (the state readers see), never qmu and mu together; no
-// I/O happens under mu.
+// I/O happens under mu. Each segment's own lock (its file handle and its damaged spots) is
+// only ever held alone, for a field or map access.
 package logstore

@@ -9,7 +9,8 @@ import (
 
 // FuzzRecover opens a log whose only segment holds arbitrary bytes. Open must not panic and
 // must leave a consistent log: the file cut back to a prefix of the input, holding exactly
-// the CRC-valid records readers return, and appends working after it.
+// the CRC-valid records readers return and the lone corrupt records they step over, the
+// damage counted, and appends and a reopen working after it.
 func FuzzRecover(f *testing.F) {
 	var valid []byte
 	for i := range 6 {
@@ -21,6 +22,13 @@ func FuzzRecover(f *testing.F) {
 	f.Add(append(bytes.Clone(valid), 0, 0, 0, 40, 1, 2, 3))
 	damaged := bytes.Clone(valid)
 	damaged[40] ^= 1
+	f.Add(damaged)
+	damaged = bytes.Clone(valid)
+	damaged[3] ^= 4 // a length
+	f.Add(damaged)
+	damaged = bytes.Clone(valid)
+	damaged[10] ^= 4
+	damaged[len(damaged)-10] ^= 4
 	f.Add(damaged)
 	f.Add([]byte{})
 	f.Add([]byte{0, 0, 0, 28})
@@ -49,23 +57,17 @@ func FuzzRecover(f *testing.F) {
 		if !bytes.HasPrefix(data, kept) {
 			t.Fatal("recovered file is not a prefix of the input")
 		}
-		entries := readAll(t, l.NewReader(Pos{}), 64)
-		if uint64(len(entries)) != l.Depth() {
-			t.Fatalf("read %d records, depth %d", len(entries), l.Depth())
+		r := l.NewReader(Pos{Seq: base})
+		entries := readAll(t, r, 64)
+		if uint64(len(entries))+r.Skipped() != l.Depth() {
+			t.Fatalf("read %d records, skipped %d, depth %d", len(entries), r.Skipped(), l.Depth())
 		}
-		var off int64
-		for i, e := range entries {
-			if e.Pos != (Pos{Seq: base + uint64(i), Offset: off}) {
-				t.Fatalf("entry %d at %+v, want offset %d", i, e.Pos, off)
-			}
-			enc := appendRecord(nil, &e.Record)
-			if !bytes.Equal(enc, kept[off:off+int64(len(enc))]) {
-				t.Fatalf("entry %d does not re-encode to the bytes on disk", i)
-			}
-			off += int64(len(enc))
+		end := checkWalk(t, kept, base, entries, 300)
+		if end.Seq != l.Tail() || end.Offset != int64(len(kept)) {
+			t.Fatalf("records end at %+v, log at %d with %d bytes", end, l.Tail(), len(kept))
 		}
-		if off != int64(len(kept)) {
-			t.Fatalf("records take %d bytes, file has %d", off, len(kept))
+		if len(entries) == 0 && r.Skipped() > 0 {
+			t.Fatal("kept corrupt records and nothing valid")
 		}
 		wantLast := uint64(0)
 		if len(entries) > 0 {
@@ -74,10 +76,23 @@ func FuzzRecover(f *testing.F) {
 		if l.LastID() != wantLast {
 			t.Fatalf("last ID %d, want %d", l.LastID(), wantLast)
 		}
+		// Every byte of the input is accounted for: kept, cut as torn, or cut as corrupt
+		// and saved aside.
+		stats := l.Stats()
+		saved, _ := filepath.Glob(path + ".*.corrupt")
+		cut := uint64(len(data) - len(kept))
+		switch {
+		case len(saved) > 0:
+			if len(saved) != 1 || stats.TornBytes != 0 || stats.CorruptRecords < r.Skipped()+2 {
+				t.Fatalf("saved %v, skipped %d, stats %+v", saved, r.Skipped(), stats)
+			}
+		case stats.TornBytes != cut || stats.CorruptRecords != r.Skipped():
+			t.Fatalf("cut %d bytes, skipped %d, stats %+v", cut, r.Skipped(), stats)
+		}
 
-		r := testRecord(7)
-		seq, err := l.Append([]Record{r})
-		if err != nil || seq != base+uint64(len(entries)) {
+		rec := testRecord(7)
+		seq, err := l.Append([]Record{rec})
+		if err != nil || seq != l.Tail()-1 || seq != base+uint64(len(entries))+r.Skipped() {
 			t.Fatalf("append: seq %d, %v", seq, err)
 		}
 		if err := l.Close(); err != nil {
@@ -88,11 +103,48 @@ func FuzzRecover(f *testing.F) {
 			t.Fatalf("reopen: %v", err)
 		}
 		defer l.Close()
-		again := readAll(t, l.NewReader(Pos{}), 64)
-		if len(again) != len(entries)+1 || !sameRecord(again[len(entries)].Record, r) {
+		r2 := l.NewReader(Pos{Seq: base})
+		again := readAll(t, r2, 64)
+		if len(again) != len(entries)+1 || !sameRecord(again[len(entries)].Record, rec) || again[len(entries)].Pos.Seq != seq {
 			t.Fatalf("after append and reopen: %d records", len(again))
 		}
+		if s := l.Stats(); r2.Skipped() != r.Skipped() || s.CorruptRecords != r.Skipped() || s.TornBytes != 0 {
+			t.Fatalf("after append and reopen: skipped %d, stats %+v", r2.Skipped(), s)
+		}
 	})
+}
+
+// checkWalk checks the entries a reader returned from a segment that starts at seq base and
+// holds data: each starts where the previous one ended (with the seq after it), or one lone
+// corrupt record later, and re-encodes to the bytes it was read from. It returns the
+// position after the last entry.
+func checkWalk(t *testing.T, data []byte, base uint64, entries []Entry, maxBody int) Pos {
+	t.Helper()
+	cur := Pos{Seq: base}
+	for _, e := range entries {
+		switch e.Pos.Seq {
+		case cur.Seq:
+		case cur.Seq + 1:
+			n, ok := restLen(data[cur.Offset:], maxBody)
+			if !ok || cur.Offset+int64(n) != e.Pos.Offset {
+				t.Fatalf("skipped one record at %+v, next entry at %+v", cur, e.Pos)
+			}
+			if _, ok := decodeRecord(data[cur.Offset:e.Pos.Offset]); ok {
+				t.Fatalf("skipped a valid record at %+v", cur)
+			}
+		default:
+			t.Fatalf("entry at %+v after %+v", e.Pos, cur)
+		}
+		if e.Pos.Seq == base && e.Pos.Offset != 0 || e.Pos.Seq != base && e.Pos.Offset < cur.Offset {
+			t.Fatalf("entry at %+v after %+v", e.Pos, cur)
+		}
+		enc := appendRecord(nil, &e.Record)
+		if end := e.Pos.Offset + int64(len(enc)); end > int64(len(data)) || !bytes.Equal(enc, data[e.Pos.Offset:end]) {
+			t.Fatalf("entry at %+v does not re-encode to the bytes on disk", e.Pos)
+		}
+		cur = Pos{Seq: e.Pos.Seq + 1, Offset: e.Pos.Offset + int64(len(enc))}
+	}
+	return cur
 }
 
 // FuzzReadSealed gives a log a sealed segment of arbitrary bytes that should hold k+1 records,
@@ -144,32 +196,7 @@ func FuzzReadSealed(f *testing.F) {
 		if len(entries) == 0 || entries[len(entries)-1].Pos.Seq != next || !sameRecord(entries[len(entries)-1].Record, last) {
 			t.Fatal("the active segment's record is missing")
 		}
-		// Walk the sealed segment's entries with a cursor: each comes where the previous one
-		// ended, or one lone corrupt record later.
-		cur := Pos{Seq: base}
-		for _, e := range entries[:len(entries)-1] {
-			switch e.Pos.Seq {
-			case cur.Seq:
-			case cur.Seq + 1:
-				n, ok := restLen(data[cur.Offset:], 300)
-				if !ok || cur.Offset+int64(n) != e.Pos.Offset {
-					t.Fatalf("skipped one record at %+v, next entry at %+v", cur, e.Pos)
-				}
-				if _, ok := decodeRecord(data[cur.Offset:e.Pos.Offset]); ok {
-					t.Fatalf("skipped a valid record at %+v", cur)
-				}
-			default:
-				t.Fatalf("entry at %+v after %+v", e.Pos, cur)
-			}
-			if e.Pos.Offset != 0 && e.Pos.Seq == base || e.Pos.Offset < cur.Offset && e.Pos.Seq != base {
-				t.Fatalf("entry at %+v after %+v", e.Pos, cur)
-			}
-			enc := appendRecord(nil, &e.Record)
-			if end := e.Pos.Offset + int64(len(enc)); end > int64(len(data)) || !bytes.Equal(enc, data[e.Pos.Offset:end]) {
-				t.Fatalf("entry at %+v does not re-encode to the bytes on disk", e.Pos)
-			}
-			cur = Pos{Seq: e.Pos.Seq + 1, Offset: e.Pos.Offset + int64(len(enc))}
-		}
+		checkWalk(t, data, base, entries[:len(entries)-1], 300)
 		counted := l.Stats().CorruptRecords
 		if counted != r.Skipped() {
 			t.Fatalf("counted %d corrupt records, reader skipped %d", counted, r.Skipped())

@@ -128,10 +128,19 @@ type Stats struct {
 	Bytes   uint64 // bytes appended
 	Fsyncs  uint64 // fsyncs of segment files
 	// CorruptRecords counts the records found damaged, each once however many readers meet
-	// it: records that fail their checksum or whose length is invalid (found by a reader or
-	// ReadAt), and the records lost when a reader skips the rest of a segment it cannot read.
-	// Any value above 0 means stored data was damaged or unreadable.
+	// it: records that fail their checksum or whose length is invalid, found by Open in the
+	// active segment, by a reader or by ReadAt; the records lost when a reader skips the
+	// rest of a segment it cannot read; and those Open cuts from the active segment with
+	// damage that valid records follow (the damaged record and the valid ones found after
+	// it). Any value above 0 means stored data was damaged or unreadable. Each Open counts
+	// afresh what it finds, damage it kept in place included.
 	CorruptRecords uint64
+	// TornBytes is the size of the torn tail that Open cut off the active segment: the
+	// unfinished end of a write that a crash interrupted, with no valid record after it.
+	// That is expected after a power loss (records not yet fsynced) or a kill during an
+	// append (records not yet acknowledged), so it is not counted in CorruptRecords; a last
+	// record with a flipped bit cannot be told apart from a torn one and counts here too.
+	TornBytes uint64
 }
 
 // Log is one topic's message log. All methods are safe for concurrent use.
@@ -166,7 +175,7 @@ type Log struct {
 	ring      ring
 
 	stats struct {
-		records, batches, bytes, fsyncs, corrupt atomic.Uint64
+		records, batches, bytes, fsyncs, corrupt, torn atomic.Uint64
 	}
 
 	// hooks replace file operations in tests that inject failures; nil means the os call.
@@ -206,7 +215,9 @@ type place struct {
 // Open opens the log in opts.Dir, creating it if missing, or a memory-only log when Dir is
 // "". An existing log is recovered: the active (last) segment is scanned and a torn or
 // corrupt tail is cut off, so the log holds exactly the records that were completely
-// written. Older segments are not scanned; damage in them is met and skipped by readers.
+// written. A lone corrupt record that valid records follow (a flipped bit) is kept in
+// place, holding its seq, for readers to step over. Older segments are not scanned; damage
+// in them is met and skipped by readers.
 func Open(opts Options) (*Log, error) {
 	o, err := opts.normalize()
 	if err != nil {
@@ -254,16 +265,24 @@ func (l *Log) recover() error {
 		return fmt.Errorf("open active segment: %w", err)
 	}
 	active.f = f
-	res, err := scanSegment(f, l.opts.MaxBodyBytes)
+	res, err := scanSegment(f, 0, l.opts.MaxBodyBytes)
 	if err != nil {
 		return err
 	}
-	if res.valid < res.size {
+	if res.end < res.size {
 		if err := l.cutTail(active, res); err != nil {
 			return err
 		}
 	}
-	active.size = res.valid
+	for _, b := range res.lone {
+		// A flipped bit, not a torn write: the record keeps its seq, so Tail, LastID and the
+		// seqs after it stay what they were, and readers step over it.
+		l.noteDamage(active, b.off, damage{judged: true, skip: b.n, counted: 1})
+		l.logger.Error("corrupt record in the active segment; kept it in place, readers skip it",
+			"segment", filepath.Base(active.path), "offset", b.off, "seq", active.base+uint64(b.index),
+			"bytes", b.n)
+	}
+	active.size = res.end
 	l.lastID = res.lastID
 	if res.records == 0 {
 		l.lastID, err = l.lastIDBefore(len(segs) - 1)
@@ -278,33 +297,42 @@ func (l *Log) recover() error {
 	l.tail = active.base + uint64(res.records)
 	l.ring.head = l.tail
 	l.w.active = active
-	l.w.size = res.valid
+	l.w.size = res.end
 	l.w.next = l.tail
 	return nil
 }
 
-// cutTail truncates the active segment after its last valid record.
+// cutTail truncates the active segment after the records the scan kept.
 func (l *Log) cutTail(s *segment, res scanResult) error {
-	cut := res.size - res.valid
-	more, err := findRecordAfter(s.f, res.valid, res.size, l.opts.MaxBodyBytes)
+	cut := res.size - res.end
+	maxBody := l.opts.MaxBodyBytes
+	at, err := findRecordAfter(s.f, res.end, res.size, maxBody)
 	if err != nil {
 		return err
 	}
-	if more {
-		// Valid records after the damage: not a torn write. Keep the bytes for an operator.
-		saved := fmt.Sprintf("%s.%d.corrupt", s.path, res.valid)
-		if err := preserve(s.f, res.valid, res.size, saved); err != nil {
+	if at >= 0 {
+		// Valid records after the damage: not a torn write. Keep the bytes for an operator,
+		// and count what the log loses: the damaged record and the records found after it.
+		saved := fmt.Sprintf("%s.%d.corrupt", s.path, res.end)
+		if err := preserve(s.f, res.end, res.size, saved); err != nil {
 			return err
 		}
+		after, err := scanSegment(s.f, at, maxBody)
+		if err != nil {
+			return err
+		}
+		lost := 1 + after.records
+		l.stats.corrupt.Add(uint64(lost))
 		l.logger.Error("corrupt record in the active segment; cut the rest and saved it",
-			"segment", filepath.Base(s.path), "offset", res.valid, "bytes_cut", cut,
-			"records_kept", res.records, "saved_to", filepath.Base(saved))
+			"segment", filepath.Base(s.path), "offset", res.end, "bytes_cut", cut,
+			"records_kept", res.records, "records_lost", lost, "saved_to", filepath.Base(saved))
 	} else {
+		l.stats.torn.Add(uint64(cut))
 		l.logger.Warn("cut torn tail of the active segment",
-			"segment", filepath.Base(s.path), "offset", res.valid, "bytes_cut", cut,
+			"segment", filepath.Base(s.path), "offset", res.end, "bytes_cut", cut,
 			"records_kept", res.records)
 	}
-	if err := s.f.Truncate(res.valid); err != nil {
+	if err := s.f.Truncate(res.end); err != nil {
 		return fmt.Errorf("cut torn tail: %w", err)
 	}
 	if err := s.f.Sync(); err != nil {
@@ -321,7 +349,7 @@ func (l *Log) lastIDBefore(i int) (uint64, error) {
 		if err != nil {
 			return 0, err
 		}
-		res, err := scanSegment(f, l.opts.MaxBodyBytes)
+		res, err := scanSegment(f, 0, l.opts.MaxBodyBytes)
 		if err != nil {
 			return 0, err
 		}
@@ -402,6 +430,7 @@ func (l *Log) Stats() Stats {
 		Fsyncs:  l.stats.fsyncs.Load(),
 
 		CorruptRecords: l.stats.corrupt.Load(),
+		TornBytes:      l.stats.torn.Load(),
 	}
 }
 

@@ -28,7 +28,7 @@ func tornFixture(t *testing.T) (dir string, n int, active string, lastOff int64)
 	}
 	for {
 		files := segFiles(t, dir)
-		if base, _ := parseSegName(files[len(files)-1]); uint64(n)-base >= 3 {
+		if base, _ := parseSegName(files[len(files)-1]); uint64(n)-base >= 4 {
 			break
 		}
 		mustAppend(t, l, testRecords(n, 1), uint64(n))
@@ -42,21 +42,23 @@ func tornFixture(t *testing.T) (dir string, n int, active string, lastOff int64)
 	}
 	active = files[len(files)-1]
 	base, _ := parseSegName(active)
-	if uint64(n)-base < 3 {
+	if uint64(n)-base < 4 {
 		t.Fatalf("active segment holds %d records", uint64(n)-base)
 	}
 	return dir, n, active, entries[n-1].Pos.Offset
 }
 
 // checkRecovered opens dir and checks that it holds exactly the first n test records, that
-// appending still works, and that the result survives another reopen.
-func checkRecovered(t *testing.T, dir string, n int, logger *slog.Logger) {
+// appending still works, and that the result survives another reopen. It returns the
+// log's Stats after the first Open.
+func checkRecovered(t *testing.T, dir string, n int, logger *slog.Logger) Stats {
 	t.Helper()
 	l, err := Open(Options{Dir: dir, SegmentBytes: 1500, Logger: logger})
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
 	defer l.Close()
+	stats := l.Stats()
 	if l.Tail() != uint64(n) || l.LastID() != testRecord(n-1).ID {
 		t.Fatalf("tail %d last ID %d, want %d %d", l.Tail(), l.LastID(), n, testRecord(n-1).ID)
 	}
@@ -72,6 +74,10 @@ func checkRecovered(t *testing.T, dir string, n int, logger *slog.Logger) {
 		t.Fatalf("after append and reopen: %d records, want %d", len(entries), n+2)
 	}
 	checkEntries(t, entries, 0, 0)
+	if s := l2.Stats(); s.CorruptRecords != 0 || s.TornBytes != 0 {
+		t.Fatalf("reopen found damage again: %+v", s)
+	}
+	return stats
 }
 
 // TestTornTail cuts the active segment at every byte offset of its last record: the
@@ -88,10 +94,16 @@ func TestTornTail(t *testing.T) {
 		if cut == int64(len(full)) {
 			want = n
 		}
-		checkRecovered(t, dir, want, logger)
+		stats := checkRecovered(t, dir, want, logger)
 		warned := sink.find("level=WARN", "cut torn tail", fmt.Sprintf("bytes_cut=%d", cut-lastOff))
-		if (cut > lastOff && cut < int64(len(full))) != (len(warned) == 1) {
+		torn := cut > lastOff && cut < int64(len(full))
+		if torn != (len(warned) == 1) {
 			t.Fatalf("cut at %d: log:\n%s", cut, sink.dump())
+		}
+		// A torn tail is not corruption: it counts in TornBytes only.
+		if wantTorn := uint64(cut - lastOff); !torn && stats.TornBytes != 0 ||
+			torn && stats.TornBytes != wantTorn || stats.CorruptRecords != 0 {
+			t.Fatalf("cut at %d: stats %+v", cut, stats)
 		}
 		if got := segFiles(t, dir); len(got) != len(segFiles(t, src)) {
 			t.Fatalf("cut at %d: segments %v", cut, got)
@@ -112,9 +124,12 @@ func TestCorruptTail(t *testing.T) {
 			b[at] ^= mask
 			must(t, os.WriteFile(filepath.Join(dir, active), b, 0o644))
 			logger, sink := captureLogger()
-			checkRecovered(t, dir, n-1, logger)
+			stats := checkRecovered(t, dir, n-1, logger)
 			if len(sink.find("cut torn tail")) != 1 {
 				t.Fatalf("flip at %d: log:\n%s", at, sink.dump())
+			}
+			if stats.TornBytes != uint64(int64(len(full))-lastOff) || stats.CorruptRecords != 0 {
+				t.Fatalf("flip at %d: stats %+v", at, stats)
 			}
 			if saved, _ := filepath.Glob(filepath.Join(dir, "*.corrupt")); len(saved) != 0 {
 				t.Fatalf("flip at %d: saved %v", at, saved)
@@ -123,29 +138,134 @@ func TestCorruptTail(t *testing.T) {
 	}
 }
 
-// TestCorruptMiddleOfActive damages a record with valid records after it: the log keeps
-// what precedes the damage and saves the cut bytes instead of discarding them silently.
-func TestCorruptMiddleOfActive(t *testing.T) {
-	dir, _, active, _ := tornFixture(t)
-	path := filepath.Join(dir, active)
-	full, err := os.ReadFile(path)
+// activeRecords returns the offsets of the records of the active segment of a closed log.
+func activeRecords(t *testing.T, dir, active string) []int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, active))
 	must(t, err)
-	base, _ := parseSegName(active)
-	// Find the second record of the active segment and damage its body.
-	first := lenSize + int(binary.BigEndian.Uint32(full))
-	b := bytes.Clone(full)
-	b[first+headerSize-1] ^= 0xff
-	must(t, os.WriteFile(path, b, 0o644))
-
-	logger, sink := captureLogger()
-	checkRecovered(t, dir, int(base)+1, logger)
-	if len(sink.find("level=ERROR", "saved_to=", fmt.Sprintf("bytes_cut=%d", len(full)-first))) != 1 {
-		t.Fatalf("log:\n%s", sink.dump())
+	var offs []int
+	for off := 0; off < len(b); off += lenSize + int(binary.BigEndian.Uint32(b[off:])) {
+		offs = append(offs, off)
 	}
-	saved, err := os.ReadFile(fmt.Sprintf("%s.%d.corrupt", path, first))
-	must(t, err)
-	if !bytes.Equal(saved, b[first:]) {
-		t.Fatal("saved bytes differ from the cut ones")
+	return offs
+}
+
+// TestCorruptRecordInActive flips a bit of a record of the active segment that valid
+// records follow: Open keeps the segment whole and the record in its seq, readers step over
+// it, and appends and later reopens carry on as if nothing happened. It is counted and
+// logged once per Open.
+func TestCorruptRecordInActive(t *testing.T) {
+	tests := []struct {
+		name string
+		rec  int // index in the active segment
+		at   func(n int) int
+	}{
+		{"last byte", 1, func(n int) int { return n - 1 }},
+		{"checksum field", 1, func(int) int { return lenSize }},
+		{"id field", 1, func(int) int { return crcFrom + 7 }},
+		{"first record", 0, func(int) int { return headerSize - 1 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir, n, active, _ := tornFixture(t)
+			path := filepath.Join(dir, active)
+			offs := activeRecords(t, dir, active)
+			full, err := os.ReadFile(path)
+			must(t, err)
+			recBytes := offs[tt.rec+1] - offs[tt.rec]
+			full[offs[tt.rec]+tt.at(recBytes)] ^= 0x20
+			must(t, os.WriteFile(path, full, 0o644))
+			base, _ := parseSegName(active)
+			bad := Pos{Seq: base + uint64(tt.rec), Offset: int64(offs[tt.rec])}
+
+			for round := range 3 {
+				logger, sink := captureLogger()
+				opts := Options{Dir: dir, SegmentBytes: 1500, Logger: logger}
+				l, err := Open(opts)
+				if err != nil {
+					t.Fatalf("round %d: open: %v", round, err)
+				}
+				if l.Tail() != uint64(n) || l.LastID() != testRecord(n-1).ID {
+					t.Fatalf("round %d: tail %d last ID %d, want %d %d", round, l.Tail(), l.LastID(), n, testRecord(n-1).ID)
+				}
+				if got := diskSize(t, dir); got != l.Size() {
+					t.Fatalf("round %d: files hold %d bytes, log %d", round, got, l.Size())
+				}
+				if saved, _ := filepath.Glob(filepath.Join(dir, "*.corrupt")); len(saved) != 0 {
+					t.Fatalf("round %d: saved %v", round, saved)
+				}
+				for _, batch := range []int{1, 5, 1000} {
+					r := l.NewReader(Pos{})
+					entries := readAll(t, r, batch)
+					if r.Skipped() != 1 || len(entries) != n-1 {
+						t.Fatalf("round %d: read %d, skipped %d", round, len(entries), r.Skipped())
+					}
+					checkEntries(t, entries[:bad.Seq], 0, 0)
+					checkEntries(t, entries[bad.Seq:], bad.Seq+1, int(bad.Seq)+1)
+				}
+				if _, err := l.ReadAt(bad); !errors.Is(err, ErrCorrupt) {
+					t.Fatalf("round %d: read at damaged record: %v", round, err)
+				}
+				if s := l.Stats(); s.CorruptRecords != 1 || s.TornBytes != 0 {
+					t.Fatalf("round %d: stats %+v", round, s)
+				}
+				if got := sink.find("level=ERROR"); len(got) != 1 ||
+					len(sink.find("kept it in place", fmt.Sprintf("seq=%d", bad.Seq), fmt.Sprintf("offset=%d", bad.Offset))) != 1 {
+					t.Fatalf("round %d: want one error logged; log:\n%s", round, sink.dump())
+				}
+				// Appends carry on after the kept record, and readers see them.
+				r := l.NewReader(l.TailPos())
+				mustAppend(t, l, testRecords(n, 2), uint64(n))
+				checkEntries(t, readAll(t, r, 10), uint64(n), n)
+				n += 2
+				must(t, l.Close())
+			}
+		})
+	}
+}
+
+// TestCorruptLengthInActive damages the length of a record of the active segment that
+// valid records follow: a length the record cannot have, or one that spans valid records,
+// is not a lone flipped bit in a record. Open cuts the segment there as it does a torn tail,
+// but saves the cut bytes aside, logs an error and counts the records lost.
+func TestCorruptLengthInActive(t *testing.T) {
+	tests := []struct {
+		name   string
+		damage func(b []byte, offs []int)
+	}{
+		{"length too large", func(b []byte, offs []int) { binary.BigEndian.PutUint32(b[offs[1]:], 0xfffffff0) }},
+		{"length bit 0", func(b []byte, offs []int) { b[offs[1]+3] ^= 1 }},
+		{"length spans the next record", func(b []byte, offs []int) {
+			binary.BigEndian.PutUint32(b[offs[1]:], uint32(offs[3]-offs[1]-lenSize))
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir, n, active, _ := tornFixture(t)
+			path := filepath.Join(dir, active)
+			offs := activeRecords(t, dir, active)
+			b, err := os.ReadFile(path)
+			must(t, err)
+			tt.damage(b, offs)
+			must(t, os.WriteFile(path, b, 0o644))
+			base, _ := parseSegName(active)
+
+			logger, sink := captureLogger()
+			stats := checkRecovered(t, dir, int(base)+1, logger)
+			lost := n - int(base) - 1 // every record from the damaged one on
+			if stats.CorruptRecords != uint64(lost) || stats.TornBytes != 0 {
+				t.Fatalf("stats %+v, want %d corrupt records", stats, lost)
+			}
+			if len(sink.find("level=ERROR", "saved_to=", fmt.Sprintf("bytes_cut=%d", len(b)-offs[1]),
+				fmt.Sprintf("records_lost=%d", lost))) != 1 {
+				t.Fatalf("log:\n%s", sink.dump())
+			}
+			saved, err := os.ReadFile(fmt.Sprintf("%s.%d.corrupt", path, offs[1]))
+			must(t, err)
+			if !bytes.Equal(saved, b[offs[1]:]) {
+				t.Fatal("saved bytes differ from the cut ones")
+			}
+		})
 	}
 }
 

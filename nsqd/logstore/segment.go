@@ -127,77 +127,132 @@ func listSegments(dir string) ([]*segment, []string, error) {
 
 // scanResult is what a scan of a segment file found.
 type scanResult struct {
-	records int    // valid records from the start of the file
-	valid   int64  // bytes they take
-	lastID  uint64 // ID of the last valid record
-	size    int64  // size of the file
+	records int          // records from where the scan started, lone corrupt ones included
+	end     int64        // offset where they end: the file's bytes that are kept
+	lastID  uint64       // ID of the last valid record
+	size    int64        // size of the file
+	lone    []loneRecord // the lone corrupt records among them
+}
+
+// loneRecord is a corrupt record that a scan kept in place (see scanSegment).
+type loneRecord struct {
+	index int   // among the records scanned
+	off   int64 // offset in the file
+	n     int   // size
 }
 
 // scanChunk is the read size of a recovery scan.
 const scanChunk = 1 << 20
 
-// scanSegment validates the records of f from the start and stops at the end of the file
-// or at the first record that is torn (runs past the end) or corrupt (bad length or CRC).
-// Only I/O errors are returned as errors.
-func scanSegment(f *os.File, maxBody int) (scanResult, error) {
+// scanSegment validates the records of f from offset from and stops at the end of the file
+// or at the first record that is torn (runs past the end) or corrupt (bad length or CRC),
+// but for a lone corrupt record: one whose length is plausible and fits the file, whose
+// checksum is wrong, that a valid record follows and that holds none. That is a flipped bit,
+// not a torn write (which leaves nothing valid after it); the scan counts it and goes on, as
+// readers step over it (see Reader.lone, whose rule this is). Only I/O errors are returned
+// as errors.
+func scanSegment(f *os.File, from int64, maxBody int) (scanResult, error) {
 	info, err := f.Stat()
 	if err != nil {
 		return scanResult{}, fmt.Errorf("stat segment: %w", err)
 	}
-	res := scanResult{size: info.Size()}
-	buf := make([]byte, scanChunk)
-	var bufOff int64 // file offset of buf[0]
-	var have int     // bytes of buf holding data
-	// fill makes buf hold at least need bytes from the file at off, growing it if a record
-	// is larger than the chunk; it reports false when the file ends first.
-	fill := func(off int64, need int) (bool, error) {
-		if off >= bufOff && off+int64(need) <= bufOff+int64(have) {
-			return true, nil
-		}
-		if off+int64(need) > res.size {
-			return false, nil
-		}
-		if need > len(buf) {
-			buf = make([]byte, need)
-		}
-		n, err := f.ReadAt(buf, off)
-		if err != nil && !errors.Is(err, io.EOF) {
-			return false, fmt.Errorf("read segment: %w", err)
-		}
-		bufOff, have = off, n
-		return n >= need, nil
-	}
-	for off := int64(0); off < res.size; {
-		ok, err := fill(off, headerSize)
-		if err != nil || !ok {
+	res := scanResult{size: info.Size(), end: from}
+	sc := &fileScan{f: f, size: res.size, buf: make([]byte, scanChunk), maxBody: maxBody}
+	for off := from; off < res.size; {
+		rec, n, st, err := sc.record(off)
+		if err != nil {
 			return res, err
 		}
-		rel := int(off - bufOff)
-		size, ok := restLen(buf[rel:], maxBody)
-		if !ok {
-			return res, nil
-		}
-		if ok, err = fill(off, size); err != nil || !ok {
-			return res, err
-		}
-		rel = int(off - bufOff)
-		rec, ok := decodeRecord(buf[rel : rel+size])
-		if !ok {
+		switch st {
+		case recValid:
+			res.lastID = rec.ID
+		case recBadSum:
+			// The scan holds the whole record: check inside it before reading on.
+			rel := int(off - sc.bufOff)
+			if validWithin(sc.buf[rel:rel+n], maxBody) {
+				return res, nil
+			}
+			_, _, next, err := sc.record(off + int64(n))
+			if err != nil || next != recValid {
+				return res, err
+			}
+			res.lone = append(res.lone, loneRecord{index: res.records, off: off, n: n})
+		default:
 			return res, nil
 		}
 		res.records++
-		res.lastID = rec.ID
-		off += int64(size)
-		res.valid = off
+		off += int64(n)
+		res.end = off
 	}
 	return res, nil
 }
 
-// findRecordAfter reports whether a valid record starts anywhere in f at an offset in
-// (from, size). A torn write leaves only garbage or a record prefix after the last good
-// record, so a valid record there means the damage is in the middle of the data and the
-// bytes about to be cut hold records worth keeping.
-func findRecordAfter(f *os.File, from, size int64, maxBody int) (bool, error) {
+// recState is what a scan found at an offset.
+type recState int
+
+const (
+	recValid  recState = iota
+	recBadSum          // a record whose length is plausible and fits the file, checksum wrong
+	recBad             // no record: a length out of bounds, or past the end of the file
+)
+
+// fileScan reads a segment file's records through a buffer, for recovery.
+type fileScan struct {
+	f       *os.File
+	size    int64
+	maxBody int
+	buf     []byte
+	bufOff  int64 // file offset of buf[0]
+	have    int   // bytes of buf holding data
+}
+
+// fill makes buf hold at least need bytes from the file at off, growing it if a record is
+// larger than the chunk; it reports false when the file ends first.
+func (s *fileScan) fill(off int64, need int) (bool, error) {
+	if off >= s.bufOff && off+int64(need) <= s.bufOff+int64(s.have) {
+		return true, nil
+	}
+	if off+int64(need) > s.size {
+		return false, nil
+	}
+	if need > len(s.buf) {
+		s.buf = make([]byte, need)
+	}
+	n, err := s.f.ReadAt(s.buf, off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return false, fmt.Errorf("read segment: %w", err)
+	}
+	s.bufOff, s.have = off, n
+	return n >= need, nil
+}
+
+// record reads the record at off and says what it is, with its size unless recBad. The
+// record's bytes are in buf until the next call; so is its body.
+func (s *fileScan) record(off int64) (Record, int, recState, error) {
+	ok, err := s.fill(off, headerSize)
+	if err != nil || !ok {
+		return Record{}, 0, recBad, err
+	}
+	n, ok := restLen(s.buf[off-s.bufOff:], s.maxBody)
+	if !ok {
+		return Record{}, 0, recBad, nil
+	}
+	if ok, err = s.fill(off, n); err != nil || !ok {
+		return Record{}, 0, recBad, err
+	}
+	rel := int(off - s.bufOff)
+	rec, ok := decodeRecord(s.buf[rel : rel+n])
+	if !ok {
+		return Record{}, n, recBadSum, nil
+	}
+	return rec, n, recValid, nil
+}
+
+// findRecordAfter returns the offset of the first valid record that starts in f at an
+// offset in (from, size), or -1 if there is none. A torn write leaves only garbage or a
+// record prefix after the last good record, so a valid record there means the damage is in
+// the middle of the data and the bytes about to be cut hold records worth keeping.
+func findRecordAfter(f *os.File, from, size int64, maxBody int) (int64, error) {
 	win := make([]byte, scanChunk)
 	var winOff int64 = -1
 	var have int
@@ -205,11 +260,11 @@ func findRecordAfter(f *os.File, from, size int64, maxBody int) (bool, error) {
 		if winOff < 0 || off+headerSize > winOff+int64(have) {
 			n, err := f.ReadAt(win, off)
 			if err != nil && !errors.Is(err, io.EOF) {
-				return false, fmt.Errorf("read segment: %w", err)
+				return -1, fmt.Errorf("read segment: %w", err)
 			}
 			winOff, have = off, n
 			if have < headerSize {
-				return false, nil // the file shrank under us
+				return -1, nil // the file shrank under us
 			}
 		}
 		rel := int(off - winOff)
@@ -223,14 +278,14 @@ func findRecordAfter(f *os.File, from, size int64, maxBody int) (bool, error) {
 		} else {
 			rec = make([]byte, n)
 			if _, err := f.ReadAt(rec, off); err != nil {
-				return false, fmt.Errorf("read segment: %w", err)
+				return -1, fmt.Errorf("read segment: %w", err)
 			}
 		}
 		if _, ok := decodeRecord(rec); ok {
-			return true, nil
+			return off, nil
 		}
 	}
-	return false, nil
+	return -1, nil
 }
 
 // preserve copies f's bytes from off to the end into path, so that data cut from a damaged
