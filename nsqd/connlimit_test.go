@@ -475,3 +475,13 @@ func TestSlowClientsHTTP(t *testing.T) {
 		})
 	}
 }
+
+// TestClientTimeoutValidate checks that a client timeout of 0, which would drop every client
+// before its magic, is refused.
+func TestClientTimeoutValidate(t *testing.T) {
+	o := NewOptions()
+	o.ClientTimeout = 0
+	if err := o.Validate(); err == nil || !strings.Contains(err.Error(), "client_timeout must be positive, got 0s") {
+		t.Errorf("Validate() = %v, want it to refuse client_timeout 0", err)
+	}
+}

@@ -345,6 +345,10 @@ func (o *Options) Validate() error {
 			bad("%s must be positive, got %d", p.name, p.v)
 		}
 	}
+	if o.ClientTimeout <= 0 {
+		// It bounds a new client's magic and first command: 0 would drop every client.
+		bad("client_timeout must be positive, got %v", o.ClientTimeout)
+	}
 	if o.StatsdAddress != "" && o.StatsdInterval <= 0 {
 		bad("--statsd-interval must be positive, got %v", o.StatsdInterval)
 	}
