@@ -171,6 +171,13 @@ type Channel struct {
 	dirty        bool   // state changed since the last checkpoint
 	ckptLowWater uint64 // low-water mark recorded by the last checkpoint written
 
+	// The checkpoint files (see checkpointFiles), guarded by the topic's diskMu, which
+	// serialises every checkpoint write.
+	ckptGen     uint64 // generation of the newest checkpoint written or restored
+	ckptScratch int    // the slot unsynced checkpoints overwrite; the other holds the last synced
+	ckptPending bool   // the scratch slot was written since it was last fsynced
+	ckptNewFile bool   // and was created since: its directory entry needs an fsync too
+
 	readErrLogged    time.Time // when a failed read was last logged
 	readErrsUnlogged int       // failed reads since, not logged
 }

@@ -398,11 +398,11 @@ func TestCheckpointEncodingInChunks(t *testing.T) {
 	for ch.Channel.cursor.Seq < uint64(n) {
 		ch.take(a, nil, time.Now().UnixNano())
 	}
-	buf, _, ok := ch.encodeCheckpoint(true)
+	buf, _, ok := ch.encodeCheckpoint(true, 1)
 	if !ok {
 		t.Fatal("nothing encoded")
 	}
-	cur, runs, err := decodeCheckpoint(buf)
+	_, cur, runs, err := decodeCheckpoint(buf)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,8 +27,9 @@ import (
 // consecutive log records that share their delivery state (attempts, delivery times to the
 // millisecond, due time, dead-letter reason), as messages delivered in one burst do.
 //
-// Layout: magic "TCKP0003"; cursor seq u64, cursor offset i64 and the number of runs u32, all
-// big-endian; the runs; a CRC-32C of everything before it. A run is a flags byte, then varints
+// Layout: magic "TCKP0003"; the generation u64 (see checkpointSlots), cursor seq u64, cursor
+// offset i64 and the number of runs u32, all big-endian; the runs; a CRC-32C of everything
+// before it. A run is a flags byte, then varints
 // (u: unsigned, s: zigzag), each delta against the previous run that has the field:
 //
 //	u seq - end of the previous run   s offset - previous offset   u count - 1
@@ -40,14 +41,16 @@ import (
 // canonical (minimal varints, maximal runs, no flag without its field), so a file decodes to
 // one state and that state encodes to the same file.
 //
-// Versions 1 ("TCKP0001") and 2 ("TCKP0002") listed every message in fixed-size entries of
-// id u64, seq u64, offset i64, timestamp i64, due i64 and attempts u16; version 2 added first
-// and last delivery i64 and the dead-letter reason u8. Both are still read.
+// Versions 1 ("TCKP0001") and 2 ("TCKP0002") had no generation (read as 0) and listed every
+// message in fixed-size entries of id u64, seq u64, offset i64, timestamp i64, due i64 and
+// attempts u16; version 2 added first and last delivery i64 and the dead-letter reason u8.
+// Both are still read.
 const (
 	checkpointMagic       = "TCKP0003"
 	checkpointMagicV2     = "TCKP0002"
 	checkpointMagicV1     = "TCKP0001"
-	checkpointHeaderSize  = len(checkpointMagic) + 20
+	checkpointHeaderSize  = len(checkpointMagic) + 28
+	checkpointHeaderV2    = len(checkpointMagic) + 20 // versions 1 and 2
 	checkpointEntrySizeV2 = 8*5 + 2 + 8 + 8 + 1
 	checkpointEntrySizeV1 = 8*5 + 2
 	// checkpointMinRun is the fewest bytes a run takes: flags and five one-byte varints.
@@ -173,7 +176,7 @@ func (w *runEncoder) flush() {
 // message finished during the encoding may or may not be included (a duplicate delivery
 // after a crash, never a loss); and pending messages never move in the order, which is
 // sorted by log position, so each chunk resumes after the last position encoded.
-func (ch *Channel) encodeCheckpoint(force bool) (buf []byte, lowWater uint64, ok bool) {
+func (ch *Channel) encodeCheckpoint(force bool, gen uint64) (buf []byte, lowWater uint64, ok bool) {
 	ch.mu.Lock()
 	if !force && (!ch.dirty || ch.exiting) {
 		// An exiting channel is being deleted (its file must stay gone) or closed for
@@ -184,7 +187,7 @@ func (ch *Channel) encodeCheckpoint(force bool) (buf []byte, lowWater uint64, ok
 	cur := ch.cursor
 	lowWater = ch.lowWaterLocked()
 	ch.dirty = false
-	w := runEncoder{buf: appendCheckpointHeader(make([]byte, 0, 256), cur)}
+	w := runEncoder{buf: appendCheckpointHeader(make([]byte, 0, 256), gen, cur)}
 	i := ch.orderAt
 	for {
 		n := 0
@@ -225,9 +228,10 @@ func (ch *Channel) encodeCheckpoint(force bool) (buf []byte, lowWater uint64, ok
 	return finishCheckpoint(&w), lowWater, true
 }
 
-// appendCheckpointHeader appends the magic, the cursor and a count of zero.
-func appendCheckpointHeader(buf []byte, cur logstore.Pos) []byte {
+// appendCheckpointHeader appends the magic, the generation, the cursor and a count of zero.
+func appendCheckpointHeader(buf []byte, gen uint64, cur logstore.Pos) []byte {
 	buf = append(buf, checkpointMagic...)
+	buf = binary.BigEndian.AppendUint64(buf, gen)
 	buf = binary.BigEndian.AppendUint64(buf, cur.Seq)
 	buf = binary.BigEndian.AppendUint64(buf, uint64(cur.Offset))
 	return binary.BigEndian.AppendUint32(buf, 0)
@@ -245,23 +249,27 @@ func appendCheckpointSum(buf []byte) []byte {
 	return binary.BigEndian.AppendUint32(buf, crc32.Checksum(buf, crcTable))
 }
 
-// decodeCheckpoint returns a checkpoint's cursor and runs. Its allocation is bounded by the
-// file's size, whatever the file says.
-func decodeCheckpoint(buf []byte) (logstore.Pos, []checkpointRun, error) {
-	if len(buf) < checkpointHeaderSize+4 {
-		return logstore.Pos{}, nil, errBadCheckpoint
+// decodeCheckpoint returns a checkpoint's generation, cursor and runs. Its allocation is
+// bounded by the file's size, whatever the file says.
+func decodeCheckpoint(buf []byte) (gen uint64, cur logstore.Pos, runs []checkpointRun, err error) {
+	if len(buf) < checkpointHeaderV2+4 {
+		return 0, logstore.Pos{}, nil, errBadCheckpoint
 	}
 	body, sum := buf[:len(buf)-4], binary.BigEndian.Uint32(buf[len(buf)-4:])
 	if crc32.Checksum(body, crcTable) != sum {
-		return logstore.Pos{}, nil, errBadCheckpoint
+		return 0, logstore.Pos{}, nil, errBadCheckpoint
 	}
-	b := body[len(checkpointMagic):]
-	cur := logstore.Pos{Seq: binary.BigEndian.Uint64(b), Offset: int64(binary.BigEndian.Uint64(b[8:]))}
+	magic, b := string(buf[:len(checkpointMagic)]), body[len(checkpointMagic):]
+	if magic == checkpointMagic {
+		if len(b) < 28 {
+			return 0, logstore.Pos{}, nil, errBadCheckpoint
+		}
+		gen, b = binary.BigEndian.Uint64(b), b[8:]
+	}
+	cur = logstore.Pos{Seq: binary.BigEndian.Uint64(b), Offset: int64(binary.BigEndian.Uint64(b[8:]))}
 	n := int(binary.BigEndian.Uint32(b[16:]))
 	b = b[20:]
-	var runs []checkpointRun
-	var err error
-	switch string(buf[:len(checkpointMagic)]) {
+	switch magic {
 	case checkpointMagic:
 		runs, err = decodeRuns(b, n, cur)
 	case checkpointMagicV2:
@@ -272,9 +280,9 @@ func decodeCheckpoint(buf []byte) (logstore.Pos, []checkpointRun, error) {
 		err = errBadCheckpoint
 	}
 	if err != nil {
-		return logstore.Pos{}, nil, err
+		return 0, logstore.Pos{}, nil, err
 	}
-	return cur, runs, nil
+	return gen, cur, runs, nil
 }
 
 // decodeRuns reads n runs, refusing anything the encoder would not have written.
@@ -396,24 +404,95 @@ func uvarintLen(v uint64) int {
 	return max(1, (bits.Len64(v)+6)/7)
 }
 
-// checkpoint writes the channel's state to path if it changed since the last checkpoint (or
-// always, with force). With sync the file and its directory are fsynced, which the topic asks
-// for before it deletes log segments on the strength of this checkpoint.
+// checkpointSlots are the two files of a channel's checkpoint, <channel>.ckpt and
+// <channel>.ckpt.1. Each is rewritten in place, never replaced: a busy channel checkpoints
+// once a second, and a new file a second costs a page written to disk every time (the
+// kernel writes a renamed-over file out at once), where a page rewritten in place is
+// written out once per writeback period. A write in place can be cut short (a kill during
+// the write, a power cut before it reached the disk), so the slots take turns: unsynced
+// checkpoints overwrite the scratch slot, while the other keeps the last fsynced one, which
+// retention trusts when it deletes segments. A synced write to the scratch slot makes it
+// the synced one. A restart reads both and takes the readable one of the higher generation.
+func checkpointSlots(path string) [2]string { return [2]string{path, path + ".1"} }
+
+// checkpoint writes the channel's state under path (see checkpointSlots) if it changed since
+// the last checkpoint, or always with force. With sync the newest checkpoint is fsynced,
+// written now or before, which the topic asks for before it deletes log segments on the
+// strength of it. The caller holds the topic's diskMu.
 func (ch *Channel) checkpoint(path string, force, sync bool) error {
-	buf, lowWater, ok := ch.encodeCheckpoint(force)
+	slot := checkpointSlots(path)[ch.ckptScratch]
+	buf, lowWater, ok := ch.encodeCheckpoint(force, ch.ckptGen+1)
 	if !ok {
+		if sync && ch.ckptPending {
+			if err := syncFile(slot, ch.ckptNewFile); err != nil {
+				return fmt.Errorf("checkpoint channel %s: %w", ch, err)
+			}
+			ch.ckptPending, ch.ckptNewFile = false, false
+			ch.ckptScratch ^= 1
+		}
 		return nil
 	}
-	if err := writeFileAtomic(path, buf, sync); err != nil {
+	created, err := writeFileInPlace(slot, buf, sync)
+	if err != nil {
 		ch.mu.Lock()
 		ch.dirty = true
 		ch.mu.Unlock()
 		return fmt.Errorf("checkpoint channel %s: %w", ch, err)
 	}
+	ch.ckptGen++
+	if sync {
+		ch.ckptPending, ch.ckptNewFile = false, false
+		ch.ckptScratch ^= 1
+	} else {
+		ch.ckptPending, ch.ckptNewFile = true, ch.ckptNewFile || created
+	}
 	ch.mu.Lock()
 	ch.ckptLowWater = lowWater
 	ch.mu.Unlock()
 	return nil
+}
+
+// writeFileInPlace writes data over the start of path, creating it if need be, and cuts
+// what follows. A write cut short leaves old and new bytes mixed, which the checksum
+// refuses. With sync the file is fsynced, and its directory too if it was created.
+func writeFileInPlace(path string, data []byte, sync bool) (created bool, err error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+		created = true
+	}
+	if err != nil {
+		return false, err
+	}
+	if _, err = f.WriteAt(data, 0); err == nil {
+		err = f.Truncate(int64(len(data)))
+	}
+	if err == nil && sync {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && sync && created {
+		err = syncDir(filepath.Dir(path))
+	}
+	return created, err
+}
+
+// syncFile fsyncs path, and its directory with dir.
+func syncFile(path string, dir bool) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && dir {
+		err = syncDir(filepath.Dir(path))
+	}
+	return err
 }
 
 // checkpointedLowWater is the low-water mark the newest checkpoint on disk records.

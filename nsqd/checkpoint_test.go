@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -15,7 +16,7 @@ import (
 // encodeCheckpointEntries is the checkpoint a channel with cursor cur and these unfinished
 // messages, in log order, writes.
 func encodeCheckpointEntries(cur logstore.Pos, entries []checkpointEntry) []byte {
-	w := runEncoder{buf: appendCheckpointHeader(nil, cur)}
+	w := runEncoder{buf: appendCheckpointHeader(nil, 1, cur)}
 	for _, e := range entries {
 		w.add(e)
 	}
@@ -23,8 +24,8 @@ func encodeCheckpointEntries(cur logstore.Pos, entries []checkpointEntry) []byte
 }
 
 // encodeCheckpointRuns writes runs as they are, merging none.
-func encodeCheckpointRuns(cur logstore.Pos, runs []checkpointRun) []byte {
-	w := runEncoder{buf: appendCheckpointHeader(nil, cur)}
+func encodeCheckpointRuns(gen uint64, cur logstore.Pos, runs []checkpointRun) []byte {
+	w := runEncoder{buf: appendCheckpointHeader(nil, gen, cur)}
 	for _, r := range runs {
 		w.flush()
 		w.run = r
@@ -64,14 +65,14 @@ func FuzzDecodeCheckpoint(f *testing.F) {
 	f.Add([]byte(checkpointMagic))
 	f.Add([]byte{})
 	huge := bytes.Clone(valid)
-	binary.BigEndian.PutUint32(huge[len(checkpointMagic)+16:], 0xffffffff)
+	binary.BigEndian.PutUint32(huge[checkpointHeaderSize-4:], 0xffffffff)
 	f.Add(huge)
-	v2 := appendCheckpointHeader(nil, logstore.Pos{Seq: 12})
-	copy(v2, checkpointMagicV2)
-	binary.BigEndian.PutUint32(v2[len(v2)-4:], 1)
+	v2 := binary.BigEndian.AppendUint64([]byte(checkpointMagicV2), 12) // no generation
+	v2 = binary.BigEndian.AppendUint64(v2, 0)
+	v2 = binary.BigEndian.AppendUint32(v2, 1)
 	f.Add(appendCheckpointSum(appendLegacyEntry(v2, checkpointEntry{id: 1, pos: logstore.Pos{Seq: 3}}, 1, true)))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		cur, runs, err := decodeCheckpoint(data)
+		gen, cur, runs, err := decodeCheckpoint(data)
 		if err != nil {
 			if !errors.Is(err, errBadCheckpoint) {
 				t.Fatalf("error %v is not errBadCheckpoint", err)
@@ -87,7 +88,7 @@ func FuzzDecodeCheckpoint(f *testing.F) {
 		if string(data[:len(checkpointMagic)]) != checkpointMagic {
 			return // an old version, which is read but never written
 		}
-		if again := encodeCheckpointRuns(cur, runs); !bytes.Equal(again, data) {
+		if again := encodeCheckpointRuns(gen, cur, runs); !bytes.Equal(again, data) {
 			t.Fatalf("accepted %x, which encodes back as %x", data, again)
 		}
 	})
@@ -103,8 +104,8 @@ func TestCheckpointRoundTrip(t *testing.T) {
 		{id: 1, pos: logstore.Pos{Seq: 40}, due: -5, attempts: 0, firstDeliv: -ms, lastDeliv: -2 * ms},
 		{id: 1<<64 - 1, pos: logstore.Pos{Seq: 1<<40 - 1, Offset: -1}, attempts: 7, lastDeliv: 3 * ms},
 	}
-	gotCur, got, err := decodeCheckpoint(encodeCheckpointEntries(cur, entries))
-	if err != nil || gotCur != cur || len(got) != len(entries) {
+	gen, gotCur, got, err := decodeCheckpoint(encodeCheckpointEntries(cur, entries))
+	if err != nil || gen != 1 || gotCur != cur || len(got) != len(entries) {
 		t.Fatalf("round trip: %v %v %v", gotCur, got, err)
 	}
 	for i, r := range got {
@@ -132,7 +133,7 @@ func TestCheckpointRuns(t *testing.T) {
 	if perMsg := float64(len(buf)) / float64(len(entries)); perMsg > 1.5 {
 		t.Errorf("%d bytes for %d messages in flight: %.2f a message", len(buf), len(entries), perMsg)
 	}
-	_, runs, err := decodeCheckpoint(buf)
+	_, _, runs, err := decodeCheckpoint(buf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,11 +162,11 @@ func TestCheckpointVersion1(t *testing.T) {
 	b = binary.BigEndian.AppendUint32(b, 1)
 	want := checkpointEntry{id: 42, pos: logstore.Pos{Seq: 3, Offset: 60}, due: 2000, attempts: 4}
 	b = appendCheckpointSum(appendLegacyEntry(b, want, 1000, false))
-	cur, runs, err := decodeCheckpoint(b)
+	gen, cur, runs, err := decodeCheckpoint(b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cur != (logstore.Pos{Seq: 7, Offset: 90}) || len(runs) != 1 || runs[0] != (checkpointRun{want, 1}) {
+	if gen != 0 || cur != (logstore.Pos{Seq: 7, Offset: 90}) || len(runs) != 1 || runs[0] != (checkpointRun{want, 1}) {
 		t.Errorf("decoded %+v %+v", cur, runs)
 	}
 }
@@ -183,11 +184,11 @@ func TestCheckpointVersion2(t *testing.T) {
 	for _, e := range want {
 		b = appendLegacyEntry(b, e, 1000, true)
 	}
-	cur, runs, err := decodeCheckpoint(appendCheckpointSum(b))
+	gen, cur, runs, err := decodeCheckpoint(appendCheckpointSum(b))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cur != (logstore.Pos{Seq: 7, Offset: 90}) || len(runs) != 2 || runs[0] != (checkpointRun{want[0], 1}) || runs[1] != (checkpointRun{want[1], 1}) {
+	if gen != 0 || cur != (logstore.Pos{Seq: 7, Offset: 90}) || len(runs) != 2 || runs[0] != (checkpointRun{want[0], 1}) || runs[1] != (checkpointRun{want[1], 1}) {
 		t.Errorf("decoded %+v %+v", cur, runs)
 	}
 }
@@ -208,8 +209,8 @@ func TestCheckpointRestoresRuns(t *testing.T) {
 	if len(want) != 200 {
 		t.Fatalf("%d messages in flight, want 200", len(want))
 	}
-	buf, _, _ := ch.encodeCheckpoint(true)
-	_, runs, err := decodeCheckpoint(buf)
+	buf, _, _ := ch.encodeCheckpoint(true, 1)
+	_, _, runs, err := decodeCheckpoint(buf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -236,5 +237,66 @@ func TestCheckpointRestoresRuns(t *testing.T) {
 	other[0].id++
 	if _, lost := restoreInto("other", other); lost != other[0].n {
 		t.Errorf("a run of other ids: %d lost, want %d", lost, other[0].n)
+	}
+}
+
+// TestCheckpointSlots follows a channel's checkpoint files: unsynced checkpoints overwrite
+// the scratch slot in place, a synced one makes it the slot retention trusts, and a restart
+// takes the readable slot of the higher generation, falling back to the other when a write
+// was cut short.
+func TestCheckpointSlots(t *testing.T) {
+	ch := newTestChannel(t, nil)
+	ch.publish(t, "m", 10)
+	_, a := ch.subscribe(t, "a", 5)
+	ch.drain(a)
+	path := ch.t.checkpointPath(ch.name)
+	slots := checkpointSlots(path)
+	gens := func() [2]int64 {
+		t.Helper()
+		var g [2]int64
+		for i, p := range slots {
+			g[i] = -1
+			if b, err := os.ReadFile(p); err == nil {
+				gen, _, _, err := decodeCheckpoint(b)
+				if err != nil {
+					t.Fatalf("%s: %v", p, err)
+				}
+				g[i] = int64(gen)
+			}
+		}
+		return g
+	}
+	write := func(sync bool) {
+		t.Helper()
+		if err := ch.checkpoint(path, true, sync); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := gens()[0] // the channel's creation wrote one
+	for range 3 {
+		write(false)
+	}
+	if g := gens(); g != [2]int64{first + 3, -1} {
+		t.Fatalf("after 3 unsynced checkpoints the slots hold generations %v, want [%d -1]", g, first+3)
+	}
+	write(true)
+	write(false)
+	if g := gens(); g != [2]int64{first + 4, first + 5} {
+		t.Fatalf("after a synced and an unsynced checkpoint: %v, want [%d %d]", g, first+4, first+5)
+	}
+	// Nothing changed, but the newest is not synced: a sync request syncs it and flips.
+	if err := ch.checkpoint(path, false, true); err != nil || ch.ckptScratch != 0 || ch.ckptPending {
+		t.Fatalf("sync of the pending slot: %v, scratch %d, pending %v", err, ch.ckptScratch, ch.ckptPending)
+	}
+	if ck, err := ch.t.readCheckpoint(ch.name); err != nil || ck.slot != 1 || ck.gen != uint64(first+5) {
+		t.Fatalf("restart reads slot %d generation %d (%v), want slot 1 generation %d", ck.slot, ck.gen, err, first+5)
+	}
+	// A write cut short in slot 1: the restart falls back to slot 0.
+	b, _ := os.ReadFile(slots[1])
+	if err := os.WriteFile(slots[1], b[:len(b)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if ck, err := ch.t.readCheckpoint(ch.name); err != nil || ck.slot != 0 || ck.gen != uint64(first+4) || len(ck.bad) != 0 {
+		t.Fatalf("with slot 1 torn, restart reads slot %d generation %d (bad %v, %v), want slot 0 generation %d", ck.slot, ck.gen, ck.bad, err, first+4)
 	}
 }

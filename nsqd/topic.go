@@ -309,28 +309,33 @@ func (t *Topic) getOrCreateChannel(name string) (*Channel, error) {
 // restoreChannel recreates a channel found in the metadata file from its checkpoint.
 func (t *Topic) restoreChannel(name string, paused bool) error {
 	start := t.log.TailPos()
-	var runs []checkpointRun
+	var (
+		runs    []checkpointRun
+		gen     uint64
+		scratch int
+	)
 	if t.dir != "" && !protocol.IsEphemeral(name) {
-		buf, err := os.ReadFile(t.checkpointPath(name))
-		switch {
-		case err == nil:
-			cur, rs, derr := decodeCheckpoint(buf)
-			if derr != nil {
-				// Periodic checkpoints are not fsynced, so a power cut can leave one empty
-				// or torn. Start anyway: from the log's head, which retention never passes
-				// while the channel still needs it, so everything unfinished is delivered
-				// again (with duplicates) and nothing is lost.
-				start = t.log.HeadPos()
-				aside := t.quarantineCheckpoint(name)
-				t.logger.Error("unreadable channel checkpoint; redelivering the channel from the oldest retained message",
-					"channel", name, "error", derr, "bytes", len(buf), "moved_to", aside, "from_seq", start.Seq)
-				break
-			}
-			start, runs = cur, rs
-		case errors.Is(err, os.ErrNotExist):
-			start = t.log.HeadPos() // deliver too much rather than lose anything
-		default:
+		ck, err := t.readCheckpoint(name)
+		if err != nil {
 			return fmt.Errorf("restore channel %q: %w", name, err)
+		}
+		switch {
+		case ck.slot >= 0:
+			start, runs, gen, scratch = ck.cur, ck.runs, ck.gen, 1-ck.slot
+		case len(ck.bad) > 0:
+			// Periodic checkpoints are not fsynced, so a power cut can leave one empty
+			// or torn. Start anyway: from the log's head, which retention never passes
+			// while the channel still needs it, so everything unfinished is delivered
+			// again (with duplicates) and nothing is lost.
+			start = t.log.HeadPos()
+			var aside []string
+			for _, path := range ck.bad {
+				aside = append(aside, t.quarantineFile(name, path))
+			}
+			t.logger.Error("unreadable channel checkpoint; redelivering the channel from the oldest retained message",
+				"channel", name, "error", errBadCheckpoint, "moved_to", aside, "from_seq", start.Seq)
+		default:
+			start = t.log.HeadPos() // deliver too much rather than lose anything
 		}
 	}
 	if start.Seq < t.log.Head() {
@@ -338,6 +343,7 @@ func (t *Topic) restoreChannel(name string, paused bool) error {
 	}
 	ch := newChannel(t, name, start, t.channelSettings(name))
 	ch.paused = paused
+	ch.ckptGen, ch.ckptScratch = gen, scratch
 	// As NSQ's, message_count counts from the start of this process.
 	ch.routedFrom = max(ch.routedFrom, t.readableSeq())
 	if lost := ch.restore(runs, time.Now().UnixNano()); lost > 0 {
@@ -353,11 +359,49 @@ func (t *Topic) restoreChannel(name string, paused bool) error {
 	return nil
 }
 
-// quarantineCheckpoint moves a channel's unreadable checkpoint aside, for an operator to look
+// savedCheckpoint is what a channel's checkpoint slots hold: the readable checkpoint of the
+// highest generation (slot -1 if none) and the slots that exist but cannot be read.
+type savedCheckpoint struct {
+	slot int
+	gen  uint64
+	cur  logstore.Pos
+	runs []checkpointRun
+	bad  []string
+}
+
+func (t *Topic) readCheckpoint(channel string) (savedCheckpoint, error) {
+	ck := savedCheckpoint{slot: -1}
+	for i, path := range checkpointSlots(t.checkpointPath(channel)) {
+		buf, err := os.ReadFile(path)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return ck, err
+		}
+		gen, cur, runs, err := decodeCheckpoint(buf)
+		if err != nil {
+			ck.bad = append(ck.bad, path)
+			continue
+		}
+		if ck.slot < 0 || gen > ck.gen {
+			ck.slot, ck.gen, ck.cur, ck.runs = i, gen, cur, runs
+		}
+	}
+	if ck.slot >= 0 && len(ck.bad) > 0 {
+		// The scratch slot of a write cut short, most likely: the other slot holds the
+		// checkpoint before it, and the next checkpoint overwrites this one.
+		t.logger.Warn("unreadable checkpoint slot ignored; using the other", "channel", channel,
+			"unreadable", filepath.Base(ck.bad[0]), "generation", ck.gen)
+		ck.bad = nil
+	}
+	return ck, nil
+}
+
+// quarantineFile moves a channel's unreadable checkpoint file aside, for an operator to look
 // at, and returns where it went ("" if it could not be moved, which the next checkpoint then
 // overwrites).
-func (t *Topic) quarantineCheckpoint(channel string) string {
-	path := t.checkpointPath(channel)
+func (t *Topic) quarantineFile(channel, path string) string {
 	aside := fmt.Sprintf("%s.corrupt-%d", path, time.Now().UnixNano())
 	if err := os.Rename(path, aside); err != nil {
 		t.logger.Error("move unreadable checkpoint aside", "channel", channel, "error", err)
@@ -403,7 +447,8 @@ func (t *Topic) deleteChannel(name string) error {
 func (t *Topic) removeChannelFiles(name string, last bool) {
 	t.diskMu.Lock()
 	defer t.diskMu.Unlock()
-	for _, path := range []string{t.checkpointPath(name), t.redrivePath(name)} {
+	slots := checkpointSlots(t.checkpointPath(name))
+	for _, path := range []string{slots[0], slots[1], t.redrivePath(name)} {
 		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			t.logger.Error("remove channel file", "channel", name, "error", err)
 		}
