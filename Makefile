@@ -35,7 +35,7 @@ DATA_DIR := .data
 GO_FILES = $(shell find . -name '*.go' -not -path './.git/*' -not -path './bin/*' \
 	-not -path './$(DATA_DIR)/*' -not -path '*/testdata/*')
 
-.PHONY: help build image test lint fmt-check vet staticcheck go-test browser-test interop-test e2e tools bench bench-latency fuzz reliability \
+.PHONY: help build image test lint fmt-check vet staticcheck go-test browser-test interop-test e2e tools bench bench-latency bench-scale fuzz reliability \
 	up down purge logs examples dev dev-down clean
 
 help: ## list the targets
@@ -108,6 +108,11 @@ LATENCY_MODE ?=
 bench-latency: build ## publish-to-delivery latency of Tern's nsqd and NSQ's, side by side (bench/README.md)
 	@contrib/nsq-reference.sh $(NSQ_REFERENCE)
 	bench/latency.sh bin/nsqd $(NSQ_REFERENCE) $(LATENCY_DURATION) $(LATENCY_MODE)
+
+# Arguments for the scale benchmark, e.g. SCALE_ARGS='--test connections --conns 2000'.
+SCALE_ARGS ?=
+bench-scale: build ## 10,000 connections, 10,000 topics, a stalled consumer (bench/README.md; SCALE_ARGS=...)
+	$(GO) run ./bench/nsqscale $(SCALE_ARGS)
 
 # `make reliability` keeps its log, the soak's plot (soak.svg) and figures (soak.txt) here.
 RELIABILITY_OUT ?= .reliability
