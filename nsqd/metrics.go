@@ -1,8 +1,10 @@
 package nsqd
 
 import (
+	"cmp"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -192,6 +194,11 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
 	}
+	type channelRow struct {
+		topic string
+		cs    *ChannelStats
+	}
+	rows := make([]channelRow, 0, len(r.Topics))
 	for _, t := range r.Topics {
 		gauge(c.topicDepth, float64(t.Depth), t.Name)
 		gauge(c.topicBackendDepth, float64(t.BackendDepth), t.Name)
@@ -218,27 +225,36 @@ func (c *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 				}
 			}
 		}
-		for _, cs := range t.Channels {
-			gauge(c.channelDepth, float64(cs.Depth), t.Name, cs.Name)
-			gauge(c.channelBackendDepth, float64(cs.BackendDepth), t.Name, cs.Name)
-			gauge(c.channelInFlight, float64(cs.InFlightCount), t.Name, cs.Name)
-			gauge(c.channelDeferred, float64(cs.DeferredCount), t.Name, cs.Name)
-			counter(c.channelMessages, cs.MessageCount, t.Name, cs.Name)
-			counter(c.channelRequeues, cs.RequeueCount, t.Name, cs.Name)
-			counter(c.channelTimeouts, cs.TimeoutCount, t.Name, cs.Name)
-			counter(c.channelFinished, cs.FinishCount, t.Name, cs.Name)
-			gauge(c.channelClients, float64(cs.ClientCount), t.Name, cs.Name)
-			gauge(c.channelPaused, boolFloat(cs.Paused), t.Name, cs.Name)
-			sendLatency(ch, c.channelE2E, cs.E2eProcessingLatency, t.Name, cs.Name)
-			counter(c.channelExpired, cs.ExpiredCount, t.Name, cs.Name)
-			counter(c.channelDead, cs.DeadLetterCount, t.Name, cs.Name)
-			if s := cs.Settings; s != nil {
-				if s.MessageTTLMs > 0 {
-					gauge(c.channelTTL, float64(s.MessageTTLMs)/1e3, t.Name, cs.Name)
-				}
-				if s.MaxAttempts > 0 {
-					gauge(c.channelMaxAttempts, float64(s.MaxAttempts), t.Name, cs.Name)
-				}
+		for i := range t.Channels {
+			rows = append(rows, channelRow{t.Name, &t.Channels[i]})
+		}
+	}
+	// The registry sorts each family's series by their label values, taken in the order of
+	// the label names: channel, then topic. Sent in that order (the topics come sorted, and
+	// a stable sort by channel keeps them so), the sort finds them sorted; in topic order, it
+	// was a third of a scrape at 10,000 topics.
+	slices.SortStableFunc(rows, func(a, b channelRow) int { return cmp.Compare(a.cs.Name, b.cs.Name) })
+	for _, row := range rows {
+		topic, cs := row.topic, row.cs
+		gauge(c.channelDepth, float64(cs.Depth), topic, cs.Name)
+		gauge(c.channelBackendDepth, float64(cs.BackendDepth), topic, cs.Name)
+		gauge(c.channelInFlight, float64(cs.InFlightCount), topic, cs.Name)
+		gauge(c.channelDeferred, float64(cs.DeferredCount), topic, cs.Name)
+		counter(c.channelMessages, cs.MessageCount, topic, cs.Name)
+		counter(c.channelRequeues, cs.RequeueCount, topic, cs.Name)
+		counter(c.channelTimeouts, cs.TimeoutCount, topic, cs.Name)
+		counter(c.channelFinished, cs.FinishCount, topic, cs.Name)
+		gauge(c.channelClients, float64(cs.ClientCount), topic, cs.Name)
+		gauge(c.channelPaused, boolFloat(cs.Paused), topic, cs.Name)
+		sendLatency(ch, c.channelE2E, cs.E2eProcessingLatency, topic, cs.Name)
+		counter(c.channelExpired, cs.ExpiredCount, topic, cs.Name)
+		counter(c.channelDead, cs.DeadLetterCount, topic, cs.Name)
+		if s := cs.Settings; s != nil {
+			if s.MessageTTLMs > 0 {
+				gauge(c.channelTTL, float64(s.MessageTTLMs)/1e3, topic, cs.Name)
+			}
+			if s.MaxAttempts > 0 {
+				gauge(c.channelMaxAttempts, float64(s.MaxAttempts), topic, cs.Name)
 			}
 		}
 	}
