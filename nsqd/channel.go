@@ -170,8 +170,11 @@ type Channel struct {
 
 	dirty        bool   // state changed since the last checkpoint
 	ckptLowWater uint64 // low-water mark recorded by the last checkpoint written
+	// ckptSyncedLowWater is that of the last checkpoint known to be fsynced, which is what
+	// retention may trust: an unsynced one may not survive a power cut.
+	ckptSyncedLowWater uint64
 
-	// The checkpoint files (see checkpointFiles), guarded by the topic's diskMu, which
+	// The checkpoint files (see checkpointSlots), guarded by the topic's diskMu, which
 	// serialises every checkpoint write.
 	ckptGen     uint64 // generation of the newest checkpoint written or restored
 	ckptScratch int    // the slot unsynced checkpoints overwrite; the other holds the last synced
@@ -201,6 +204,7 @@ func newChannel(t *Topic, name string, start logstore.Pos, cs ChannelSettings) *
 	ch.cursor = ch.reader.Pos()
 	ch.routedFrom = ch.cursor.Seq
 	ch.ckptLowWater = ch.cursor.Seq
+	ch.ckptSyncedLowWater = ch.cursor.Seq
 	ch.applySettingsLocked(t.Settings(), cs, time.Now().UnixNano())
 	if o := t.opts(); len(o.E2EProcessingLatencyPercentiles) > 0 {
 		ch.e2e = quantile.New(o.E2EProcessingLatencyWindowTime, o.E2EProcessingLatencyPercentiles)
@@ -411,12 +415,16 @@ func (ch *Channel) readLocked(now int64) (n int, atTail bool) {
 	if want <= 0 {
 		return 0, false
 	}
+	// end is where this read must stop, however many records it steps over: the pause
+	// point, or the start of a range the topic dropped.
+	end := uint64(noEnd)
 	limit, limited := ch.topic.readLimit()
 	if limited {
 		if ch.cursor.Seq >= limit {
 			return 0, false
 		}
 		want = int(min(uint64(want), limit-ch.cursor.Seq))
+		end = limit
 	}
 	ch.skipDroppedLocked()
 	// Ranges the topic dropped before any channel read them (an emptied paused topic) are
@@ -429,6 +437,7 @@ func (ch *Channel) readLocked(now int64) (n int, atTail bool) {
 		}
 		if ch.cursor.Seq < h.from {
 			want = int(min(uint64(want), h.from-ch.cursor.Seq))
+			end = min(end, h.from)
 			break
 		}
 		_ = ch.reader.Close()
@@ -446,7 +455,7 @@ func (ch *Channel) readLocked(now int64) (n int, atTail bool) {
 	var err error
 	for live < want && len(ents) < want+maxDeferredRead {
 		n := len(ents)
-		if ents, err = ch.reader.Read(ents, want-live); err != nil || len(ents) == n {
+		if ents, err = ch.reader.ReadBelow(ents, want-live, end); err != nil || len(ents) == n {
 			break
 		}
 		for i := n; i < len(ents); i++ {

@@ -3,6 +3,7 @@ package nsqd
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -513,4 +514,40 @@ func TestChannelUnsubscribeRequeuesEveryInFlight(t *testing.T) {
 	if ch.inFlight != 6 || len(ch.ready)-ch.readyAt != 2 || a.inFlight.Load() != 0 {
 		t.Errorf("in flight %d, ready %d, departed holds %d: want 6, 2 and 0", ch.inFlight, len(ch.ready)-ch.readyAt, a.inFlight.Load())
 	}
+}
+
+// TestPausedTopicStopsAtThePausePoint checks that a channel reads nothing published after its
+// topic was paused, even when the read steps over records that take no room (deferred ones)
+// or a damaged one: the read is bounded by the pause point, not by a count.
+func TestPausedTopicStopsAtThePausePoint(t *testing.T) {
+	t.Run("after deferred messages", func(t *testing.T) {
+		ch := newTestChannel(t, nil)
+		if err := ch.t.publish([][]byte{[]byte("d0"), []byte("d1"), []byte("d2")}, int64(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		ch.t.setPaused(true)
+		ch.publish(t, "after-pause", 3)
+		_, a := ch.subscribe(t, "a", 100)
+		if got := ch.drain(a); len(got) > 0 {
+			t.Errorf("a paused topic delivered %v", got)
+		}
+	})
+	t.Run("after a damaged record", func(t *testing.T) {
+		ch := newTestChannel(t, func(o *Options) { o.MaxBytesPerFile = 1024 })
+		ch.publish(t, "m", 10)
+		ch.t.setPaused(true)
+		ch.publish(t, "after-pause", 3)
+		ch.t.log.DropHot(1 << 62)
+		flipInLog(t, ch.t.dir, "m-5")
+		_, a := ch.subscribe(t, "a", 100)
+		got := ch.drain(a)
+		for _, g := range got {
+			if strings.HasPrefix(g, "after-pause") {
+				t.Fatalf("a paused topic delivered %v", got)
+			}
+		}
+		if len(got) != 9 {
+			t.Errorf("delivered %v, want the 9 undamaged messages from before the pause", got)
+		}
+	})
 }

@@ -27,7 +27,7 @@ import (
 // consecutive log records that share their delivery state (attempts, delivery times to the
 // millisecond, due time, dead-letter reason), as messages delivered in one burst do.
 //
-// Layout: magic "TCKP0003"; the generation u64 (see checkpointSlots), cursor seq u64, cursor
+// Layout: magic "TCKP0004"; the generation u64 (see checkpointSlots), cursor seq u64, cursor
 // offset i64 and the number of runs u32, all big-endian; the runs; a CRC-32C of everything
 // before it. A run is a flags byte, then varints
 // (u: unsigned, s: zigzag), each delta against the previous run that has the field:
@@ -41,16 +41,18 @@ import (
 // canonical (minimal varints, maximal runs, no flag without its field), so a file decodes to
 // one state and that state encodes to the same file.
 //
-// Versions 1 ("TCKP0001") and 2 ("TCKP0002") had no generation (read as 0) and listed every
+// Version 3 ("TCKP0003") was this without the generation, which is read as 0, as it is for
+// versions 1 ("TCKP0001") and 2 ("TCKP0002"). These listed every
 // message in fixed-size entries of id u64, seq u64, offset i64, timestamp i64, due i64 and
 // attempts u16; version 2 added first and last delivery i64 and the dead-letter reason u8.
 // Both are still read.
 const (
-	checkpointMagic       = "TCKP0003"
+	checkpointMagic       = "TCKP0004"
+	checkpointMagicV3     = "TCKP0003"
 	checkpointMagicV2     = "TCKP0002"
 	checkpointMagicV1     = "TCKP0001"
 	checkpointHeaderSize  = len(checkpointMagic) + 28
-	checkpointHeaderV2    = len(checkpointMagic) + 20 // versions 1 and 2
+	checkpointHeaderV2    = len(checkpointMagic) + 20 // versions 1 to 3: no generation
 	checkpointEntrySizeV2 = 8*5 + 2 + 8 + 8 + 1
 	checkpointEntrySizeV1 = 8*5 + 2
 	// checkpointMinRun is the fewest bytes a run takes: flags and five one-byte varints.
@@ -270,7 +272,7 @@ func decodeCheckpoint(buf []byte) (gen uint64, cur logstore.Pos, runs []checkpoi
 	n := int(binary.BigEndian.Uint32(b[16:]))
 	b = b[20:]
 	switch magic {
-	case checkpointMagic:
+	case checkpointMagic, checkpointMagicV3:
 		runs, err = decodeRuns(b, n, cur)
 	case checkpointMagicV2:
 		runs, err = decodeEntries(b, n, checkpointEntrySizeV2)
@@ -429,6 +431,9 @@ func (ch *Channel) checkpoint(path string, force, sync bool) error {
 			}
 			ch.ckptPending, ch.ckptNewFile = false, false
 			ch.ckptScratch ^= 1
+			ch.mu.Lock()
+			ch.ckptSyncedLowWater = ch.ckptLowWater
+			ch.mu.Unlock()
 		}
 		return nil
 	}
@@ -448,6 +453,9 @@ func (ch *Channel) checkpoint(path string, force, sync bool) error {
 	}
 	ch.mu.Lock()
 	ch.ckptLowWater = lowWater
+	if sync {
+		ch.ckptSyncedLowWater = lowWater
+	}
 	ch.mu.Unlock()
 	return nil
 }
@@ -495,12 +503,17 @@ func syncFile(path string, dir bool) error {
 	return err
 }
 
-// checkpointedLowWater is the low-water mark the newest checkpoint on disk records.
+// checkpointedLowWater is the low-water mark of the newest checkpoint known to be on disk:
+// retention deletes no segment at or above it.
 func (ch *Channel) checkpointedLowWater() uint64 {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
-	return ch.ckptLowWater
+	return ch.ckptSyncedLowWater
 }
+
+// restoreGap is how many records a restore reads over between two runs rather than start a
+// new reader.
+const restoreGap = 256
 
 // restore rebuilds the delivery state recorded in a checkpoint: unfinished messages are read
 // back from the log; deferred ones wait for their original due time, the others are ready at
@@ -514,30 +527,59 @@ func (ch *Channel) restore(runs []checkpointRun, now int64) (lost uint64) {
 		entry logstore.Entry
 		run   *checkpointRun
 	}
-	var recs []found
+	var (
+		recs []found
+		r    *logstore.Reader // shared by the runs, which are in log order
+		ents []logstore.Entry
+	)
+	defer func() {
+		if r != nil {
+			_ = r.Close()
+		}
+	}()
 	for i := range runs {
-		r := &runs[i]
-		if r.n == 1 { // a deferred message, usually: no reader needed
-			rec, err := ch.topic.log.ReadAt(r.pos)
-			if err != nil || rec.ID != r.id {
+		run := &runs[i]
+		if run.n == 1 { // a deferred message, usually: no reader needed
+			rec, err := ch.topic.log.ReadAt(run.pos)
+			if err != nil || rec.ID != run.id {
 				lost++
 				continue
 			}
-			recs = append(recs, found{logstore.Entry{Pos: r.pos, Record: rec}, r})
+			recs = append(recs, found{logstore.Entry{Pos: run.pos, Record: rec}, run})
 			continue
 		}
-		seq, end := r.pos.Seq, r.pos.Seq+r.n
-		_, _, err := scanLog(ch.topic.log, r.pos, end, noLimit, func(e *logstore.Entry) bool {
-			lost += e.Pos.Seq - seq // below the log's head, or skipped as corrupt
-			seq = e.Pos.Seq + 1
-			if e.ID != r.id+(e.Pos.Seq-r.pos.Seq) {
-				lost++
-				return true
+		seq, end := run.pos.Seq, run.pos.Seq+run.n
+		// Runs split by a few finished messages share a reader, which reads on over the
+		// gap; a reader of its own reads a chunk, 64 KiB, however short its run.
+		if r == nil || r.Pos().Seq > seq || seq-r.Pos().Seq > restoreGap {
+			if r != nil {
+				_ = r.Close()
 			}
-			recs = append(recs, found{*e, r})
-			return true
-		})
-		if err != nil || seq < end {
+			r = ch.topic.log.NewReader(run.pos)
+		}
+		var err error
+		for r.Pos().Seq < seq && err == nil {
+			ents, err = r.ReadBelow(ents[:0], int(seq-r.Pos().Seq), seq)
+			if len(ents) == 0 {
+				break
+			}
+		}
+		for seq < end && err == nil {
+			// ReadBelow never returns a record past the run, whatever it steps over.
+			if ents, err = r.ReadBelow(ents[:0], int(min(end-seq, 256)), end); len(ents) == 0 {
+				break
+			}
+			for _, e := range ents {
+				lost += e.Pos.Seq - seq // below the log's head, or skipped as corrupt
+				seq = e.Pos.Seq + 1
+				if e.ID != run.id+(e.Pos.Seq-run.pos.Seq) {
+					lost++
+					continue
+				}
+				recs = append(recs, found{e, run})
+			}
+		}
+		if seq < end {
 			lost += end - seq
 		}
 	}
@@ -568,6 +610,7 @@ func (ch *Channel) restore(runs []checkpointRun, now int64) (lost uint64) {
 	}
 	if len(runs) > 0 {
 		ch.ckptLowWater = runs[0].pos.Seq
+		ch.ckptSyncedLowWater = runs[0].pos.Seq // restoreChannel fsyncs the checkpoint read
 	}
 	ch.scheduleLocked()
 	return lost

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -298,5 +300,98 @@ func TestCheckpointSlots(t *testing.T) {
 	}
 	if ck, err := ch.t.readCheckpoint(ch.name); err != nil || ck.slot != 0 || ck.gen != uint64(first+4) || len(ck.bad) != 0 {
 		t.Fatalf("with slot 1 torn, restart reads slot %d generation %d (bad %v, %v), want slot 0 generation %d", ck.slot, ck.gen, ck.bad, err, first+4)
+	}
+}
+
+// flipInLog flips a bit in the last byte of body where the log's segments hold it.
+func flipInLog(t *testing.T, dir, body string) {
+	t.Helper()
+	segs, _ := filepath.Glob(filepath.Join(dir, "log", "*.seg"))
+	for _, seg := range segs {
+		b, err := os.ReadFile(seg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if at := strings.Index(string(b), body); at >= 0 {
+			b[at+len(body)-1] ^= 0x04
+			if err := os.WriteFile(seg, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+	t.Fatalf("%q not in the log", body)
+}
+
+// TestCheckpointRestoreOverDamage restores runs of which one holds a damaged record: the
+// restore steps over it, and never brings back a record outside the runs, whether a
+// finished message or one of the next run (which had it twice, and made the next
+// checkpoint unreadable).
+func TestCheckpointRestoreOverDamage(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		gap  func(ch testChannel, sub *subscription, id uint64) // what becomes of the message at seq 10
+	}{
+		{"finished", func(ch testChannel, sub *subscription, id uint64) {
+			if err := ch.finish(sub, id); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"redelivered", func(ch testChannel, sub *subscription, id uint64) {
+			if err := ch.requeue(sub, id, 0, time.Now().UnixNano()); err != nil {
+				t.Fatal(err)
+			}
+			ch.drain(sub) // attempts 2: a run of its own
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ch := newTestChannel(t, func(o *Options) { o.MaxBytesPerFile = 1024 })
+			ch.publish(t, "m", 30)
+			_, a := ch.subscribe(t, "a", 1000)
+			if got := ch.drain(a); len(got) != 30 {
+				t.Fatalf("%d in flight, want 30", len(got))
+			}
+			ch.mu.Lock()
+			id := ch.order[ch.orderAt+10].id
+			ch.mu.Unlock()
+			tc.gap(ch, a, id)
+			buf, _, _ := ch.encodeCheckpoint(true, 1)
+			_, _, runs, err := decodeCheckpoint(buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ch.t.log.DropHot(1 << 62) // read from the segments
+			flipInLog(t, ch.t.dir, "m-5")
+
+			c, err := ch.t.getOrCreateChannel("restored")
+			if err != nil {
+				t.Fatal(err)
+			}
+			lost := c.restore(runs, time.Now().UnixNano())
+			rc := testChannel{Channel: c, t: ch.t, sched: ch.sched}
+			_, b := rc.subscribe(t, "b", 1000)
+			got := rc.drain(b)
+			want := 29
+			if tc.name == "finished" {
+				want = 28
+			}
+			seen := map[string]bool{}
+			for _, g := range got {
+				if seen[g] || g == "m-5" || (tc.name == "finished" && g == "m-10") {
+					t.Errorf("%s restored wrongly (delivered: %v)", g, got)
+				}
+				seen[g] = true
+			}
+			if len(got) != want || lost != 1 {
+				t.Errorf("restored %d with %d lost, want %d and 1", len(got), lost, want)
+			}
+			c.mu.Lock()
+			c.dirty = true
+			c.mu.Unlock()
+			again, _, _ := c.encodeCheckpoint(true, 2)
+			if _, _, _, err := decodeCheckpoint(again); err != nil {
+				t.Errorf("the restored channel's checkpoint does not decode: %v", err)
+			}
+		})
 	}
 }

@@ -117,6 +117,7 @@ func (ch *Channel) seek(p logstore.Pos) {
 	// Retention must not delete what the channel is now to read before its next checkpoint
 	// says so.
 	ch.ckptLowWater = min(ch.ckptLowWater, ch.cursor.Seq)
+	ch.ckptSyncedLowWater = min(ch.ckptSyncedLowWater, ch.cursor.Seq)
 	ch.dirty = true
 	ch.releaseReadAndWakeLocked()
 }

@@ -26,7 +26,7 @@ func scanLog(l *logstore.Log, from logstore.Pos, end uint64, limit int, f func(*
 		if r.Pos().Seq >= end {
 			return r.Pos(), true, nil
 		}
-		if ents, err = r.Read(ents[:0], int(min(uint64(min(limit-seen, 256)), end-r.Pos().Seq))); err != nil {
+		if ents, err = r.ReadBelow(ents[:0], min(limit-seen, 256), end); err != nil {
 			return next, false, err
 		}
 		if len(ents) == 0 {

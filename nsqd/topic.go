@@ -322,6 +322,11 @@ func (t *Topic) restoreChannel(name string, paused bool) error {
 		switch {
 		case ck.slot >= 0:
 			start, runs, gen, scratch = ck.cur, ck.runs, ck.gen, 1-ck.slot
+			// It may have been written without fsync before a kill: retention will trust
+			// it, and the other slot, the last synced, is the next to be overwritten.
+			if err := syncFile(checkpointSlots(t.checkpointPath(name))[ck.slot], false); err != nil {
+				t.logger.Error("sync checkpoint", "channel", name, "error", err)
+			}
 		case len(ck.bad) > 0:
 			// Periodic checkpoints are not fsynced, so a power cut can leave one empty
 			// or torn. Start anyway: from the log's head, which retention never passes

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 )
@@ -97,6 +98,14 @@ func (l *Log) view(seq uint64) view {
 // Skipped, and records lost to damage in Stats.CorruptRecords too (once for all readers).
 // Returned bodies are never modified afterwards, however long they are kept.
 func (r *Reader) Read(dst []Entry, max int) ([]Entry, error) {
+	return r.ReadBelow(dst, max, math.MaxUint64)
+}
+
+// ReadBelow is Read that returns no record at or above seq end, however many records it
+// steps over: max bounds what is returned, not how far the reader moves, and a caller that
+// must not pass a point (a paused topic's pause point, the end of a range) bounds it with
+// end. Only skipping the rest of a damaged segment can move the reader past end.
+func (r *Reader) ReadBelow(dst []Entry, max int, end uint64) ([]Entry, error) {
 	if r.closed {
 		return dst, ErrClosed
 	}
@@ -112,12 +121,12 @@ func (r *Reader) Read(dst []Entry, max int) ([]Entry, error) {
 			r.skipped += l.head - r.pos.Seq
 			r.pos = Pos{Seq: l.head}
 		}
-		if r.pos.Seq >= l.tail {
+		if r.pos.Seq >= l.tail || r.pos.Seq >= end {
 			l.mu.RUnlock()
 			return dst, nil
 		}
 		if l.ring.has(r.pos.Seq) {
-			dst, r.pos = l.ring.copyFrom(dst, r.pos.Seq, max, l.tailPos())
+			dst, r.pos = l.ring.copyFrom(dst, r.pos.Seq, int(min(uint64(max), end-r.pos.Seq)), l.tailPos())
 			l.mu.RUnlock()
 			r.failures = 0
 			return dst, nil
@@ -127,7 +136,7 @@ func (r *Reader) Read(dst []Entry, max int) ([]Entry, error) {
 
 		n := len(dst)
 		var err error
-		dst, err = r.readSegment(dst, max, v)
+		dst, err = r.readSegment(dst, max, v, end)
 		max -= len(dst) - n
 		if err != nil {
 			if gone(err) && !retried {
@@ -148,7 +157,7 @@ func gone(err error) bool {
 
 // readSegment reads records of v.seg from the reader's position. It always makes progress:
 // it returns records, moves to the next segment, or fails.
-func (r *Reader) readSegment(dst []Entry, max int, v view) ([]Entry, error) {
+func (r *Reader) readSegment(dst []Entry, max int, v view, end uint64) ([]Entry, error) {
 	seq, off := r.pos.Seq, r.pos.Offset
 	if seq == v.seg.base {
 		off = 0
@@ -157,7 +166,7 @@ func (r *Reader) readSegment(dst []Entry, max int, v view) ([]Entry, error) {
 		r.chunk, r.chunkSeg = nil, v.seg
 	}
 	maxBody := r.log.opts.MaxBodyBytes
-	for max > 0 && seq < v.stop && off < v.limit {
+	for max > 0 && seq < v.stop && seq < end && off < v.limit {
 		rec, n, err := r.record(v.seg, off, v.limit, maxBody)
 		if err != nil {
 			r.pos = Pos{Seq: seq, Offset: off}
