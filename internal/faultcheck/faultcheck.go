@@ -11,7 +11,6 @@ package faultcheck
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -207,21 +206,20 @@ func (c *Checker) consume(ctx context.Context) {
 
 // consumeConn consumes on one connection until it breaks or ctx ends.
 func (c *Checker) consumeConn(ctx context.Context, conn *wiretest.Conn) {
+	// Heartbeats every second keep a live connection's reads short; ctx ending closes it.
 	conn.AnswerHeartbeats = true
-	conn.Timeout = 500 * time.Millisecond
+	conn.Timeout = 5 * time.Second
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
 	if _, err := conn.Identify(`"heartbeat_interval":1000`); err != nil {
 		return
 	}
 	if err := conn.Subscribe(c.load.Topic, c.load.Channel, c.load.RDY); err != nil {
 		return
 	}
-	for ctx.Err() == nil {
+	for {
 		ft, data, err := conn.Next()
 		if err != nil {
-			var ne interface{ Timeout() bool }
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue // nothing to deliver; look at ctx again
-			}
 			return
 		}
 		if ft != protocol.FrameTypeMessage {
