@@ -122,7 +122,7 @@ reliability: ## the long fault runs (20 kill -9s under load, a 10-minute soak wi
 	TERN_RELIABILITY=long TERN_RELIABILITY_OUT="$(abspath $(RELIABILITY_OUT))" \
 		$(GO) test -count=1 -timeout 60m -v \
 		-run '^(TestKillNineUnderLoad|TestSoak|TestDiskFull|TestLookupdCutOff|TestCorrupt.*)$$' ./nsqd \
-		2>&1 | grep -v ' child: ' | tee $(RELIABILITY_OUT)/reliability.log
+		2>&1 | grep --line-buffered -v ' child: ' | tee $(RELIABILITY_OUT)/reliability.log
 	@echo "make reliability: log, soak.svg and soak.txt in $(RELIABILITY_OUT)/"
 
 fuzz: ## run every Fuzz* target in the repository for FUZZTIME each (default 10m)
