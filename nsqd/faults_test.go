@@ -82,7 +82,7 @@ func (r *restartingNSQD) rss() int64 {
 func waitAcked(t *testing.T, c *faultcheck.Checker, n int, within time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(within)
-	for c.Report().Acked < n {
+	for c.Acked() < n {
 		if time.Now().After(deadline) {
 			r := c.Report()
 			t.Fatalf("%d publishes acknowledged after %v, want %d (publish errors %v)", r.Acked, within, n, r.PubErrors)
@@ -135,7 +135,7 @@ func (l killLoad) run(t *testing.T) (faultcheck.Report, []time.Duration) {
 		d.killAndRestart()
 	}
 	// Some load on the last daemon too, then everything acknowledged must arrive.
-	waitAcked(t, c, c.Report().Acked+l.load.Rate/2, time.Minute)
+	waitAcked(t, c, c.Acked()+l.load.Rate/2, time.Minute)
 	c.StopPublishing()
 	wctx, wcancel := context.WithTimeout(ctx, time.Minute)
 	defer wcancel()
@@ -174,7 +174,7 @@ func TestKillNineUnderLoad(t *testing.T) {
 	killLoad{
 		kills: kills,
 		every: func(c *faultcheck.Checker, k int) {
-			waitAcked(t, c, c.Report().Acked+between, time.Minute)
+			waitAcked(t, c, c.Acked()+between, time.Minute)
 		},
 		load: faultcheck.Load{
 			Topic: "kill", Channel: "ch", Publishers: 4, Consumers: 2,
