@@ -95,6 +95,7 @@ func waitAcked(t *testing.T, c *faultcheck.Checker, n int, within time.Duration)
 type killLoad struct {
 	kills    int
 	every    func(c *faultcheck.Checker, k int) // waits until kill k is due
+	after    func()                             // waits, after the last kill, until the load may end
 	load     faultcheck.Load
 	sampleMs int // RSS sampled this often, 0: never
 }
@@ -123,7 +124,9 @@ func (l killLoad) run(t *testing.T) (faultcheck.Report, []time.Duration) {
 				case <-ctx.Done():
 					return
 				case <-tick.C:
-					c.RecordRSS(d.rss())
+					if rss := d.rss(); rss > 0 { // 0: between a kill and the restart
+						c.RecordRSS(rss)
+					}
 				}
 			}
 		}()
@@ -133,6 +136,9 @@ func (l killLoad) run(t *testing.T) (faultcheck.Report, []time.Duration) {
 		l.every(c, k)
 		kills = append(kills, time.Since(start))
 		d.killAndRestart()
+	}
+	if l.after != nil {
+		l.after()
 	}
 	// Some load on the last daemon too, then everything acknowledged must arrive.
 	waitAcked(t, c, c.Acked()+l.load.Rate/2, time.Minute)
@@ -203,6 +209,7 @@ func TestSoak(t *testing.T) {
 			// The kills keep time: the load runs between them.
 			time.Sleep(time.Until(start.Add(time.Duration(k+1) * every)))
 		},
+		after: func() { time.Sleep(time.Until(start.Add(duration))) },
 		load: faultcheck.Load{
 			Topic: "soak", Channel: "ch", Publishers: 4, Consumers: 4,
 			Rate: 5000, Batch: 5, Size: 200, RDY: 50,
