@@ -289,6 +289,39 @@ func parseStatusKB(r io.Reader, field string) (int64, error) {
 	return 0, fmt.Errorf("no %s line in status", field)
 }
 
+// cpuTime returns the CPU time the process has used, user and system. /proc counts it in
+// ticks of USER_HZ, which Linux fixes at 100 a second: a resolution of 10ms.
+func (d *daemon) cpuTime() (time.Duration, error) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(d.cmd.Process.Pid), "stat"))
+	if err != nil {
+		return 0, fmt.Errorf("read nsqd stat: %w", err)
+	}
+	return parseStatCPU(string(b))
+}
+
+// parseStatCPU returns utime + stime of a /proc/<pid>/stat line. The fields are counted
+// after the command name, which is in parentheses and may hold spaces.
+func parseStatCPU(stat string) (time.Duration, error) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("malformed stat %q", stat)
+	}
+	fields := strings.Fields(stat[i+1:])
+	// fields[0] is the state (field 3 of stat); utime and stime are fields 14 and 15.
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("malformed stat %q", stat)
+	}
+	var ticks int64
+	for _, f := range fields[11:13] {
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("malformed stat %q: %w", stat, err)
+		}
+		ticks += n
+	}
+	return time.Duration(ticks) * (time.Second / 100), nil
+}
+
 // openFiles counts the process's open file descriptors.
 func (d *daemon) openFiles() (int, error) {
 	ents, err := os.ReadDir(filepath.Join("/proc", strconv.Itoa(d.cmd.Process.Pid), "fd"))
@@ -396,8 +429,28 @@ func freePort() (int, error) {
 
 // quietRSS waits settle for the daemon to go quiet and returns its RSS then.
 func (d *daemon) quietRSS(ctx context.Context, settle time.Duration) (int64, error) {
-	if err := sleep(ctx, settle); err != nil {
-		return 0, err
+	rss, _, err := d.quiet(ctx, settle)
+	return rss, err
+}
+
+// quiet waits settle and returns the daemon's RSS then and the share of one core it used
+// meanwhile (0 when settle is too short to tell).
+func (d *daemon) quiet(ctx context.Context, settle time.Duration) (rss int64, cpu float64, err error) {
+	cpu0, err := d.cpuTime()
+	if err != nil {
+		return 0, 0, err
 	}
-	return d.rss()
+	start := time.Now()
+	if err := sleep(ctx, settle); err != nil {
+		return 0, 0, err
+	}
+	cpu1, err := d.cpuTime()
+	if err != nil {
+		return 0, 0, err
+	}
+	if elapsed := time.Since(start); elapsed >= time.Second {
+		cpu = float64(cpu1-cpu0) / float64(elapsed)
+	}
+	rss, err = d.rss()
+	return rss, cpu, err
 }

@@ -82,6 +82,17 @@ func TestTracker(t *testing.T) {
 	}
 }
 
+func TestParseStatCPU(t *testing.T) {
+	// utime 150 and stime 50 ticks; the command name holds a space and a parenthesis.
+	stat := "4242 (nsqd (x) y) S 1 4242 4242 0 -1 4194560 900 0 0 0 150 50 0 0 20 0 9 0 100 1000 200"
+	if got, err := parseStatCPU(stat); err != nil || got != 2*time.Second {
+		t.Errorf("parseStatCPU = %v, %v; want 2s", got, err)
+	}
+	if _, err := parseStatCPU("4242 (nsqd) S 1"); err == nil {
+		t.Error("a short stat parsed")
+	}
+}
+
 func TestParseStatusKB(t *testing.T) {
 	status := "Name:\tnsqd\nVmHWM:\t  20480 kB\nVmRSS:\t   10240 kB\n"
 	if got, err := parseStatusKB(strings.NewReader(status), "VmRSS:"); err != nil || got != 10<<20 {
@@ -123,7 +134,7 @@ func TestRun(t *testing.T) {
 			`connections  GET /ping while busy +p50 [0-9.]+ ms  p99 [0-9.]+ ms  max [0-9.]+ ms  \(20 samples\)`,
 			`connections  messages +([0-9]+) published, ([0-9]+) delivered; 10 consumers subscribed per /stats; 0 clients dropped, 0 error frames`,
 			`topics +restart: exec to /stats listing every topic and channel +[0-9.]+ s`,
-			`topics +after the restart: GET /metrics +[0-9.]+ ms median of 1`,
+			`topics +after the restart: GET /metrics +[0-9.]+ ms, daemon CPU [0-9.]+ ms \(medians of 1\)`,
 			`slow +fast channel during the stall +[0-9]+ msgs/s`,
 			`slow +catch-up +[0-9.]+ s for the [0-9]+ messages behind`,
 			`slow +delivered +([0-9]+) published; fast: all ([0-9]+)`,

@@ -43,6 +43,7 @@ type tracker struct {
 	unique     int64
 	deliveries int64
 	lat        []time.Duration // publish-to-delivery latencies since the last takeLatencies
+	maxLat     time.Duration   // the largest latency since the last takeMax
 }
 
 func (t *tracker) record(seq uint64, lat time.Duration) {
@@ -57,7 +58,17 @@ func (t *tracker) record(seq uint64, lat time.Duration) {
 		t.seen[w] |= 1 << (seq % 64)
 		t.unique++
 		t.lat = append(t.lat, lat)
+		t.maxLat = max(t.maxLat, lat)
 	}
+}
+
+// takeMax returns the largest latency since the last call.
+func (t *tracker) takeMax() time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	m := t.maxLat
+	t.maxLat = 0
+	return m
 }
 
 // counts returns the messages received, once each, and the deliveries.
@@ -328,8 +339,9 @@ type slowSample struct {
 	phase               string
 	rss                 int64
 	acked               uint64
-	fast, slow          int64 // unique messages received
-	slowDepth, inFlight int64 // the slow channel's, per /stats
+	fast, slow          int64         // unique messages received
+	fastMax             time.Duration // the fast channel's largest latency in the interval
+	slowDepth, inFlight int64         // the slow channel's, per /stats
 }
 
 // runSlow is the slow part: a channel whose consumer stalls while the topic's other channel
@@ -395,6 +407,7 @@ func runSlow(ctx context.Context, cfg config, logger *slog.Logger, rep *section)
 			s := slowSample{at: time.Now(), acked: pub.acked.Load()}
 			s.rss, _ = d.rss()
 			s.fast, _ = fast.tr.counts()
+			s.fastMax = fast.tr.takeMax()
 			s.slow, _ = slow.tr.counts()
 			if st, err := d.stats(sampleCtx, slowTopic); err == nil {
 				for _, t := range st.Topics {
@@ -419,7 +432,7 @@ func runSlow(ctx context.Context, cfg config, logger *slog.Logger, rep *section)
 			secs := s.at.Sub(prev.at).Seconds()
 			logger.Info("sample", "phase", s.phase, "rss_mib", s.rss>>20,
 				"published_per_s", int(float64(s.acked-prev.acked)/secs),
-				"fast_per_s", int(float64(s.fast-prev.fast)/secs), "slow_per_s", int(float64(s.slow-prev.slow)/secs),
+				"fast_per_s", int(float64(s.fast-prev.fast)/secs), "fast_max_latency", s.fastMax.Round(time.Microsecond), "slow_per_s", int(float64(s.slow-prev.slow)/secs),
 				"slow_depth", s.slowDepth, "slow_in_flight", s.inFlight)
 		}
 	}()

@@ -58,11 +58,12 @@ func runTopics(ctx context.Context, cfg config, logger *slog.Logger, rep *sectio
 	}
 	rep.add("PUB 1 message to each topic", "%.2f s", time.Since(start).Seconds())
 
-	loaded, err := d.quietRSS(ctx, cfg.Settle)
+	loaded, cpu, err := d.quiet(ctx, cfg.Settle)
 	if err != nil {
 		return err
 	}
 	rep.add("RSS with the topics", "%s", mib(loaded))
+	rep.add("CPU while idle", "%.0f%% of a core", cpu*100)
 	if files, err := d.openFiles(); err == nil {
 		rep.add("open files", "%d", files)
 	}
@@ -99,11 +100,12 @@ func runTopics(ctx context.Context, cfg config, logger *slog.Logger, rep *sectio
 	rep.add("restart: exec to /stats showing every message", "%.2f s", restored.Seconds())
 	logger.Info("restarted", "ping", ping, "listed", listed, "restored", restored)
 
-	after, err := d.quietRSS(ctx, cfg.Settle)
+	after, cpu, err := d.quiet(ctx, cfg.Settle)
 	if err != nil {
 		return err
 	}
 	rep.add("RSS after the restart", "%s", mib(after))
+	rep.add("CPU while idle after the restart", "%.0f%% of a core", cpu*100)
 	if files, err := d.openFiles(); err == nil {
 		rep.add("open files after the restart", "%d", files)
 	}
@@ -226,14 +228,23 @@ func waitTopics(ctx context.Context, d *daemon, n int, messages bool, timeout ti
 }
 
 // reportEndpoints times /stats?format=json (clients included, as nsqadmin asks) and
-// /metrics repeat times each and adds the medians and response sizes; /metrics is left out
-// when the daemon has none (404), as NSQ's has not.
+// /metrics repeat times each and adds the medians of the response time and of the daemon's
+// CPU time per request (which the other processes on the machine disturb less), and the
+// response sizes; /metrics is left out when the daemon has none (404), as NSQ's has not.
 func reportEndpoints(ctx context.Context, d *daemon, repeat int, prefix string, rep *section) error {
 	for _, path := range []string{"/stats?format=json", "/metrics"} {
-		var times []time.Duration
+		var times, cpus []time.Duration
 		size := 0
 		for range repeat {
+			cpu0, err := d.cpuTime()
+			if err != nil {
+				return err
+			}
 			body, status, elapsed, err := d.get(ctx, path)
+			if err != nil {
+				return err
+			}
+			cpu1, err := d.cpuTime()
 			if err != nil {
 				return err
 			}
@@ -244,11 +255,12 @@ func reportEndpoints(ctx context.Context, d *daemon, repeat int, prefix string, 
 			if status != http.StatusOK {
 				return fmt.Errorf("GET %s: %d", path, status)
 			}
-			times = append(times, elapsed)
+			times, cpus = append(times, elapsed), append(cpus, cpu1-cpu0)
 			size = len(body)
 		}
 		if len(times) > 0 {
-			rep.add(prefix+"GET "+path, "%s median of %d, %s", ms(median(times)), len(times), mib(int64(size)))
+			rep.add(prefix+"GET "+path, "%s, daemon CPU %s (medians of %d), %s",
+				ms(median(times)), ms(median(cpus)), len(times), mib(int64(size)))
 		}
 	}
 	return nil
