@@ -1,7 +1,9 @@
 // Command nsqscale measures an nsqd at scale: many connections, many topics, and a consumer
 // that stops while publishing goes on. It starts the nsqd binary --nsqd-bin itself (Tern's or
 // NSQ's: it speaks only the V2 protocol and NSQ's HTTP API), on free loopback ports with a
-// fresh temporary data path, and reads the daemon's memory from /proc/<pid>/status.
+// fresh temporary data path, and reads the daemon's memory (/proc/<pid>/status) and CPU time
+// (/proc/<pid>/stat). --profile-dir saves the daemon's CPU and heap profiles from
+// /debug/pprof, which both Tern's nsqd and NSQ's serve, at the moments that matter.
 //
 // --test picks the parts, run one after the other, each on a daemon of its own:
 //
@@ -15,7 +17,7 @@
 //     restart on the same data path, and the start-up time (until /ping answers, until /stats
 //     lists every topic and channel), the RSS, the open files and the response times of
 //     /stats?format=json and /metrics (the median of --repeat; /metrics is skipped when it
-//     answers 404, as NSQ's does).
+//     answers 404, as NSQ's does), with the daemon's CPU time per request beside it.
 //   - slow: one topic with two channels, each drained by one consumer, while one connection
 //     publishes --rate messages a second; after --before one consumer stalls for --stall
 //     (--stall-mode: stops FINning, sends RDY 0, or disconnects), then resumes. It reports
