@@ -30,7 +30,11 @@ func soakPlot(r faultcheck.Report, kills []time.Duration) []byte {
 		lat := slices.Sorted(slices.Values(w.Latencies))
 		p50 = append(p50, faultcheck.Quantile(lat, 0.5))
 		p99 = append(p99, faultcheck.Quantile(lat, 0.99))
-		rss = append(rss, float64(w.RSS)/(1<<20))
+		if w.RSS == 0 && len(rss) > 0 { // no sample that second: the daemon was restarting
+			rss = append(rss, rss[len(rss)-1])
+		} else {
+			rss = append(rss, float64(w.RSS)/(1<<20))
+		}
 	}
 	panels := []struct {
 		title  string
