@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -16,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/ternmq/tern/bench/internal/procinfo"
 )
 
 const (
@@ -65,7 +64,7 @@ func startDaemon(ctx context.Context, cfg config, logger *slog.Logger) (*daemon,
 		case attempt == 0 && !cfg.hasSettings(): // settings are made over HTTP
 			httpArg = []string{"--http-address="}
 		default:
-			port, err := freePort()
+			port, err := procinfo.FreePort()
 			if err != nil {
 				_ = os.RemoveAll(dir)
 				return nil, err
@@ -91,7 +90,7 @@ func startDaemon(ctx context.Context, cfg config, logger *slog.Logger) (*daemon,
 
 // launch starts one nsqd process in dir and waits until its TCP port accepts connections.
 func launch(ctx context.Context, cfg config, dir string, attempt int, httpArg []string, logger *slog.Logger) (*daemon, error) {
-	port, err := freePort()
+	port, err := procinfo.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -169,7 +168,7 @@ func (d *daemon) peakRSS() (int64, error) {
 		return 0, fmt.Errorf("read nsqd status: %w", err)
 	}
 	defer func() { _ = f.Close() }()
-	return parseVmHWM(f)
+	return procinfo.StatusKB(f, "VmHWM:")
 }
 
 // diskWritten returns what the process made the kernel write to storage (write_bytes of
@@ -185,31 +184,6 @@ func (d *daemon) diskWritten() (int64, error) {
 		}
 	}
 	return 0, errors.New("no write_bytes in /proc/<pid>/io")
-}
-
-// parseVmHWM finds the "VmHWM:  123 kB" line of a /proc/<pid>/status file and returns the
-// value in bytes.
-func parseVmHWM(r io.Reader) (int64, error) {
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:")
-		if !ok {
-			continue
-		}
-		fields := strings.Fields(rest)
-		if len(fields) != 2 || fields[1] != "kB" {
-			return 0, fmt.Errorf("malformed VmHWM line %q", sc.Text())
-		}
-		kb, err := strconv.ParseInt(fields[0], 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("malformed VmHWM line %q: %w", sc.Text(), err)
-		}
-		return kb << 10, nil
-	}
-	if err := sc.Err(); err != nil {
-		return 0, fmt.Errorf("read status: %w", err)
-	}
-	return 0, errors.New("no VmHWM line in status")
 }
 
 // stop sends SIGTERM, waits for the process to exit (killing it after stopTimeout) and
@@ -246,29 +220,4 @@ func (d *daemon) kill() error {
 }
 
 // tail returns the end of the daemon's output.
-func (d *daemon) tail() string {
-	b, err := os.ReadFile(d.logPath)
-	if err != nil {
-		return fmt.Sprintf("(cannot read %s: %v)", d.logPath, err)
-	}
-	if len(bytes.TrimSpace(b)) == 0 {
-		return "(no output)"
-	}
-	if len(b) > logTail {
-		b = b[len(b)-logTail:]
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			b = b[i+1:]
-		}
-	}
-	return string(b)
-}
-
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer func() { _ = ln.Close() }()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
+func (d *daemon) tail() string { return procinfo.Tail(d.logPath, logTail) }

@@ -295,31 +295,6 @@ func TestParseFlags(t *testing.T) {
 	}
 }
 
-func TestParseVmHWM(t *testing.T) {
-	tests := []struct {
-		name    string
-		status  string
-		want    int64
-		wantErr bool
-	}{
-		{name: "linux status", status: "Name:\tnsqd\nVmPeak:\t  900 kB\nVmHWM:\t  184320 kB\nVmRSS:\t 1000 kB\n", want: 184320 << 10},
-		{name: "missing", status: "Name:\tnsqd\nVmRSS:\t 1000 kB\n", wantErr: true},
-		{name: "bad unit", status: "VmHWM:\t 12 MB\n", wantErr: true},
-		{name: "bad number", status: "VmHWM:\t x kB\n", wantErr: true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseVmHWM(strings.NewReader(tt.status))
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("error %v, want error %v", err, tt.wantErr)
-			}
-			if got != tt.want {
-				t.Fatalf("got %d, want %d", got, tt.want)
-			}
-		})
-	}
-}
-
 func TestWriteResult(t *testing.T) {
 	cfg := defaultConfig()
 	tests := []struct {

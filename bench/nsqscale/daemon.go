@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -20,6 +19,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/ternmq/tern/bench/internal/procinfo"
 )
 
 const (
@@ -74,7 +75,7 @@ func startDaemon(ctx context.Context, cfg config, logger *slog.Logger) (*daemon,
 		return nil, fmt.Errorf("create nsqd data path: %w", err)
 	}
 	for _, addr := range []*string{&d.tcpAddr, &d.httpAddr} {
-		port, err := freePort()
+		port, err := procinfo.FreePort()
 		if err != nil {
 			return nil, err
 		}
@@ -261,32 +262,7 @@ func (d *daemon) status(field string) (int64, error) {
 		return 0, fmt.Errorf("read nsqd status: %w", err)
 	}
 	defer func() { _ = f.Close() }()
-	return parseStatusKB(f, field)
-}
-
-// parseStatusKB finds the line of a /proc/<pid>/status file starting with field (such as
-// "VmRSS:") and returns its value in bytes.
-func parseStatusKB(r io.Reader, field string) (int64, error) {
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		rest, ok := strings.CutPrefix(sc.Text(), field)
-		if !ok {
-			continue
-		}
-		fields := strings.Fields(rest)
-		if len(fields) != 2 || fields[1] != "kB" {
-			return 0, fmt.Errorf("malformed status line %q", sc.Text())
-		}
-		kb, err := strconv.ParseInt(fields[0], 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("malformed status line %q: %w", sc.Text(), err)
-		}
-		return kb << 10, nil
-	}
-	if err := sc.Err(); err != nil {
-		return 0, fmt.Errorf("read status: %w", err)
-	}
-	return 0, fmt.Errorf("no %s line in status", field)
+	return procinfo.StatusKB(f, field)
 }
 
 // cpuTime returns the CPU time the process has used, user and system. /proc counts it in
@@ -400,32 +376,7 @@ func (d *daemon) kill() error {
 }
 
 // tail returns the end of the daemon's output.
-func (d *daemon) tail() string {
-	b, err := os.ReadFile(d.logPath)
-	if err != nil {
-		return fmt.Sprintf("(cannot read %s: %v)", d.logPath, err)
-	}
-	if len(bytes.TrimSpace(b)) == 0 {
-		return "(no output)"
-	}
-	if len(b) > logTail {
-		b = b[len(b)-logTail:]
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			b = b[i+1:]
-		}
-	}
-	return string(b)
-}
-
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer func() { _ = ln.Close() }()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
+func (d *daemon) tail() string { return procinfo.Tail(d.logPath, logTail) }
 
 // quietRSS waits settle for the daemon to go quiet and returns its RSS then.
 func (d *daemon) quietRSS(ctx context.Context, settle time.Duration) (int64, error) {

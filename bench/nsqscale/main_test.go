@@ -93,19 +93,6 @@ func TestParseStatCPU(t *testing.T) {
 	}
 }
 
-func TestParseStatusKB(t *testing.T) {
-	status := "Name:\tnsqd\nVmHWM:\t  20480 kB\nVmRSS:\t   10240 kB\n"
-	if got, err := parseStatusKB(strings.NewReader(status), "VmRSS:"); err != nil || got != 10<<20 {
-		t.Errorf("VmRSS = %d, %v; want %d", got, err, 10<<20)
-	}
-	if _, err := parseStatusKB(strings.NewReader(status), "VmSwap:"); err == nil {
-		t.Error("a missing line parsed")
-	}
-	if _, err := parseStatusKB(strings.NewReader("VmRSS: 12 MB\n"), "VmRSS:"); err == nil {
-		t.Error("a line in MB parsed")
-	}
-}
-
 // TestRun builds Tern's nsqd and runs every part at a tiny size, with each way of stalling:
 // what it checks is that the tool measures and reports, and that every message arrives.
 func TestRun(t *testing.T) {
