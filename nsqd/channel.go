@@ -176,10 +176,11 @@ type Channel struct {
 
 	// The checkpoint files (see checkpointSlots), guarded by the topic's diskMu, which
 	// serialises every checkpoint write.
-	ckptGen     uint64 // generation of the newest checkpoint written or restored
-	ckptScratch int    // the slot unsynced checkpoints overwrite; the other holds the last synced
-	ckptPending bool   // the scratch slot was written since it was last fsynced
-	ckptNewFile bool   // and was created since: its directory entry needs an fsync too
+	ckptGen      uint64 // generation of the newest checkpoint written or restored
+	ckptScratch  int    // the slot unsynced checkpoints overwrite; the other holds the last synced
+	ckptPending  bool   // the newest checkpoint may not be fsynced yet:
+	ckptPendSlot int    // the one in this slot (the scratch slot, or after a restart the one read)
+	ckptNewFile  bool   // and its directory entry may not be either
 
 	readErrLogged    time.Time // when a failed read was last logged
 	readErrsUnlogged int       // failed reads since, not logged

@@ -422,15 +422,17 @@ func checkpointSlots(path string) [2]string { return [2]string{path, path + ".1"
 // written now or before, which the topic asks for before it deletes log segments on the
 // strength of it. The caller holds the topic's diskMu.
 func (ch *Channel) checkpoint(path string, force, sync bool) error {
-	slot := checkpointSlots(path)[ch.ckptScratch]
+	slots := checkpointSlots(path)
+	slot := slots[ch.ckptScratch]
 	buf, lowWater, ok := ch.encodeCheckpoint(force, ch.ckptGen+1)
 	if !ok {
 		if sync && ch.ckptPending {
-			if err := syncFile(slot, ch.ckptNewFile); err != nil {
+			if err := syncFile(slots[ch.ckptPendSlot], ch.ckptNewFile); err != nil {
 				return fmt.Errorf("checkpoint channel %s: %w", ch, err)
 			}
+			// The slot just synced is kept; the other takes the unsynced writes.
+			ch.ckptScratch = 1 - ch.ckptPendSlot
 			ch.ckptPending, ch.ckptNewFile = false, false
-			ch.ckptScratch ^= 1
 			ch.mu.Lock()
 			ch.ckptSyncedLowWater = ch.ckptLowWater
 			ch.mu.Unlock()
@@ -449,7 +451,7 @@ func (ch *Channel) checkpoint(path string, force, sync bool) error {
 		ch.ckptPending, ch.ckptNewFile = false, false
 		ch.ckptScratch ^= 1
 	} else {
-		ch.ckptPending, ch.ckptNewFile = true, ch.ckptNewFile || created
+		ch.ckptPending, ch.ckptPendSlot, ch.ckptNewFile = true, ch.ckptScratch, ch.ckptNewFile || created
 	}
 	ch.mu.Lock()
 	ch.ckptLowWater = lowWater
@@ -610,7 +612,8 @@ func (ch *Channel) restore(runs []checkpointRun, now int64) (lost uint64) {
 	}
 	if len(runs) > 0 {
 		ch.ckptLowWater = runs[0].pos.Seq
-		ch.ckptSyncedLowWater = runs[0].pos.Seq // restoreChannel fsyncs the checkpoint read
+		// Trusted once fsynced: retention asks for that first (see restoreChannel).
+		ch.ckptSyncedLowWater = runs[0].pos.Seq
 	}
 	ch.scheduleLocked()
 	return lost

@@ -313,6 +313,7 @@ func (t *Topic) restoreChannel(name string, paused bool) error {
 		runs    []checkpointRun
 		gen     uint64
 		scratch int
+		read    = -1 // the slot restored from
 	)
 	if t.dir != "" && !protocol.IsEphemeral(name) {
 		ck, err := t.readCheckpoint(name)
@@ -321,12 +322,7 @@ func (t *Topic) restoreChannel(name string, paused bool) error {
 		}
 		switch {
 		case ck.slot >= 0:
-			start, runs, gen, scratch = ck.cur, ck.runs, ck.gen, 1-ck.slot
-			// It may have been written without fsync before a kill: retention will trust
-			// it, and the other slot, the last synced, is the next to be overwritten.
-			if err := syncFile(checkpointSlots(t.checkpointPath(name))[ck.slot], false); err != nil {
-				t.logger.Error("sync checkpoint", "channel", name, "error", err)
-			}
+			start, runs, gen, scratch, read = ck.cur, ck.runs, ck.gen, 1-ck.slot, ck.slot
 		case len(ck.bad) > 0:
 			// Periodic checkpoints are not fsynced, so a power cut can leave one empty
 			// or torn. Start anyway: from the log's head, which retention never passes
@@ -349,6 +345,11 @@ func (t *Topic) restoreChannel(name string, paused bool) error {
 	ch := newChannel(t, name, start, t.channelSettings(name))
 	ch.paused = paused
 	ch.ckptGen, ch.ckptScratch = gen, scratch
+	if read >= 0 {
+		// What was read may have been written without fsync before a kill. Retention's sync
+		// request fsyncs it, off the start-up path, before anything trusts it.
+		ch.ckptPending, ch.ckptPendSlot, ch.ckptNewFile = true, read, true
+	}
 	// As NSQ's, message_count counts from the start of this process.
 	ch.routedFrom = max(ch.routedFrom, t.readableSeq())
 	if lost := ch.restore(runs, time.Now().UnixNano()); lost > 0 {
