@@ -271,6 +271,8 @@ func (ch *Channel) unsubscribe(sub *subscription) (emptyEphemeral bool) {
 	if released {
 		ch.dirty = true
 		ch.wakeWaitingLocked()
+	} else {
+		ch.passWakeLocked()
 	}
 	return ch.ephemeral && len(ch.subs) == 0
 }
@@ -329,11 +331,18 @@ func (ch *Channel) unassignLocked(ps []*pending) bool {
 func (ch *Channel) take(sub *subscription, dst []delivery, now int64) []delivery {
 	ch.mu.Lock()
 	defer ch.mu.Unlock()
-	if ch.paused || ch.exiting || sub.gone {
+	if sub.gone {
+		return dst
+	}
+	if ch.paused || ch.exiting {
 		ch.addWaitingLocked(sub)
 		return dst
 	}
 	room := int(sub.sub.readyCount() - sub.inFlight.Load())
+	if room <= 0 {
+		ch.passWakeLocked()
+		return dst
+	}
 	for room > 0 {
 		if len(sub.outbox) == 0 {
 			ch.assignReadyLocked(sub)
@@ -885,8 +894,7 @@ func (ch *Channel) addWaitingLocked(sub *subscription) {
 	ch.waiting = append(ch.waiting, sub)
 }
 
-// wakeWaiting wakes every subscriber waiting for messages; the topic calls it after an
-// append.
+// wakeWaiting wakes a subscriber waiting for messages; the topic calls it after an append.
 func (ch *Channel) wakeWaiting() {
 	if !ch.mayWait.Load() {
 		return
@@ -896,13 +904,37 @@ func (ch *Channel) wakeWaiting() {
 	ch.mu.Unlock()
 }
 
+// wakeWaitingLocked wakes the first waiting subscriber with room, and only it: its take reads
+// the log for every subscriber's room and hands the ready queue out among all of them, waking
+// each one given a share, and a read that leaves records behind wakes the next. Waking every
+// waiting subscriber would have all but one find readMu taken and wait again: with fifty
+// consumers on a channel, fifty goroutines and fifty lock round trips per publish. Waiting
+// subscribers without room leave the list: the FIN, REQ, timeout or RDY that gives them room
+// wakes them itself.
 func (ch *Channel) wakeWaitingLocked() {
-	for i, s := range ch.waiting {
-		s.sub.wake()
-		ch.waiting[i] = nil
+	i := 0
+	for i < len(ch.waiting) {
+		s := ch.waiting[i]
+		i++
+		if s.room() > 0 {
+			s.sub.wake()
+			break
+		}
 	}
-	ch.waiting = ch.waiting[:0]
-	ch.mayWait.Store(false)
+	n := copy(ch.waiting, ch.waiting[i:])
+	clear(ch.waiting[n:])
+	ch.waiting = ch.waiting[:n]
+	if n == 0 {
+		ch.mayWait.Store(false)
+	}
+}
+
+// passWakeLocked hands a wake sub cannot use to another waiting subscriber: sub was woken to
+// read or take for everyone, and has no room left (its RDY lowered, CLS) or has left.
+func (ch *Channel) passWakeLocked() {
+	if len(ch.waiting) > 0 && (len(ch.ready) > ch.readyAt || ch.cursor.Seq < ch.topic.readableSeq()) {
+		ch.wakeWaitingLocked()
+	}
 }
 
 // wakeAllLocked wakes every subscriber (pause changes, empty).

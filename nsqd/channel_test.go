@@ -551,3 +551,121 @@ func TestPausedTopicStopsAtThePausePoint(t *testing.T) {
 		}
 	})
 }
+
+// waitAll has every subscriber's pump find the channel empty, so that all of them wait, and
+// clears their wake counts.
+func waitAll(t *testing.T, ch testChannel, fakes []*fakeSub, subs []*subscription) {
+	t.Helper()
+	for i, sub := range subs {
+		if got := ch.drain(sub); len(got) != 0 {
+			t.Fatalf("subscriber %d took %v from an empty channel", i, got)
+		}
+		fakes[i].wakes.Store(0)
+	}
+}
+
+// wokenBy returns the subscribers woken since the counts were last cleared.
+func wokenBy(fakes []*fakeSub) []int {
+	var woken []int
+	for i, f := range fakes {
+		if f.wakes.Load() > 0 {
+			woken = append(woken, i)
+		}
+	}
+	return woken
+}
+
+// TestChannelPublishWakesOneWaiting checks that a publish wakes one of the subscribers
+// waiting on an empty channel, not all of them: the woken one reads for everyone and wakes
+// each subscriber it hands a share to.
+func TestChannelPublishWakesOneWaiting(t *testing.T) {
+	ch := newTestChannel(t, nil)
+	fakes := make([]*fakeSub, 50)
+	subs := make([]*subscription, len(fakes))
+	for i := range subs {
+		fakes[i], subs[i] = ch.subscribe(t, fmt.Sprint("s", i), 10)
+	}
+	waitAll(t, ch, fakes, subs)
+	ch.publish(t, "one", 1)
+	woken := wokenBy(fakes)
+	if len(woken) != 1 {
+		t.Fatalf("one publish woke subscribers %v, want one", woken)
+	}
+	// Its pump reads the message for everyone: it goes to whoever's turn it is, woken.
+	first := woken[0]
+	fakes[first].wakes.Store(0)
+	got := ch.drain(subs[first])
+	if len(got) == 0 {
+		woken = wokenBy(fakes)
+		if len(woken) != 1 {
+			t.Fatalf("the message read by %d was handed to %v, want one subscriber", first, woken)
+		}
+		got = ch.drain(subs[woken[0]])
+	}
+	if !slices.Equal(got, []string{"one-0"}) {
+		t.Fatalf("took %v, want [one-0]", got)
+	}
+
+	// A batch wakes, through the share each gets, every subscriber with room.
+	waitAll(t, ch, fakes, subs)
+	ch.publish(t, "batch", 400) // under the room left: each has 10 but one, 9
+
+	first = wokenBy(fakes)[0]
+	total := len(ch.drain(subs[first]))
+	for i, sub := range subs {
+		if i == first {
+			continue
+		}
+		if fakes[i].wakes.Load() == 0 {
+			t.Fatalf("subscriber %d was not woken for its share", i)
+		}
+		total += len(ch.drain(sub))
+	}
+	if total != 400 {
+		t.Fatalf("took %d of 400", total)
+	}
+}
+
+// TestChannelUnusedWakeIsPassedOn checks that a wake is not lost when the subscriber it went
+// to cannot use it: it lost its room before its pump ran, or it left.
+func TestChannelUnusedWakeIsPassedOn(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		lose func(testChannel, *fakeSub, *subscription)
+	}{
+		{"RDY 0", func(ch testChannel, f *fakeSub, sub *subscription) {
+			f.rdy.Store(0)
+			if got := ch.take(sub, nil, time.Now().UnixNano()); len(got) != 0 {
+				panic("took with RDY 0")
+			}
+		}},
+		{"unsubscribed", func(ch testChannel, f *fakeSub, sub *subscription) {
+			ch.unsubscribe(sub)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ch := newTestChannel(t, nil)
+			fakes := make([]*fakeSub, 3)
+			subs := make([]*subscription, len(fakes))
+			for i := range subs {
+				fakes[i], subs[i] = ch.subscribe(t, fmt.Sprint("s", i), 10)
+			}
+			waitAll(t, ch, fakes, subs)
+			ch.publish(t, "m", 1)
+			woken := wokenBy(fakes)
+			if len(woken) != 1 {
+				t.Fatalf("woken %v, want one", woken)
+			}
+			first := woken[0]
+			tc.lose(ch, fakes[first], subs[first])
+			fakes[first].wakes.Store(0)
+			next := wokenBy(fakes)
+			if len(next) != 1 || next[0] == first {
+				t.Fatalf("after %d could not take, woken %v, want another one", first, next)
+			}
+			if got := ch.drain(subs[next[0]]); !slices.Equal(got, []string{"m-0"}) {
+				t.Fatalf("took %v, want [m-0]", got)
+			}
+		})
+	}
+}
