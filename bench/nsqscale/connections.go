@@ -183,6 +183,11 @@ func runConnections(ctx context.Context, cfg config, logger *slog.Logger, rep *s
 		busyRSS, busyRSSMax int64
 	)
 	waitProfile := d.cpuProfile(ctx, cfg.ProfileDir, "connections-busy.cpu", time.Duration(cfg.Samples)*sampleEvery)
+	busyStart := time.Now()
+	busyCPU0, err := d.cpuTime()
+	if err != nil {
+		return err
+	}
 	samplers.Go(func() { pings, pingErr = samplePing(ctx, d, cfg.Samples) })
 	samplers.Go(func() { pubRTT, pubRTTErr = samplePub(ctx, d.tcpAddr, topics, cfg) })
 	sampled := make(chan struct{})
@@ -203,16 +208,19 @@ func runConnections(ctx context.Context, cfg config, logger *slog.Logger, rep *s
 		}
 	}()
 	samplers.Wait()
+	busyCPU1, cpuErr := d.cpuTime()
+	busyElapsed := time.Since(busyStart)
 	close(sampled)
 	<-rssDone
 	waitProfile()
-	if err := errors.Join(pingErr, pubRTTErr); err != nil {
+	if err := errors.Join(pingErr, pubRTTErr, cpuErr); err != nil {
 		return err
 	}
 	if err := stop(); err != nil {
 		return err
 	}
 	rep.add(fmt.Sprintf("RSS, %d clients busy", cfg.Conns), "%s (max %s)", mib(busyRSS), mib(busyRSSMax))
+	rep.add("daemon CPU while busy", "%.2f core", float64(busyCPU1-busyCPU0)/float64(busyElapsed))
 	rep.add("GET /ping while busy", "%s", latencies(pings))
 	rep.add("PUB round trip while busy", "%s", latencies(pubRTT))
 	l.mu.Lock()

@@ -227,6 +227,12 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "nsqscale: --conns %d needs more file descriptors than RLIMIT_NOFILE allows (%d)\n", cfg.Conns, limit)
 		return 1
 	}
+	if cfg.ProfileDir != "" {
+		if err := os.MkdirAll(cfg.ProfileDir, 0o755); err != nil {
+			fmt.Fprintf(stderr, "nsqscale: %v\n", err)
+			return 1
+		}
+	}
 
 	rep := &report{}
 	code := 0
