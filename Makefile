@@ -125,15 +125,8 @@ reliability: ## the long fault runs (20 kill -9s under load, a 10-minute soak wi
 		2>&1 | grep --line-buffered -v ' child: ' | tee $(RELIABILITY_OUT)/reliability.log
 	@echo "make reliability: log, soak.svg and soak.txt in $(RELIABILITY_OUT)/"
 
-fuzz: ## run every Fuzz* target in the repository for FUZZTIME each (default 10m)
-	@targets="$$($(GO) test -list '^Fuzz' ./... | awk '/^Fuzz/ { names = names " " $$1; next } /^ok/ { if (names != "") print $$2 names; names = "" }')"; \
-	if [ -z "$$targets" ]; then echo "no fuzz targets found"; exit 0; fi; \
-	while read -r pkg names; do \
-		for name in $$names; do \
-			echo "==> fuzz $$pkg $$name for $(FUZZTIME)"; \
-			$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) "$$pkg"; \
-		done; \
-	done <<< "$$targets"
+fuzz: ## run every Fuzz* target in the repository for FUZZTIME each (default 10m; FUZZFLAGS=...)
+	GO=$(GO) contrib/fuzz.sh $(FUZZTIME)
 
 # The docker compose cluster (docker-compose.yml): two nsqlookupd, two nsqd and nsqadmin, in
 # an image built FROM scratch out of ./bin. contrib/compose.sh picks `docker compose` or
