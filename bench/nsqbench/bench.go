@@ -214,9 +214,11 @@ type result struct {
 	// PeakRSS is the started nsqd's VmHWM in bytes, or -1 for an external nsqd;
 	// PublishPeakRSS is the same at the end of the publish phase.
 	PeakRSS, PublishPeakRSS int64
-	// DiskWritten is what the started nsqd wrote to storage over the run (write_bytes of
-	// /proc/<pid>/io), or -1 for an external nsqd or where the kernel does not count it.
-	DiskWritten int64
+	// DiskWritten is what the started nsqd wrote to storage from the publish to the end of
+	// the consume (write_bytes of /proc/<pid>/io), or -1 for an external nsqd or where the
+	// kernel does not count it. DiskSetup is what it wrote before: creating the topic's
+	// channels and applying settings, each of which rewrites the daemon's metadata file.
+	DiskWritten, DiskSetup int64
 }
 
 // ok reports whether every message was published and then consumed exactly once.
@@ -228,7 +230,7 @@ func (r result) ok() bool {
 // cfg.NSQDTCPAddress or one it starts. It returns what it measured even when it fails, so
 // the caller can print the phases that completed.
 func run(ctx context.Context, cfg config, logger *slog.Logger) (res result, err error) {
-	res.PeakRSS, res.PublishPeakRSS, res.DiskWritten = -1, -1, -1
+	res.PeakRSS, res.PublishPeakRSS, res.DiskWritten, res.DiskSetup = -1, -1, -1, -1
 	if err := cfg.validate(); err != nil {
 		return res, err
 	}
@@ -258,6 +260,11 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) (res result, err 
 	if cfg.Channels > 1 {
 		if err := createChannels(ctx, cfg, addr); err != nil {
 			return res, err
+		}
+	}
+	if d != nil {
+		if n, err := d.diskWritten(); err == nil {
+			res.DiskSetup = n
 		}
 	}
 	logger.Info("publishing", "nsqd", addr, "count", cfg.Count, "size", cfg.Size,
@@ -296,8 +303,8 @@ func run(ctx context.Context, cfg config, logger *slog.Logger) (res result, err 
 		} else {
 			res.PeakRSS = rss
 		}
-		if n, err := d.diskWritten(); err == nil {
-			res.DiskWritten = n
+		if n, err := d.diskWritten(); err == nil && res.DiskSetup >= 0 {
+			res.DiskWritten = n - res.DiskSetup
 		}
 	}
 	if err != nil {

@@ -179,7 +179,8 @@ func writeResult(w io.Writer, cfg config, res result) {
 		fmt.Fprintf(w, "peak RSS: %d MiB\n", (res.PeakRSS+1<<19)>>20)
 	}
 	if res.DiskWritten >= 0 {
-		fmt.Fprintf(w, "disk written: %d MiB\n", (res.DiskWritten+1<<19)>>20)
+		fmt.Fprintf(w, "disk written: %d MiB (%d KiB; %d KiB before the publish, setting up)\n",
+			(res.DiskWritten+1<<19)>>20, res.DiskWritten>>10, res.DiskSetup>>10)
 	}
 	fmt.Fprintf(w, "lost: %d duplicated: %d\n", res.Lost, res.Duplicated)
 	// Corruption, redelivery and failed FINs are rare enough that a line for them would be

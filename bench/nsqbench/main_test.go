@@ -305,11 +305,11 @@ func TestWriteResult(t *testing.T) {
 		{
 			name: "clean run against a started nsqd",
 			res: result{Published: 1_000_000, PublishElapsed: 1520 * time.Millisecond, ConsumeRan: true,
-				Consumed: 1_000_000, ConsumeElapsed: 1400 * time.Millisecond, PeakRSS: 180 << 20, DiskWritten: 120 << 20},
+				Consumed: 1_000_000, ConsumeElapsed: 1400 * time.Millisecond, PeakRSS: 180 << 20, DiskWritten: 120 << 20, DiskSetup: 20 << 10},
 			want: "publish: 1000000 msgs in 1.52s = 657895 msgs/s (65.8 MB/s)\n" +
 				"consume: 1000000 msgs in 1.40s = 714286 msgs/s (71.4 MB/s)\n" +
 				"peak RSS: 180 MiB\n" +
-				"disk written: 120 MiB\n" +
+				"disk written: 120 MiB (122880 KiB; 20 KiB before the publish, setting up)\n" +
 				"lost: 0 duplicated: 0\n",
 		},
 		{
