@@ -243,8 +243,10 @@ func TestRestartAfterSIGTERMKeepsDeliveryState(t *testing.T) {
 			sub.send(protocol.Finish(m.ID))
 			finished[m.Body] = true
 		case i < 20:
-			sub.send(protocol.Requeue(m.ID, reqDelay))
+			// The earliest the daemon can count the delay from: it may read the command
+			// before this goroutine runs again.
 			requeuedDue[m.Body] = time.Now().Add(reqDelay)
+			sub.send(protocol.Requeue(m.ID, reqDelay))
 		default:
 			inFlight[m.Body] = true
 		}
@@ -257,8 +259,8 @@ func TestRestartAfterSIGTERMKeepsDeliveryState(t *testing.T) {
 	const dpubDelay = 4 * time.Second
 	for i := range 5 {
 		body := fmt.Sprintf("d%d", i)
-		pub.send(protocol.DeferredPublish("restart", dpubDelay, []byte(body)))
 		deferredDue[body] = time.Now().Add(dpubDelay)
+		pub.send(protocol.DeferredPublish("restart", dpubDelay, []byte(body)))
 		pub.expectOK()
 	}
 
