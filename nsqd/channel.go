@@ -59,6 +59,9 @@ const (
 type subscriber interface {
 	// wake tells the subscriber to take what the channel has for it; it must not block.
 	wake()
+	// parked says the subscriber is idle, waiting for a wake: woken, it takes at once. One
+	// that is not may be busy writing to a client that does not read.
+	parked() bool
 	// readyCount is how many messages the subscriber may have in flight (its RDY); 0 while
 	// it takes nothing (RDY 0, or closing).
 	readyCount() int64
@@ -904,27 +907,39 @@ func (ch *Channel) wakeWaiting() {
 	ch.mu.Unlock()
 }
 
-// wakeWaitingLocked wakes the first waiting subscriber with room, and only it: its take reads
-// the log for every subscriber's room and hands the ready queue out among all of them, waking
+// wakeWaitingLocked wakes one waiting subscriber with room, and only it: its take reads the
+// log for every subscriber's room and hands the ready queue out among all of them, waking
 // each one given a share, and a read that leaves records behind wakes the next. Waking every
 // waiting subscriber would have all but one find readMu taken and wait again: with fifty
-// consumers on a channel, fifty goroutines and fifty lock round trips per publish. Waiting
-// subscribers without room leave the list: the FIN, REQ, timeout or RDY that gives them room
-// wakes them itself.
+// consumers on a channel, fifty goroutines and fifty lock round trips per publish.
+//
+// The one woken is the first that is parked. One that is not may be writing to a client
+// that stopped reading, for as long as the write deadline, and the others would wait with
+// it; when none is parked, every waiting subscriber with room is woken. Waiting subscribers
+// without room leave the list: the FIN, REQ, timeout or RDY that gives them room wakes them
+// itself.
 func (ch *Channel) wakeWaitingLocked() {
-	i := 0
-	for i < len(ch.waiting) {
-		s := ch.waiting[i]
-		i++
-		if s.room() > 0 {
+	kept := ch.waiting[:0]
+	woke := false
+	for _, s := range ch.waiting {
+		switch {
+		case s.room() <= 0:
+		case !woke && s.sub.parked():
 			s.sub.wake()
-			break
+			woke = true
+		default:
+			kept = append(kept, s)
 		}
 	}
-	n := copy(ch.waiting, ch.waiting[i:])
-	clear(ch.waiting[n:])
-	ch.waiting = ch.waiting[:n]
-	if n == 0 {
+	if !woke {
+		for _, s := range kept {
+			s.sub.wake()
+		}
+		kept = kept[:0]
+	}
+	clear(ch.waiting[len(kept):])
+	ch.waiting = kept
+	if len(kept) == 0 {
 		ch.mayWait.Store(false)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ternmq/tern/internal/testutil"
+	"github.com/ternmq/tern/internal/wiretest"
 	"github.com/ternmq/tern/nsqd/logstore"
 )
 
@@ -24,9 +25,11 @@ type fakeSub struct {
 	closed     atomic.Bool
 	closeAfter atomic.Int64
 	reads      atomic.Int64
+	busy       atomic.Bool // not parked: its pump is writing
 }
 
-func (f *fakeSub) wake() { f.wakes.Add(1) }
+func (f *fakeSub) wake()        { f.wakes.Add(1) }
+func (f *fakeSub) parked() bool { return !f.busy.Load() }
 func (f *fakeSub) readyCount() int64 {
 	if n := f.closeAfter.Load(); n > 0 && f.reads.Add(1) > n {
 		return 0
@@ -667,5 +670,109 @@ func TestChannelUnusedWakeIsPassedOn(t *testing.T) {
 				t.Fatalf("took %v, want [m-0]", got)
 			}
 		})
+	}
+}
+
+// TestChannelWakeSkipsBusyPumps checks that a wake goes to a subscriber whose pump is parked,
+// not to one busy writing (perhaps to a client that stopped reading), and that with none
+// parked every waiting subscriber is woken: no message waits on one stuck pump.
+func TestChannelWakeSkipsBusyPumps(t *testing.T) {
+	ch := newTestChannel(t, nil)
+	fakes := make([]*fakeSub, 3)
+	subs := make([]*subscription, len(fakes))
+	for i := range subs {
+		fakes[i], subs[i] = ch.subscribe(t, fmt.Sprint("s", i), 10)
+	}
+	waitAll(t, ch, fakes, subs)
+	fakes[0].busy.Store(true)
+	ch.publish(t, "m", 1)
+	if woken := wokenBy(fakes); !slices.Equal(woken, []int{1}) {
+		t.Fatalf("with s0 busy, woken %v, want [1]", woken)
+	}
+	if got := ch.drain(subs[1]); len(got) == 0 {
+		// s1 read it for everyone and handed it on: whoever got it was woken.
+		var all []string
+		for i, sub := range subs {
+			if fakes[i].wakes.Load() > 0 || i == 1 {
+				all = append(all, ch.drain(sub)...)
+			}
+		}
+		if !slices.Equal(all, []string{"m-0"}) {
+			t.Fatalf("took %v, want [m-0]", all)
+		}
+	}
+
+	waitAll(t, ch, fakes, subs)
+	for _, f := range fakes {
+		f.busy.Store(true)
+	}
+	ch.publish(t, "n", 1)
+	if woken := wokenBy(fakes); len(woken) != len(fakes) {
+		t.Fatalf("with every pump busy, woken %v, want all", woken)
+	}
+}
+
+// TestIdleConsumersParkAndOneIsWoken checks with real connections that a consumer whose pump
+// waits for messages reports itself parked, so that a publish wakes one consumer rather than
+// all: the channel's waiting list keeps the others, and the message is delivered.
+func TestIdleConsumersParkAndOneIsWoken(t *testing.T) {
+	d, _ := startTestDaemon(t, t.TempDir(), nil)
+	addr := d.TCPAddr().String()
+	conns := make([]*wiretest.Conn, 4)
+	for i := range conns {
+		c, err := wiretest.Dial(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		if err := c.Subscribe("park", "ch", 10); err != nil {
+			t.Fatal(err)
+		}
+		conns[i] = c
+	}
+	var ch *Channel
+	parked := func() int {
+		ch.mu.Lock()
+		defer ch.mu.Unlock()
+		n := 0
+		for _, s := range ch.waiting {
+			if s.sub.parked() {
+				n++
+			}
+		}
+		return n
+	}
+	testutil.Eventually(t, 10*time.Second, func() bool {
+		if tp := d.Topic("park"); tp != nil {
+			ch = tp.Channel("ch")
+		}
+		return ch != nil && parked() == len(conns)
+	}, "every consumer waiting, its pump parked")
+
+	if err := d.Topic("park").publish([][]byte{[]byte("one")}, 0); err != nil {
+		t.Fatal(err)
+	}
+	// The other three stay on the list, parked, until something is there for them.
+	ch.mu.Lock()
+	waiting := len(ch.waiting)
+	ch.mu.Unlock()
+	if waiting < len(conns)-1 {
+		t.Fatalf("%d consumers left waiting after one publish, want at least %d", waiting, len(conns)-1)
+	}
+	got := make(chan string, len(conns))
+	for _, c := range conns {
+		go func() {
+			if m, err := c.ExpectMessage(); err == nil {
+				got <- m.Body
+			}
+		}()
+	}
+	select {
+	case body := <-got:
+		if body != "one" {
+			t.Fatalf("delivered %q, want one", body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the message was not delivered")
 	}
 }

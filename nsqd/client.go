@@ -81,6 +81,7 @@ type client struct {
 	pubCounts map[string]uint64
 
 	wakeCh     chan struct{} // capacity 1: something the pump waits for changed
+	idle       atomic.Bool   // the pump is waiting in its select, not writing
 	settingsCh chan struct{} // capacity 1: IDENTIFY changed the heartbeat or flush settings
 	exit       chan struct{}
 	closeOnce  sync.Once
@@ -146,6 +147,9 @@ func (c *client) wake() {
 	default:
 	}
 }
+
+// parked implements subscriber: the pump is waiting to be woken.
+func (c *client) parked() bool { return c.idle.Load() }
 
 // close ends the connection; the read loop sees the error and cleans up. It implements
 // subscriber.

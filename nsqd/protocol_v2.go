@@ -751,6 +751,7 @@ func (p *protocolV2) pump(c *client) {
 	}
 
 	for {
+		c.idle.Store(false)
 		if c.state.Load() == stateSubscribed {
 			if sub := c.sub.Load(); c.rdy.Load() > sub.inFlight.Load() {
 				batch = c.channel.take(sub, batch[:0], time.Now().UnixNano())
@@ -799,6 +800,7 @@ func (p *protocolV2) pump(c *client) {
 				return
 			}
 		}
+		c.idle.Store(true)
 		select {
 		case <-c.exit:
 			return
