@@ -358,7 +358,7 @@ func (ch *Channel) take(sub *subscription, dst []delivery, now int64) []delivery
 		}
 		if !ch.readMu.TryLock() {
 			// Another subscriber is reading and hands out what it reads; when it finishes
-			// it wakes the waiting if records remain.
+			// it wakes a waiting subscriber if records remain.
 			if len(dst) == 0 {
 				ch.addWaitingLocked(sub)
 			}
@@ -405,7 +405,7 @@ func (ch *Channel) take(sub *subscription, dst []delivery, now int64) []delivery
 // readLocked reads the next records of the log into the channel, unlocking mu around the
 // read: records due later go to the timer heap, the others to the ready queue. It is called
 // with readMu and mu held and returns with mu held and readMu released; before releasing it,
-// it wakes the waiting subscribers if more records remain, so that one of them reads next.
+// it wakes a waiting subscriber if more records remain, so that it reads next.
 // It returns how many records it read and, when none, whether that is because the read
 // found the end of the log (rather than no room, a pause or an error).
 func (ch *Channel) readLocked(now int64) (n int, atTail bool) {
