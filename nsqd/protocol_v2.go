@@ -753,44 +753,45 @@ func (p *protocolV2) pump(c *client) {
 	for {
 		c.idle.Store(false)
 		if c.state.Load() == stateSubscribed {
-			if sub := c.sub.Load(); c.rdy.Load() > sub.inFlight.Load() {
-				batch = c.channel.take(sub, batch[:0], time.Now().UnixNano())
-				if len(batch) > 0 {
-					c.wmu.Lock()
-					_ = c.conn.SetWriteDeadline(c.writeDeadline())
-					var err error
-					scratch, err = c.writeMessagesLocked(batch, scratch)
-					// Flush when the client can take no more (it is waiting for these) or
-					// output is unbuffered; otherwise look for more first, for at most
-					// output_buffer_timeout.
-					if err == nil && (c.outputBufferSize <= 0 || c.outputBufferTimeout <= 0 || sub.inFlight.Load() >= c.rdy.Load()) {
-						err = c.flushLocked()
-						held = false
-					} else if err == nil {
-						held = true
-						if flushC == nil {
-							flush.Reset(c.outputBufferTimeout)
-							flushC = flush.C
-						}
+			// take even without room: a wake the client cannot use (its RDY lowered since)
+			// is passed on to another consumer.
+			sub := c.sub.Load()
+			batch = c.channel.take(sub, batch[:0], time.Now().UnixNano())
+			if len(batch) > 0 {
+				c.wmu.Lock()
+				_ = c.conn.SetWriteDeadline(c.writeDeadline())
+				var err error
+				scratch, err = c.writeMessagesLocked(batch, scratch)
+				// Flush when the client can take no more (it is waiting for these) or
+				// output is unbuffered; otherwise look for more first, for at most
+				// output_buffer_timeout.
+				if err == nil && (c.outputBufferSize <= 0 || c.outputBufferTimeout <= 0 || sub.inFlight.Load() >= c.rdy.Load()) {
+					err = c.flushLocked()
+					held = false
+				} else if err == nil {
+					held = true
+					if flushC == nil {
+						flush.Reset(c.outputBufferTimeout)
+						flushC = flush.C
 					}
-					c.wmu.Unlock()
-					c.messageCount.Add(uint64(len(batch)))
-					if err == nil {
-						now := time.Now().UnixNano()
-						for i := range batch {
-							if due := batch[i].due; due > 0 {
-								p.n.timerLateness.observe(time.Duration(now - due))
-								c.channel.lateness.observe(time.Duration(now - due))
-							}
-						}
-					}
-					clear(batch)
-					if err != nil {
-						c.close()
-						return
-					}
-					continue
 				}
+				c.wmu.Unlock()
+				c.messageCount.Add(uint64(len(batch)))
+				if err == nil {
+					now := time.Now().UnixNano()
+					for i := range batch {
+						if due := batch[i].due; due > 0 {
+							p.n.timerLateness.observe(time.Duration(now - due))
+							c.channel.lateness.observe(time.Duration(now - due))
+						}
+					}
+				}
+				clear(batch)
+				if err != nil {
+					c.close()
+					return
+				}
+				continue
 			}
 		}
 		if held {
