@@ -301,7 +301,10 @@ func (ch *Channel) rdyChanged(sub *subscription) {
 		clear(sub.outbox[keep:])
 		sub.outbox = sub.outbox[:keep]
 		ch.wakeWaitingLocked()
+		return
 	}
+	// sub may hold a wake it can no longer use: a closing client's pump takes nothing.
+	ch.passWakeLocked()
 }
 
 // unassignLocked puts assigned messages back at the front of the ready queue, in order, and
@@ -365,13 +368,21 @@ func (ch *Channel) take(sub *subscription, dst []delivery, now int64) []delivery
 			return dst
 		}
 		n, atTail := ch.readLocked(now)
-		if ch.paused || ch.exiting || sub.gone {
-			// Paused, deleted or gone while the log was read (with mu released): what was
-			// read waits in the ready queue. A reader that left meanwhile hands it to the
-			// others, who may all be waiting on it; unpausing wakes everyone anyway.
-			if sub.gone && n > 0 {
+		if sub.gone {
+			// Gone while the log was read (with mu released): the others may all be
+			// waiting on this reader. What it read is handed to them; a publish that
+			// landed during the read, which woke one of them into a taken readMu, is
+			// passed on.
+			if n > 0 {
 				ch.assignReadyLocked(nil)
+			} else {
+				ch.passWakeLocked()
 			}
+			return dst
+		}
+		if ch.paused || ch.exiting {
+			// Paused or deleted while the log was read: what was read waits in the ready
+			// queue; unpausing wakes everyone.
 			if len(dst) == 0 {
 				ch.addWaitingLocked(sub)
 			}

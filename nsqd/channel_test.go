@@ -630,7 +630,7 @@ func TestChannelPublishWakesOneWaiting(t *testing.T) {
 }
 
 // TestChannelUnusedWakeIsPassedOn checks that a wake is not lost when the subscriber it went
-// to cannot use it: it lost its room before its pump ran, or it left.
+// to cannot use it: it lost its room before its pump ran, it left, or it sent CLS.
 func TestChannelUnusedWakeIsPassedOn(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -644,6 +644,11 @@ func TestChannelUnusedWakeIsPassedOn(t *testing.T) {
 		}},
 		{"unsubscribed", func(ch testChannel, f *fakeSub, sub *subscription) {
 			ch.unsubscribe(sub)
+		}},
+		{"CLS", func(ch testChannel, f *fakeSub, sub *subscription) {
+			// A closing client's RDY reads 0, and its pump no longer takes.
+			f.rdy.Store(0)
+			ch.rdyChanged(sub)
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -809,11 +809,15 @@ func (p *protocolV2) pump(c *client) {
 		case <-c.settingsCh:
 			resetHeartbeat()
 		case <-heartbeatC:
+			// Not parked while writing: a client that stopped reading holds the write up to
+			// its deadline, and a wake sent meanwhile would wait with it.
+			c.idle.Store(false)
 			if err := c.sendFrame(protocol.FrameTypeResponse, heartbeatBytes); err != nil {
 				c.close()
 				return
 			}
 		case <-flushC:
+			c.idle.Store(false)
 			if err := flushHeld(); err != nil {
 				c.close()
 				return
