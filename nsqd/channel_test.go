@@ -555,6 +555,19 @@ func TestPausedTopicStopsAtThePausePoint(t *testing.T) {
 	})
 }
 
+// subscribeWaiting subscribes n fake subscribers with RDY 10 and has each find the channel
+// empty, so that all of them wait.
+func subscribeWaiting(t *testing.T, ch testChannel, n int) ([]*fakeSub, []*subscription) {
+	t.Helper()
+	fakes := make([]*fakeSub, n)
+	subs := make([]*subscription, n)
+	for i := range subs {
+		fakes[i], subs[i] = ch.subscribe(t, fmt.Sprint("s", i), 10)
+	}
+	waitAll(t, ch, fakes, subs)
+	return fakes, subs
+}
+
 // waitAll has every subscriber's pump find the channel empty, so that all of them wait, and
 // clears their wake counts.
 func waitAll(t *testing.T, ch testChannel, fakes []*fakeSub, subs []*subscription) {
@@ -578,28 +591,30 @@ func wokenBy(fakes []*fakeSub) []int {
 	return woken
 }
 
+// publishOneWakesOne publishes one message and checks that it woke exactly one of fakes; it
+// returns that one's index, its wake count cleared.
+func publishOneWakesOne(t *testing.T, ch testChannel, fakes []*fakeSub, prefix string) int {
+	t.Helper()
+	ch.publish(t, prefix, 1)
+	woken := wokenBy(fakes)
+	if len(woken) != 1 {
+		t.Fatalf("one publish woke subscribers %v, want one", woken)
+	}
+	fakes[woken[0]].wakes.Store(0)
+	return woken[0]
+}
+
 // TestChannelPublishWakesOneWaiting checks that a publish wakes one of the subscribers
 // waiting on an empty channel, not all of them: the woken one reads for everyone and wakes
 // each subscriber it hands a share to.
 func TestChannelPublishWakesOneWaiting(t *testing.T) {
 	ch := newTestChannel(t, nil)
-	fakes := make([]*fakeSub, 50)
-	subs := make([]*subscription, len(fakes))
-	for i := range subs {
-		fakes[i], subs[i] = ch.subscribe(t, fmt.Sprint("s", i), 10)
-	}
-	waitAll(t, ch, fakes, subs)
-	ch.publish(t, "one", 1)
-	woken := wokenBy(fakes)
-	if len(woken) != 1 {
-		t.Fatalf("one publish woke subscribers %v, want one", woken)
-	}
+	fakes, subs := subscribeWaiting(t, ch, 50)
+	first := publishOneWakesOne(t, ch, fakes, "one")
 	// Its pump reads the message for everyone: it goes to whoever's turn it is, woken.
-	first := woken[0]
-	fakes[first].wakes.Store(0)
 	got := ch.drain(subs[first])
 	if len(got) == 0 {
-		woken = wokenBy(fakes)
+		woken := wokenBy(fakes)
 		if len(woken) != 1 {
 			t.Fatalf("the message read by %d was handed to %v, want one subscriber", first, woken)
 		}
@@ -653,18 +668,8 @@ func TestChannelUnusedWakeIsPassedOn(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ch := newTestChannel(t, nil)
-			fakes := make([]*fakeSub, 3)
-			subs := make([]*subscription, len(fakes))
-			for i := range subs {
-				fakes[i], subs[i] = ch.subscribe(t, fmt.Sprint("s", i), 10)
-			}
-			waitAll(t, ch, fakes, subs)
-			ch.publish(t, "m", 1)
-			woken := wokenBy(fakes)
-			if len(woken) != 1 {
-				t.Fatalf("woken %v, want one", woken)
-			}
-			first := woken[0]
+			fakes, subs := subscribeWaiting(t, ch, 3)
+			first := publishOneWakesOne(t, ch, fakes, "m")
 			tc.lose(ch, fakes[first], subs[first])
 			fakes[first].wakes.Store(0)
 			next := wokenBy(fakes)
@@ -683,12 +688,7 @@ func TestChannelUnusedWakeIsPassedOn(t *testing.T) {
 // parked every waiting subscriber is woken: no message waits on one stuck pump.
 func TestChannelWakeSkipsBusyPumps(t *testing.T) {
 	ch := newTestChannel(t, nil)
-	fakes := make([]*fakeSub, 3)
-	subs := make([]*subscription, len(fakes))
-	for i := range subs {
-		fakes[i], subs[i] = ch.subscribe(t, fmt.Sprint("s", i), 10)
-	}
-	waitAll(t, ch, fakes, subs)
+	fakes, subs := subscribeWaiting(t, ch, 3)
 	fakes[0].busy.Store(true)
 	ch.publish(t, "m", 1)
 	if woken := wokenBy(fakes); !slices.Equal(woken, []int{1}) {
