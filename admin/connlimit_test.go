@@ -1,9 +1,7 @@
 package admin
 
 import (
-	"io"
 	"net"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -52,46 +50,7 @@ func dialAdminFrom(t *testing.T, a *Admin, from string) net.Conn {
 // pingFrom GETs /ping over a connection from the local IP from that is not kept alive.
 func pingFrom(t *testing.T, a *Admin, from string) (int, string) {
 	t.Helper()
-	client := &http.Client{Timeout: limitIOTimeout, Transport: &http.Transport{
-		DialContext:       (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}).DialContext,
-		DisableKeepAlives: true,
-	}}
-	resp, err := client.Get(adminURL(a, "/ping"))
-	if err != nil {
-		t.Fatalf("GET /ping from %s: %v", from, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(body)
-}
-
-// refusedTotal reads nsqadmin_connections_refused_total{listener="http",reason} from a's
-// registry.
-func refusedTotal(t *testing.T, a *Admin, reason string) float64 {
-	t.Helper()
-	mfs, err := a.registry.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "nsqadmin_connections_refused_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				labels[lp.GetName()] = lp.GetValue()
-			}
-			if labels["listener"] == "http" && labels["reason"] == reason {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	t.Fatalf("no nsqadmin_connections_refused_total{listener=\"http\",reason=%q}", reason)
-	return 0
+	return testutil.GetFrom(t, adminURL(a, "/ping"), from, nil, limitIOTimeout)
 }
 
 // TestMaxConnections checks the connection past --max-connections is answered 503
@@ -111,7 +70,7 @@ func TestMaxConnections(t *testing.T) {
 	if status, body := pingFrom(t, a, "127.0.0.2"); status != 200 || body != "OK" {
 		t.Fatalf("GET /ping under the limit: %d %s", status, body)
 	}
-	if got := refusedTotal(t, a, "max_connections"); got != 1 {
+	if got := testutil.CounterValue(t, a.registry, "nsqadmin_connections_refused_total", map[string]string{"listener": "http", "reason": "max_connections"}); got != 1 {
 		t.Errorf("refused = %v, want 1", got)
 	}
 }
@@ -129,7 +88,7 @@ func TestMaxConnectionsPerIP(t *testing.T) {
 	if status, body := pingFrom(t, a, "127.0.0.2"); status != 200 || body != "OK" {
 		t.Fatalf("GET /ping from another address: %d %s", status, body)
 	}
-	if got := refusedTotal(t, a, "max_connections_per_ip"); got != 1 {
+	if got := testutil.CounterValue(t, a.registry, "nsqadmin_connections_refused_total", map[string]string{"listener": "http", "reason": "max_connections_per_ip"}); got != 1 {
 		t.Errorf("refused per IP = %v, want 1", got)
 	}
 }

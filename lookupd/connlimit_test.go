@@ -3,15 +3,11 @@ package lookupd
 import (
 	"bufio"
 	"crypto/tls"
-	"io"
 	"net"
-	"net/http"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ternmq/tern/internal/protocol"
 	"github.com/ternmq/tern/internal/testutil"
@@ -66,45 +62,7 @@ func getFrom(t *testing.T, l *Lookupd, path, from string, tlsConfig *tls.Config)
 	if tlsConfig != nil {
 		scheme = "https://"
 	}
-	client := &http.Client{Timeout: ioTimeout, Transport: &http.Transport{
-		DialContext:       (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}).DialContext,
-		TLSClientConfig:   tlsConfig,
-		DisableKeepAlives: true,
-	}}
-	resp, err := client.Get(scheme + l.HTTPAddr().String() + path)
-	if err != nil {
-		t.Fatalf("GET %s from %s: %v", path, from, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(body)
-}
-
-// counterValue reads the counter name{labels} from reg, 0 when it has no such series.
-func counterValue(t *testing.T, reg prometheus.Gatherer, name string, labels map[string]string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			for _, lp := range m.GetLabel() {
-				if want, ok := labels[lp.GetName()]; ok && want != lp.GetValue() {
-					continue metrics
-				}
-			}
-			return m.GetCounter().GetValue()
-		}
-	}
-	return 0
+	return testutil.GetFrom(t, scheme+l.HTTPAddr().String()+path, from, tlsConfig, ioTimeout)
 }
 
 // TestMaxConnections checks the connection past --max-connections is refused on the TCP
@@ -135,7 +93,7 @@ func TestMaxConnections(t *testing.T) {
 	pinging(t, l, "127.0.0.1", nil)
 
 	for listener, want := range map[string]float64{"tcp": 1, "http": 1} {
-		got := counterValue(t, l.registry, "nsqlookupd_connections_refused_total",
+		got := testutil.CounterValue(t, l.registry, "nsqlookupd_connections_refused_total",
 			map[string]string{"listener": listener, "reason": "max_connections"})
 		if got != want {
 			t.Errorf("refused on %s = %v, want %v", listener, got, want)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -98,30 +97,10 @@ func (c *v2Conn) expectRefused(want string) {
 	}
 }
 
-// refusedCount reads nsqd_connections_refused_total for listener and reason from n's
-// registry.
+// refusedCount reads nsqd_connections_refused_total for listener and reason from reg.
 func refusedCount(t *testing.T, reg prometheus.Gatherer, listener, reason string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "nsqd_connections_refused_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				labels[lp.GetName()] = lp.GetValue()
-			}
-			if labels["listener"] == listener && labels["reason"] == reason {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	t.Fatalf("no nsqd_connections_refused_total{listener=%q,reason=%q}", listener, reason)
-	return 0
+	return testutil.CounterValue(t, reg, "nsqd_connections_refused_total", map[string]string{"listener": listener, "reason": reason})
 }
 
 // TestMaxConnectionsTCP checks the connection past --max-connections is refused with an error
@@ -148,26 +127,6 @@ func TestMaxConnectionsTCP(t *testing.T) {
 	}
 }
 
-// httpGetFrom GETs url over a connection from the local IP from, not kept alive.
-func httpGetFrom(t *testing.T, url, from string, tlsConfig *tls.Config) (int, string) {
-	t.Helper()
-	client := &http.Client{Timeout: limitIOTimeout, Transport: &http.Transport{
-		DialContext:       (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}).DialContext,
-		TLSClientConfig:   tlsConfig,
-		DisableKeepAlives: true,
-	}}
-	resp, err := client.Get(url)
-	if err != nil {
-		t.Fatalf("GET %s from %s: %v", url, from, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, string(body)
-}
-
 // TestMaxConnectionsPerIP checks --max-connections-per-ip counts an address's connections
 // on every port together, and leaves other addresses alone.
 func TestMaxConnectionsPerIP(t *testing.T) {
@@ -177,11 +136,11 @@ func TestMaxConnectionsPerIP(t *testing.T) {
 
 	held := dialV2(t, addr, "127.0.0.1")
 	held.publish("per_ip")
-	if status, body := httpGetFrom(t, httpURL, "127.0.0.1", nil); status != 503 || body != `{"message":"TOO_MANY_CONNECTIONS"}` {
+	if status, body := testutil.GetFrom(t, httpURL, "127.0.0.1", nil, limitIOTimeout); status != 503 || body != `{"message":"TOO_MANY_CONNECTIONS"}` {
 		t.Fatalf("GET /ping from the address holding a connection: %d %s, want 503 TOO_MANY_CONNECTIONS", status, body)
 	}
 	dialV2(t, addr, "127.0.0.1").expectRefused("E_TOO_MANY_CONNECTIONS too many connections from 127.0.0.1 (max 1 per IP)")
-	if status, body := httpGetFrom(t, httpURL, "127.0.0.2", nil); status != 200 || body != "OK" {
+	if status, body := testutil.GetFrom(t, httpURL, "127.0.0.2", nil, limitIOTimeout); status != 200 || body != "OK" {
 		t.Fatalf("GET /ping from another address: %d %s, want 200 OK", status, body)
 	}
 	// The other address's HTTP connection is gone once the server has seen it close.
@@ -219,14 +178,14 @@ func TestMaxConnectionsHTTPS(t *testing.T) {
 	held := dialV2(t, n.TCPAddr().String(), "127.0.0.1")
 	held.publish("https")
 	for _, url := range []string{"http://" + n.HTTPAddr().String() + "/ping", "https://" + n.HTTPSAddr().String() + "/ping"} {
-		if status, body := httpGetFrom(t, url, "127.0.0.1", clientTLS); status != 503 || body != `{"message":"TOO_MANY_CONNECTIONS"}` {
+		if status, body := testutil.GetFrom(t, url, "127.0.0.1", clientTLS, limitIOTimeout); status != 503 || body != `{"message":"TOO_MANY_CONNECTIONS"}` {
 			t.Errorf("GET %s over the limit: %d %s, want 503 TOO_MANY_CONNECTIONS", url, status, body)
 		}
 	}
 	_ = held.conn.Close()
 	testutil.Eventually(t, limitIOTimeout, func() bool { return n.limiter.Open() == 0 },
 		"open connections = %d", n.limiter.Open)
-	if status, body := httpGetFrom(t, "https://"+n.HTTPSAddr().String()+"/ping", "127.0.0.1", clientTLS); status != 200 || body != "OK" {
+	if status, body := testutil.GetFrom(t, "https://"+n.HTTPSAddr().String()+"/ping", "127.0.0.1", clientTLS, limitIOTimeout); status != 200 || body != "OK" {
 		t.Errorf("GET /ping over HTTPS under the limit: %d %s", status, body)
 	}
 }
@@ -464,7 +423,7 @@ func TestSlowClientsHTTP(t *testing.T) {
 	}
 	for range 10 {
 		for _, url := range []string{"http://" + httpAddr + "/ping", "https://" + httpsAddr + "/ping"} {
-			if status, body := httpGetFrom(t, url, "127.0.0.2", clientTLS); status != 200 || body != "OK" {
+			if status, body := testutil.GetFrom(t, url, "127.0.0.2", clientTLS, limitIOTimeout); status != 200 || body != "OK" {
 				t.Fatalf("GET %s while slow clients hang on: %d %s", url, status, body)
 			}
 		}

@@ -43,3 +43,31 @@ func Promlint(t *testing.T, g prometheus.Gatherer, c prometheus.Collector) {
 		}
 	}
 }
+
+// CounterValue reads the counter name whose series has every label in labels, as g gathers
+// it; the test fails if there is no such series.
+func CounterValue(t testing.TB, g prometheus.Gatherer, name string, labels map[string]string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			matched := 0
+			for _, lp := range m.GetLabel() {
+				if want, ok := labels[lp.GetName()]; ok && want == lp.GetValue() {
+					matched++
+				}
+			}
+			if matched == len(labels) {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	t.Fatalf("no counter %s with labels %v", name, labels)
+	return 0
+}
