@@ -46,7 +46,6 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
-	"strings"
 	"syscall"
 	"time"
 )
@@ -99,16 +98,6 @@ func runMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// stringList is a repeatable string flag.
-type stringList []string
-
-func (l *stringList) String() string { return strings.Join(*l, " ") }
-
-func (l *stringList) Set(v string) error {
-	*l = append(*l, v)
-	return nil
-}
-
 // parseFlags turns the command line into a config and checks it. Usage goes to errOut on
 // --help or a bad flag.
 func parseFlags(args []string, errOut io.Writer) (config, error) {
@@ -118,8 +107,8 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	fs.StringVar(&cfg.NSQDTCPAddress, "nsqd-tcp-address", cfg.NSQDTCPAddress,
 		"<addr>:<port> of a running nsqd; empty starts --nsqd-bin")
 	fs.StringVar(&cfg.NSQDBin, "nsqd-bin", cfg.NSQDBin, "nsqd binary to start when --nsqd-tcp-address is empty")
-	nsqdFlags := (*stringList)(&cfg.NSQDFlags)
-	fs.Var(nsqdFlags, "nsqd-flag", "flag passed to the started nsqd, e.g. --nsqd-flag=--mem-queue-size=100000 (repeatable)")
+	fs.Func("nsqd-flag", "flag passed to the started nsqd, e.g. --nsqd-flag=--mem-queue-size=100000 (repeatable)",
+		func(v string) error { cfg.NSQDFlags = append(cfg.NSQDFlags, v); return nil })
 	fs.StringVar(&cfg.Topic, "topic", cfg.Topic, "topic to publish to")
 	fs.StringVar(&cfg.Channel, "channel", cfg.Channel, "channel to consume")
 	fs.IntVar(&cfg.Topics, "topics", cfg.Topics, "spread the load over this many topics, --topic-0, --topic-1, ... (each drained by its own consumers)")

@@ -146,16 +146,6 @@ func (c config) validate() error {
 	return errors.Join(errs...)
 }
 
-// stringList is a repeatable string flag.
-type stringList []string
-
-func (l *stringList) String() string { return strings.Join(*l, " ") }
-
-func (l *stringList) Set(v string) error {
-	*l = append(*l, v)
-	return nil
-}
-
 // parseFlags turns the command line into a config and checks it. Usage goes to errOut on
 // --help or a bad flag.
 func parseFlags(args []string, errOut io.Writer) (config, error) {
@@ -165,7 +155,8 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	test := fs.String("test", "all", "parts to run, comma separated: connections, topics, slow or all")
 	fs.StringVar(&cfg.NSQDBin, "nsqd-bin", cfg.NSQDBin, "nsqd binary to start (Tern's, or NSQ's e.g. .cache/nsq-v1.3.0/nsqd)")
 	fs.StringVar(&cfg.ProfileDir, "profile-dir", "", "save the daemon's /debug/pprof profiles here: heap with the clients idle, CPU while they are busy, CPU of the /stats and /metrics requests, heap at the end of the stall")
-	fs.Var((*stringList)(&cfg.NSQDFlags), "nsqd-flag", "flag passed to the started nsqd, e.g. --nsqd-flag=--mem-queue-size=1000 (repeatable)")
+	fs.Func("nsqd-flag", "flag passed to the started nsqd, e.g. --nsqd-flag=--mem-queue-size=1000 (repeatable)",
+		func(v string) error { cfg.NSQDFlags = append(cfg.NSQDFlags, v); return nil })
 
 	fs.IntVar(&cfg.Conns, "conns", cfg.Conns, "connections: clients, half publishing and half consuming")
 	fs.IntVar(&cfg.ConnTopics, "conn-topics", cfg.ConnTopics, "connections: topics the clients publish to and consume from")
